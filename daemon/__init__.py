@@ -1,0 +1,3 @@
+"""jamd: a real-time MIDI generation daemon."""
+
+__version__ = "0.1.0"

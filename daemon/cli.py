@@ -1,0 +1,110 @@
+"""The `jamd` command line: one console script, one module per subcommand.
+
+Each subcommand lives in `jamd.commands.<name>` and exposes `HELP` (one
+line), `EXAMPLE` (one command line), `add_arguments(parser)` and
+`run(args, cfg) -> int`.  This module only builds the parser, loads the
+config, sets up logging and turns `JamdError`s into one line and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from . import __version__
+from . import config as config_mod
+from .errors import JamdError
+
+log = logging.getLogger("jamd")
+
+# Order is the order shown in --help.
+COMMANDS = ("generate", "run", "ports", "train", "export", "eval", "bench", "corpus")
+
+
+def _command_modules() -> dict[str, object]:
+    mods = {}
+    for name in COMMANDS:
+        try:
+            mods[name] = importlib.import_module(f"jamd.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"jamd.commands.{name}":
+                raise
+    return mods
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: ./config.yaml when present, else built-in defaults)")
+    p.add_argument("--set", metavar="KEY.PATH=VALUE", action="append", default=[], dest="overrides",
+                   help="override one config value, e.g. --set clock.bpm=96 (repeatable)")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
+                   help="log verbosity; 'debug' also shows tracebacks (default: logging.level)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    mods = _command_modules()
+    examples = "\n".join(f"  {m.EXAMPLE}" for m in mods.values())
+    parser = argparse.ArgumentParser(
+        prog="jamd",
+        description="jamd answers, continues or accompanies a player over MIDI, in time and in key, "
+        "with small LSTM and GAN models run by ONNX Runtime.",
+        epilog=f"examples, one per command:\n{examples}\n\n"
+        "Every command takes --config PATH, --set key.path=value and --log-level. "
+        "Run 'jamd COMMAND --help' for its options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"jamd {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, mod in mods.items():
+        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
+                           epilog=f"example:\n  {mod.EXAMPLE}",
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        mod.add_arguments(p)
+        _add_common(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    debug = args.log_level == "debug"
+    setup_logging(args.log_level or "info")
+    try:
+        path = args.config if args.config else config_mod.default_config_path()
+        cfg = config_mod.load(path, args.overrides)
+        if not args.log_level:
+            setup_logging(cfg.logging.level)
+            debug = cfg.logging.level == "debug"
+        from .runtime import warn_if_both_runtimes
+
+        warn_if_both_runtimes()
+        return int(args._module.run(args, cfg) or 0)
+    except JamdError as exc:
+        if debug:
+            log.exception("failed")
+        print(f"jamd: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("jamd: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""`jamd bench`: reproducible benchmarks whose figures go in docs/BENCHMARKS.md.
+
+Each suite is a module with `run(args, cfg) -> dict`; it prints a Markdown
+table and returns the figures, which `--out` writes as JSON.  Suites that need
+TensorFlow (the seed's Keras loop) live in `jamd.export` and are imported only
+when chosen.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+from pathlib import Path
+
+from ..config import Config
+
+HELP = "measure latency, throughput and timing; figures for docs/BENCHMARKS.md"
+EXAMPLE = "jamd bench --suite lstm --steps 2000"
+
+SUITES = {
+    "lstm": "jamd.export.bench_lstm",  # per-step latency vs the seed's loop; epoch time
+    "realtime": "jamd.bench_realtime",  # scheduling error, response time, RSS, CPU, start-up
+}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--suite", choices=sorted(SUITES), default="lstm", help="which benchmark to run")
+    p.add_argument("--steps", type=int, default=2000, help="timed calls per measured variant")
+    p.add_argument("--events", type=int, default=10000, help="scheduled events (realtime suite)")
+    p.add_argument("--load", action="store_true",
+                   help="keep another core fully busy while measuring (realtime suite)")
+    p.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
+    p.add_argument("--out", metavar="FILE", help="also write the figures as JSON")
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    suite = importlib.import_module(SUITES[args.suite])
+    figures = suite.run(args, cfg)
+    if args.out:
+        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return 0

@@ -1,0 +1,302 @@
+"""Typed configuration, validated once at load time.
+
+`config.yaml` at the repository root documents every key; this module holds
+the same keys as dataclasses whose fields carry their bounds.  Loading walks
+the YAML mapping, refuses unknown keys, wrong types and out-of-range values
+with one line that names the key and the value received, and returns a frozen
+`Config`.  `--set key.path=value` overrides go through the same checks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+
+MODES = ("continuous", "call-response", "accompany")
+MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
+PROVIDERS = ("auto", "cpu", "cuda")
+
+
+def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
+          choices: tuple | None = None, factory: Any = None) -> Any:
+    meta = {"lo": lo, "hi": hi, "choices": choices}
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = _spec("lstm")  # a shipped model name or a path to an .onnx file
+    models: tuple[str, ...] = _spec(factory=lambda: ("lstm",))  # selectable by CC
+    providers: str = _spec("auto", choices=PROVIDERS)
+    intra_op_threads: int = _spec(1, lo=1, hi=64)
+    temperature: float = _spec(0.9, lo=0.0, hi=5.0)
+    random_seed: int | None = _spec(None, lo=0, hi=2**32 - 1)
+
+
+@dataclass(frozen=True)
+class ClockConfig:
+    bpm: float = _spec(120.0, lo=20, hi=300)
+    beats_per_bar: int = _spec(4, lo=1, hi=16)
+    beat_unit: int = _spec(4, choices=(2, 4, 8, 16))
+    lookahead_bars: float = _spec(1.0, lo=1.0, hi=8.0)
+    spin_us: int = _spec(1000, lo=0, hi=20000)
+
+
+@dataclass(frozen=True)
+class MidiConfig:
+    api: str = _spec("auto", choices=MIDI_APIS)
+    client_name: str = _spec("jamd")
+    output_port: str = _spec("jamd out")
+    input_port: str = _spec("jamd in")
+    connect_output: str | None = _spec(None)  # existing port to use instead of a virtual one
+    connect_input: str | None = _spec(None)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _")
+    bars: int = _spec(16, lo=1, hi=1024)
+
+
+@dataclass(frozen=True)
+class LiveConfig:
+    mode: str = _spec("call-response", choices=MODES)
+    silence_bars: float = _spec(1.0, lo=0.25, hi=16)
+    end_cc: int | None = _spec(None, lo=0, hi=127)
+    max_phrase_bars: int = _spec(8, lo=1, hi=64)
+    response_bars: int = _spec(0, lo=0, hi=64)  # 0: as long as the phrase
+    default_seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    channel: int = _spec(1, lo=1, hi=16)
+    velocity: int = _spec(90, lo=1, hi=127)
+    octave_shift: int = _spec(0, lo=-4, hi=4)
+    gate: float = _spec(0.9, lo=0.05, hi=1.0)
+    note_min: int = _spec(36, lo=0, hi=127)
+    note_max: int = _spec(96, lo=0, hi=127)
+    offset_ms: float = _spec(0.0, lo=-500, hi=500)
+
+
+@dataclass(frozen=True)
+class ControlConfig:
+    temperature_cc: int | None = _spec(21, lo=0, hi=127)
+    mode_cc: int | None = _spec(22, lo=0, hi=127)
+    start_stop_cc: int | None = _spec(23, lo=0, hi=127)
+    panic_cc: int | None = _spec(24, lo=0, hi=127)
+    response_length_cc: int | None = _spec(25, lo=0, hi=127)
+    model_select_cc: int | None = _spec(26, lo=0, hi=127)
+    channel: int | None = _spec(None, lo=1, hi=16)  # None: listen on every channel
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    source: str = _spec("erk")  # music21 corpus name, or a folder of .krn/.abc/.mid/.musicxml
+    part: int = _spec(0, lo=0, hi=64)  # which part of a multi-part file is the melody
+    cache_dir: str = _spec(".cache/jamd")
+    validation_fraction: float = _spec(0.1, lo=0.0, hi=0.5)
+    split_seed: int = _spec(0, lo=0, hi=2**32 - 1)
+    workers: int = _spec(0, lo=0, hi=256)  # 0: one per core
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    sequence_length: int = _spec(64, lo=2, hi=4096)
+    units: int = _spec(256, lo=1, hi=4096)
+    dropout: float = _spec(0.2, lo=0.0, hi=0.9)
+    learning_rate: float = _spec(0.001, lo=1e-6, hi=1.0)
+    batch_size: int = _spec(64, lo=1, hi=65536)
+    epochs: int = _spec(50, lo=1, hi=10000)
+    patience: int = _spec(5, lo=0, hi=1000)  # early stop after this many epochs without progress
+    max_steps_per_epoch: int | None = _spec(None, lo=1, hi=10**9)
+    out_dir: str = _spec("runs/lstm")
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _spec("info", choices=("debug", "info", "warning", "error"))
+
+
+@dataclass(frozen=True)
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    clock: ClockConfig = field(default_factory=ClockConfig)
+    midi: MidiConfig = field(default_factory=MidiConfig)
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    control: ControlConfig = field(default_factory=ControlConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(v: Any) -> Any:
+            return list(v) if isinstance(v, tuple) else v
+        return {k: {f: plain(x) for f, x in sec.items()} for k, sec in dataclasses.asdict(self).items()}
+
+    def replace(self, **changes: Any) -> Config:
+        """A copy with `section.key` values changed (validated like a load)."""
+        data = self.to_dict()
+        for path, value in changes.items():
+            section, _, key = path.partition(".")
+            data.setdefault(section, {})[key] = value
+        return from_dict(data, source="override")
+
+
+# -- validation -------------------------------------------------------------
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _describe(tp: Any) -> str:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) is tuple:
+        return "a list of " + _describe(args[0]).removeprefix("a ").removeprefix("an ") + "s"
+    if args:
+        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
+    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(tp):
+            return None
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, source)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {value!r})")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {value!r})")
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_coerce(v, item, key, source) for v in value)
+    ok = (
+        (tp is bool and isinstance(value, bool))
+        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
+        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
+        or (tp is str and isinstance(value, str))
+    )
+    if not ok:
+        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {value!r})")
+    return float(value) if tp is float else value
+
+
+def _check(value: Any, meta: dict, key: str, source: str) -> None:
+    if value is None:
+        return
+    for v in value if isinstance(value, tuple) else (value,):
+        lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
+        if choices is not None and v not in choices:
+            allowed = ", ".join(map(str, choices))
+            raise ConfigError(f"{source}: {key} must be one of {allowed} (received {v!r})")
+        if lo is not None and hi is not None and not lo <= v <= hi:
+            raise ConfigError(f"{source}: {key} must be between {lo:g} and {hi:g} (received {v!r})")
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {prefix or 'the file'} must be a mapping (received {data!r})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            where = f"{prefix}.{key}" if prefix else str(key)
+            known = ", ".join(fields)
+            raise ConfigError(f"{source}: unknown key {where} (known here: {known})")
+    values = {}
+    for name, f in fields.items():
+        if name not in data:
+            continue
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            values[name] = _build(tp, data[name], key, source)
+        else:
+            value = _coerce(data[name], tp, key, source)
+            _check(value, dict(f.metadata), key, source)
+            values[name] = value
+    return cls(**values)
+
+
+def _cross_checks(cfg: Config, source: str) -> None:
+    if cfg.output.note_min > cfg.output.note_max:
+        raise ConfigError(
+            f"{source}: output.note_min must not exceed output.note_max "
+            f"(received {cfg.output.note_min} > {cfg.output.note_max})"
+        )
+
+
+def from_dict(data: Any, source: str = "config") -> Config:
+    cfg = _build(Config, data, "", source)
+    _cross_checks(cfg, source)
+    return cfg
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse one `--set key.path=value`; the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or "." not in key:
+        raise ConfigError(f"--set: expected key.path=value (received {text!r})")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
+    """Load `path` (or the defaults when None) and apply `--set` overrides."""
+    data: dict[str, Any] = {}
+    source = "config"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{path}: not valid YAML{where}") from None
+    cfg = from_dict(data, source)
+    for text in overrides or []:
+        key, value = parse_override(text)
+        section, _, name = key.partition(".")
+        merged = cfg.to_dict()
+        if section not in merged:
+            raise ConfigError(f"--set: unknown key {key} (sections: {', '.join(merged)})")
+        merged[section][name] = value
+        cfg = from_dict(merged, f"--set {key}")
+    return cfg
+
+
+def default_config_path() -> Path | None:
+    """`./config.yaml` when it exists, else None (built-in defaults)."""
+    p = Path("config.yaml")
+    return p if p.is_file() else None

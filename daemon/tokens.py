@@ -1,0 +1,183 @@
+"""The seed's melody encoding: one symbol per 16th note.
+
+A melody is a list of symbols, one per 16th-note step:
+
+* a MIDI pitch number as a string (``"60"``) starts a note,
+* ``"_"`` holds whatever sounded (or rested) on the previous step,
+* ``"r"`` starts a rest,
+* ``"/"`` is the song delimiter between tunes (the seed pads 64 of them).
+
+This module converts between that encoding, integer ids for the models and
+`Note` lists (start and duration in steps) for MIDI, with no heavy imports, so
+the daemon, the training code and the evaluation all share one definition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import UsageError
+
+DELIMITER = "/"
+REST = "r"
+HOLD = "_"
+SPECIAL_SYMBOLS = (DELIMITER, REST, HOLD)
+STEPS_PER_QUARTER = 4
+STEPS_PER_BAR_4_4 = 16
+
+
+@dataclass(frozen=True, order=True)
+class Note:
+    """A sounding note on the 16th grid: start and duration are in steps."""
+
+    start: int
+    pitch: int
+    duration: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.duration
+
+
+def is_pitch(symbol: str) -> bool:
+    return symbol.isdigit() and 0 <= int(symbol) <= 127
+
+
+class Vocabulary:
+    """A fixed, ordered symbol table: delimiter, rest, hold, then pitches.
+
+    The seed builds its vocabulary from ``set()``, so the id order changes
+    from run to run; here it is sorted and travels with the model.
+    """
+
+    def __init__(self, symbols: Sequence[str]):
+        self.symbols: tuple[str, ...] = tuple(symbols)
+        self._index = {s: i for i, s in enumerate(self.symbols)}
+        if len(self._index) != len(self.symbols):
+            raise ValueError("vocabulary has duplicate symbols")
+
+    @classmethod
+    def from_pitches(cls, pitches: Iterable[int]) -> Vocabulary:
+        return cls(list(SPECIAL_SYMBOLS) + [str(p) for p in sorted(set(pitches))])
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def __contains__(self, symbol: object) -> bool:
+        return symbol in self._index
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Vocabulary) and other.symbols == self.symbols
+
+    def __repr__(self) -> str:
+        return f"Vocabulary({len(self)} symbols, pitches {self.pitch_range})"
+
+    def id(self, symbol: str) -> int:
+        return self._index[symbol]
+
+    def encode(self, symbols: Iterable[str]) -> np.ndarray:
+        return np.fromiter((self._index[s] for s in symbols), dtype=np.int64)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        return [self.symbols[int(i)] for i in ids]
+
+    @property
+    def pitches(self) -> list[int]:
+        return [int(s) for s in self.symbols if is_pitch(s)]
+
+    @property
+    def pitch_range(self) -> tuple[int, int]:
+        p = self.pitches
+        return (min(p), max(p)) if p else (0, 0)
+
+    def pitch_ids(self) -> np.ndarray:
+        """Ids of pitch symbols, in vocabulary order."""
+        return np.array([i for i, s in enumerate(self.symbols) if is_pitch(s)], dtype=np.int64)
+
+
+def allowed_description(vocab: Vocabulary | None) -> str:
+    if vocab is None:
+        return "a MIDI pitch 0-127, 'r' (rest) or '_' (hold)"
+    lo, hi = vocab.pitch_range
+    return f"a MIDI pitch {lo}-{hi}, 'r' (rest) or '_' (hold)"
+
+
+def parse_seed(text: str, vocab: Vocabulary | None = None) -> list[str]:
+    """Parse a seed such as ``"67 _ 67 _ 65"``; one clear error per bad token."""
+    symbols = text.split()
+    if not symbols:
+        raise UsageError(f"seed is empty: give symbols, each {allowed_description(vocab)}")
+    for position, symbol in enumerate(symbols, start=1):
+        ok = symbol in (REST, HOLD) or is_pitch(symbol)
+        if ok and vocab is not None and symbol not in vocab:
+            ok = False
+        if not ok:
+            raise UsageError(
+                f"seed token {symbol!r} (position {position}) is not allowed: "
+                f"use {allowed_description(vocab)}"
+            )
+    return symbols
+
+
+def symbols_to_notes(symbols: Sequence[str], offset: int = 0) -> list[Note]:
+    """Decode symbols to notes. A delimiter ends the melody."""
+    notes: list[Note] = []
+    pitch: int | None = None
+    start = 0
+    step = 0
+    for step, symbol in enumerate(symbols):
+        if symbol == HOLD:
+            continue
+        if pitch is not None:
+            notes.append(Note(offset + start, pitch, step - start))
+            pitch = None
+        if symbol == DELIMITER:
+            return notes
+        if symbol != REST:
+            pitch, start = int(symbol), step
+    else:
+        step = len(symbols)
+    if pitch is not None:
+        notes.append(Note(offset + start, pitch, step - start))
+    return notes
+
+
+def notes_to_symbols(notes: Iterable[Note], n_steps: int | None = None, offset: int = 0) -> list[str]:
+    """Encode monophonic notes on the 16th grid; a later note cuts an earlier one."""
+    notes = sorted(notes)
+    if n_steps is None:
+        n_steps = max((n.end - offset for n in notes), default=0)
+    grid: list[str | None] = [None] * n_steps  # None: no note covers this step
+    for note in notes:
+        first = note.start - offset
+        if 0 <= first < n_steps and note.duration > 0:
+            last = min(first + note.duration, n_steps)
+            grid[first] = str(note.pitch)
+            grid[first + 1 : last] = [HOLD] * (last - first - 1)
+    out: list[str] = []
+    for s, symbol in enumerate(grid):
+        if symbol is None:
+            # a rest starts after a note (or at the start) and is then held
+            symbol = REST if s == 0 or grid[s - 1] is not None else HOLD
+        out.append(symbol)
+    return out
+
+
+def transpose_symbols(symbols: Iterable[str], semitones: int) -> list[str]:
+    return [str(int(s) + semitones) if is_pitch(s) else s for s in symbols]
+
+
+def fit_pitch_to_vocab(pitch: int, vocab: Vocabulary) -> int:
+    """Move a pitch by octaves into the vocabulary's range (for live seeds)."""
+    lo, hi = vocab.pitch_range
+    while pitch < lo:
+        pitch += 12
+    while pitch > hi:
+        pitch -= 12
+    if str(pitch) in vocab:
+        return pitch
+    # pitch classes missing inside the range: take the nearest one present
+    return min(vocab.pitches, key=lambda p: (abs(p - pitch), p))
