@@ -1,0 +1,114 @@
+"""The seed's LSTM, run one 16th-note step at a time with ONNX Runtime.
+
+The exported model has inputs ``token [batch, 1]``, ``h``, ``c`` and outputs
+``logits``, ``h_out``, ``c_out``: one call per step, with the recurrent state
+held here, instead of re-running a 64-step window as the seed's loop does.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import model_store
+from .config import ModelConfig
+from .errors import ModelError
+from .runtime import make_session
+from .sampling import log_softmax, sample
+from .tokens import DELIMITER, Vocabulary
+
+log = logging.getLogger(__name__)
+
+KIND = "lstm-step"
+
+
+class LstmGenerator:
+    """Autoregressive sampling with explicit state; not thread-safe."""
+
+    def __init__(self, session, info: model_store.ModelInfo):
+        self.session = session
+        self.info = info
+        self.vocab: Vocabulary = info.vocab
+        self.units = int(info.raw["units"])
+        self.start_symbols = int(info.raw.get("start_symbols", 64))
+        self._delimiter = self.vocab.id(DELIMITER)
+        inputs = [i.name for i in session.get_inputs()]
+        outputs = [o.name for o in session.get_outputs()]
+        if inputs != ["token", "h", "c"] or outputs[:3] != ["logits", "h_out", "c_out"]:
+            raise ModelError(f"{info.path}: not an LSTM step model (inputs {inputs}, outputs {outputs})")
+        self._token_dtype = np.int32 if "int32" in session.get_inputs()[0].type else np.int64
+        self._reset_state = self._start_state()
+        self.reset()
+
+    @classmethod
+    def load(cls, name_or_path: str, model_cfg: ModelConfig | None = None) -> LstmGenerator:
+        cfg = model_cfg or ModelConfig()
+        path = model_store.resolve(name_or_path)
+        info = model_store.load_info(path)
+        if info.kind != KIND:
+            raise ModelError(f"{path}: is a {info.kind} model, not an LSTM step model")
+        session = make_session(path, cfg.providers, cfg.intra_op_threads)
+        return cls(session, info)
+
+    # -- state --------------------------------------------------------------
+    def _run(self, token_id: int, h: np.ndarray, c: np.ndarray):
+        token = np.array([[token_id]], dtype=self._token_dtype)
+        logits, h, c = self.session.run(["logits", "h_out", "c_out"], {"token": token, "h": h, "c": c})
+        return logits[0], h, c
+
+    def _start_state(self):
+        # As in the seed's generator, melodies begin after 64 delimiters, the
+        # padding that separates songs in training; computed once and reused.
+        h = np.zeros((1, self.units), np.float32)
+        c = np.zeros((1, self.units), np.float32)
+        logits = None
+        for _ in range(self.start_symbols):
+            logits, h, c = self._run(self._delimiter, h, c)
+        return logits, h, c
+
+    def reset(self) -> None:
+        self._logits, self._h, self._c = self._reset_state
+
+    def feed(self, symbol_id: int) -> np.ndarray:
+        """Advance the state by one known symbol; returns the next logits."""
+        self._logits, self._h, self._c = self._run(symbol_id, self._h, self._c)
+        return self._logits
+
+    def prime(self, symbols: Sequence[str]) -> None:
+        for s in symbols:
+            self.feed(self.vocab.id(s))
+
+    def step_probabilities(self, symbol: str) -> np.ndarray:
+        """Feed `symbol`; the distribution of the symbol after it."""
+        return np.exp(log_softmax(self.feed(self.vocab.id(symbol))))
+
+    @property
+    def next_logits(self) -> np.ndarray:
+        return self._logits
+
+    # -- sampling -----------------------------------------------------------
+    def next_symbol(self, temperature: float, rng: np.random.Generator,
+                    allow_end: bool = True) -> str:
+        """Sample the next 16th step and feed it back into the state."""
+        mask = None
+        if not allow_end:
+            mask = np.ones(len(self.vocab), bool)
+            mask[self._delimiter] = False
+        idx = sample(self._logits, temperature, rng, mask)
+        self.feed(idx)
+        return self.vocab.symbols[idx]
+
+    def generate(self, n_steps: int, temperature: float, rng: np.random.Generator,
+                 stop_at_end: bool = False) -> list[str]:
+        """Up to `n_steps` symbols. With `stop_at_end`, stop at the song delimiter
+        as the seed does; otherwise the delimiter is never drawn, so exactly
+        `n_steps` come back (what a fixed number of bars needs)."""
+        out: list[str] = []
+        for _ in range(n_steps):
+            s = self.next_symbol(temperature, rng, allow_end=stop_at_end)
+            if s == DELIMITER:
+                break
+            out.append(s)
+        return out

@@ -1,0 +1,35 @@
+"""Export a finished training run folder: checkpoint + its corpus + figures -> ONNX."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from jamd.config import Config
+from jamd.errors import DataError
+from jamd.tokens import Vocabulary
+
+
+def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | None = None) -> dict:
+    from jamd.export.lstm_onnx import export_lstm
+    from jamd.training.corpus import load_corpus
+
+    state_path = run_dir / "state.json"
+    if not state_path.is_file():
+        raise DataError(f"{run_dir}: not a training run folder (no state.json)")
+    state = json.loads(state_path.read_text())
+    if figures is None and (run_dir / "figures.json").is_file():
+        figures = json.loads((run_dir / "figures.json").read_text())
+    corpus = load_corpus(cfg.corpus, progress=False)
+    _, val_idx = corpus.split()
+    vocab = Vocabulary(state["vocabulary"])
+    # a real validation melody (several tunes joined) drives the parity rollout
+    parity_tokens = corpus.stream(val_idx[:10], 4, vocab=vocab) if val_idx else None
+    metadata = {
+        "vocabulary": state["vocabulary"],
+        "corpus": {"source": corpus.source, "stats": corpus.stats,
+                   "validation_fraction": cfg.corpus.validation_fraction, "split_seed": cfg.corpus.split_seed},
+        "training": {**state.get("config", {}).get("training", {}), "figures": figures or {}},
+    }
+    return export_lstm(run_dir / "best.keras", out, metadata, parity_tokens)

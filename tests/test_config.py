@@ -1,0 +1,88 @@
+"""config.yaml documents every key, and bad values are refused in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from jamd import config as C
+from jamd.errors import ConfigError
+
+
+def test_config_yaml_lists_every_key_with_its_default(repo_root):
+    data = yaml.safe_load((repo_root / "config.yaml").read_text())
+    assert C.from_dict(data, "config.yaml") == C.Config()
+    defaults = C.Config().to_dict()
+    assert data.keys() == defaults.keys()
+    for section, values in defaults.items():
+        assert data[section].keys() == values.keys(), section
+
+
+def test_every_key_has_a_comment(repo_root):
+    lines = (repo_root / "config.yaml").read_text().splitlines()
+    for i, line in enumerate(lines):
+        stripped = line.strip()
+        if line.startswith("  ") and ":" in stripped and not stripped.startswith("#"):
+            has_inline = "#" in line.split(":", 1)[1]
+            above = lines[i - 1].strip()
+            # a key is documented by a comment above it, inline, or as part of a commented group
+            j = i - 1
+            while j > 0 and lines[j].startswith("  ") and not lines[j].strip().startswith("#"):
+                j -= 1
+            assert has_inline or above.startswith("#") or lines[j].strip().startswith("#"), line
+
+
+def test_round_trip():
+    cfg = C.Config().replace(**{"clock.bpm": 96, "model.models": ["lstm", "gan"]})
+    assert C.from_dict(cfg.to_dict()) == cfg
+    assert cfg.model.models == ("lstm", "gan")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("clock:\n  bpm: 1000\n", "config.yaml: clock.bpm must be between 20 and 300 (received 1000)"),
+        ("clock:\n  bmp: 100\n", "config.yaml: unknown key clock.bmp"),
+        ("colck:\n  bpm: 100\n", "config.yaml: unknown key colck"),
+        ("clock:\n  bpm: fast\n", "config.yaml: clock.bpm must be a number (received 'fast')"),
+        ("live:\n  mode: jazz\n", "config.yaml: live.mode must be one of continuous, call-response, accompany"),
+        ("output:\n  channel: 0\n", "config.yaml: output.channel must be between 1 and 16 (received 0)"),
+        ("output:\n  note_min: 90\n  note_max: 40\n", "config.yaml: output.note_min must not exceed"),
+        ("clock: [1, 2]\n", "config.yaml: clock must be a mapping"),
+        ("clock:\n  bpm: [\n", "config.yaml: not valid YAML at line"),
+    ],
+)
+def test_bad_values_are_named(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        C.load("config.yaml")
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)
+
+
+def test_overrides_are_checked_like_the_file():
+    assert C.load(None, ["clock.bpm=96", "model.random_seed=3"]).clock.bpm == 96.0
+    with pytest.raises(ConfigError, match=r"clock.bpm must be between 20 and 300 \(received 1000\)"):
+        C.load(None, ["clock.bpm=1000"])
+    with pytest.raises(ConfigError, match="unknown key clock.tempo"):
+        C.load(None, ["clock.tempo=96"])
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        C.load(None, ["bpm"])
+
+
+def test_missing_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        C.load(tmp_path / "nope.yaml")
+
+
+def test_bool_is_not_an_int():
+    with pytest.raises(ConfigError, match="must be an integer"):
+        C.from_dict({"output": {"velocity": True}})
+
+
+def test_every_field_is_in_a_section():
+    for f in dataclasses.fields(C.Config):
+        assert dataclasses.is_dataclass(f.type) or isinstance(f.type, str)

@@ -1,0 +1,72 @@
+"""The seed's LSTM (chapter 3.1, appendix A.1.2), built with Keras's functional API.
+
+One LSTM of 256 units, dropout 0.2, a softmax over the vocabulary, Adam at
+1e-3, as in the seed, with two changes that leave the model itself the same:
+
+* Inputs are token ids one-hot encoded inside the model (`OneHot`), which is
+  the seed's one-hot input without materialising a (windows, 64, vocab) array.
+* Every step has a target (`return_sequences=True`) instead of one target per
+  64-step window, which is ~64x less work per epoch for the same model.
+
+The functional API matters: tf2onnx 1.17 fails on Sequential models.
+"""
+
+from __future__ import annotations
+
+import keras
+
+
+@keras.saving.register_keras_serializable(package="jamd")
+class OneHot(keras.layers.Layer):
+    """Token ids -> one-hot vectors (the seed's `to_categorical`, in-graph)."""
+
+    def __init__(self, depth: int, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = depth
+
+    def call(self, x):
+        return keras.ops.one_hot(keras.ops.cast(x, "int32"), self.depth)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "depth": self.depth}
+
+
+def build_training_model(vocab_size: int, units: int = 256, dropout: float = 0.2,
+                         learning_rate: float = 1e-3) -> keras.Model:
+    tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
+    x = OneHot(vocab_size, name="one_hot")(tokens)
+    x = keras.layers.LSTM(units, return_sequences=True, name="lstm")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    probs = keras.layers.Dense(vocab_size, activation="softmax", name="output")(x)
+    model = keras.Model(tokens, probs, name="jamd_lstm")
+    model.compile(
+        loss="sparse_categorical_crossentropy",
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def build_step_model(trained: keras.Model) -> keras.Model:
+    """One step with explicit state: (token, h, c) -> (logits, h_out, c_out).
+
+    Shares nothing with `trained` but its weights.  The output layer is the
+    trained Dense without its softmax: logits let the daemon sample at any
+    temperature without log(0).
+    """
+    lstm = trained.get_layer("lstm")
+    dense = trained.get_layer("output")
+    vocab_size = dense.units
+    units = lstm.units
+    token = keras.Input(shape=(1,), dtype="int32", name="token")
+    h = keras.Input(shape=(units,), name="h")
+    c = keras.Input(shape=(units,), name="c")
+    x = OneHot(vocab_size, name="one_hot")(token)
+    step_lstm = keras.layers.LSTM(units, return_state=True, name="lstm")
+    y, h_out, c_out = step_lstm(x, initial_state=[h, c])
+    step_dense = keras.layers.Dense(vocab_size, name="logits")
+    logits = step_dense(y)
+    model = keras.Model([token, h, c], [logits, h_out, c_out], name="jamd_lstm_step")
+    step_lstm.set_weights(lstm.get_weights())
+    step_dense.set_weights(dense.get_weights())
+    return model
