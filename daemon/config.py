@@ -124,6 +124,15 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    n: int = _spec(100, lo=2, hi=100000)  # melodies per set
+    bars: int = _spec(16, lo=1, hi=256)  # longest melody compared, in 4/4 bars of 16 steps
+    markov_order: int = _spec(3, lo=1, hi=16)  # the baseline's context length, in symbols
+    temperature: float = _spec(1.0, lo=0.0, hi=5.0)  # sampling temperature for every model
+    piano_roll: int = _spec(4, lo=0, hi=32)  # melodies per set drawn in the piano-roll PNGs
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _spec("info", choices=("debug", "info", "warning", "error"))
 
@@ -139,6 +148,7 @@ class Config:
     control: ControlConfig = field(default_factory=ControlConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,12 +214,14 @@ def _check(value: Any, meta: dict, key: str, source: str) -> None:
     if value is None:
         return
     for v in value if isinstance(value, tuple) else (value,):
+        # show whole numbers as the user wrote them (1000, not 1000.0)
+        shown = int(v) if isinstance(v, float) and v.is_integer() else v
         lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
         if choices is not None and v not in choices:
             allowed = ", ".join(map(str, choices))
-            raise ConfigError(f"{source}: {key} must be one of {allowed} (received {v!r})")
+            raise ConfigError(f"{source}: {key} must be one of {allowed} (received {shown!r})")
         if lo is not None and hi is not None and not lo <= v <= hi:
-            raise ConfigError(f"{source}: {key} must be between {lo:g} and {hi:g} (received {v!r})")
+            raise ConfigError(f"{source}: {key} must be between {lo:g} and {hi:g} (received {shown!r})")
 
 
 def _build(cls: type, data: Any, prefix: str, source: str) -> Any:

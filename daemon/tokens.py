@@ -155,6 +155,11 @@ def notes_to_symbols(notes: Iterable[Note], n_steps: int | None = None, offset: 
         first = note.start - offset
         if 0 <= first < n_steps and note.duration > 0:
             last = min(first + note.duration, n_steps)
+            # cut the earlier note that is still held here
+            s = first + 1
+            while s < n_steps and grid[s] == HOLD:
+                grid[s] = None
+                s += 1
             grid[first] = str(note.pitch)
             grid[first + 1 : last] = [HOLD] * (last - first - 1)
     out: list[str] = []

@@ -1,0 +1,208 @@
+"""`jamd bench --suite lstm`: the step model against the seed's loop, in one run.
+
+Per-step latency at batch 1 on the CPU, measured side by side:
+
+* **step**: the shipped single-step ONNX model with explicit state;
+* **(a) seed loop**: Keras ``predict`` on a one-hot 64-step window each step,
+  as the seed's ``MelodyGenerator`` does (appendix A.1.3);
+* **(b) window ONNX**: the same 64-step window model exported to ONNX and
+  re-run every step;
+* **(c) identity ONNX**: a model that copies its inputs, the floor of ONNX
+  Runtime's call overhead;
+* **arith**: one LSTM step plus the output layer in NumPy, the model's own
+  arithmetic.
+
+And training time per epoch over the corpus: targets at every step against the
+seed's one target per window.  The seed's epoch is too long to run whole on a
+2-core machine, so a fixed number of its batches is timed and scaled to the
+full epoch; the table says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jamd.config import Config
+
+
+def _timeit(fn, n: int, warmup: int = 5) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(n)
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        fn()
+        out[i] = time.perf_counter_ns() - t0
+    return out / 1e3  # microseconds
+
+
+def _stats(us: np.ndarray) -> dict[str, float]:
+    return {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)), "n": int(len(us))}
+
+
+def _identity_model(path: Path, units: int) -> None:
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info("token", TensorProto.INT32, [1, 1]),
+              helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, units]),
+              helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, units])]
+    outputs = [helper.make_tensor_value_info(n, t, s) for n, t, s in
+               (("token_out", TensorProto.INT32, [1, 1]), ("h_out", TensorProto.FLOAT, [1, units]),
+                ("c_out", TensorProto.FLOAT, [1, units]))]
+    nodes = [helper.make_node("Identity", [i], [o]) for i, o in (("token", "token_out"), ("h", "h_out"),
+                                                                 ("c", "c_out"))]
+    graph = helper.make_graph(nodes, "identity", inputs, outputs)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def _seed_window_model(vocab_size: int, units: int):
+    """The seed's model (A.1.2): one-hot window in, one softmax out."""
+    import keras
+
+    inp = keras.Input(shape=(None, vocab_size), name="onehot")
+    x = keras.layers.LSTM(units, name="lstm")(inp)
+    x = keras.layers.Dropout(0.2)(x)
+    out = keras.layers.Dense(vocab_size, activation="softmax", name="output")(x)
+    return keras.Model(inp, out)
+
+
+def _lstm_arith(vocab_size: int, units: int):
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(vocab_size, 4 * units)).astype(np.float32)
+    U = rng.normal(size=(units, 4 * units)).astype(np.float32) * 0.01
+    b = np.zeros(4 * units, np.float32)
+    D = rng.normal(size=(units, vocab_size)).astype(np.float32)
+    h = np.zeros(units, np.float32)
+    c = np.zeros(units, np.float32)
+
+    def step():
+        z = W[3] + h @ U + b  # one-hot input: a row of the input kernel
+        i, f, g, o = np.split(z, 4)
+        i, f, o = (1 / (1 + np.exp(-v)) for v in (i, f, o))
+        c2 = f * c + i * np.tanh(g)
+        h2 = o * np.tanh(c2)
+        return h2 @ D
+    return step
+
+
+def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import logging
+
+    import onnxruntime as ort
+
+    from jamd.lstm import LstmGenerator
+    from jamd.runtime import make_session
+
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    n = 200 if args.quick else args.steps
+    n_seed = 20 if args.quick else 100
+    gen = LstmGenerator.load(cfg.model.name, cfg.model)
+    V, U = len(gen.vocab), gen.units
+    figures: dict[str, Any] = {"model": str(gen.info.path), "vocab": V, "units": U,
+                               "onnxruntime": ort.__version__, "cpu_threads": cfg.model.intra_op_threads}
+
+    rng = np.random.default_rng(0)
+    figures["step"] = _stats(_timeit(lambda: gen.next_symbol(0.9, rng), n))
+    h = np.zeros((1, U), np.float32)
+    tok = np.array([[3]], np.int32)
+    figures["step_raw_run"] = _stats(_timeit(lambda: gen.session.run(None, {"token": tok, "h": h, "c": h}), n))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        ident = Path(tmp) / "identity.onnx"
+        _identity_model(ident, U)
+        s_id = make_session(ident, "cpu", cfg.model.intra_op_threads)
+        figures["identity"] = _stats(_timeit(lambda: s_id.run(None, {"token": tok, "h": h, "c": h}), n))
+        figures["arith"] = _stats(_timeit(_lstm_arith(V, U), n))
+
+        import tensorflow as tf
+        import tf2onnx
+
+        seed_model = _seed_window_model(V, U)
+        window = np.eye(V, dtype=np.float32)[rng.integers(0, V, 64)][None]
+        figures["seed_keras_predict"] = _stats(
+            _timeit(lambda: seed_model.predict(window, verbose=0), n_seed, warmup=3))
+        spec = (tf.TensorSpec((None, 64, V), tf.float32, name="onehot"),)
+        proto, _ = tf2onnx.convert.from_keras(seed_model, input_signature=spec, opset=17)
+        win_path = Path(tmp) / "window.onnx"
+        win_path.write_bytes(proto.SerializeToString())
+        s_win = make_session(win_path, "cpu", cfg.model.intra_op_threads)
+        in_name = s_win.get_inputs()[0].name
+        figures["window_onnx"] = _stats(_timeit(lambda: s_win.run(None, {in_name: window}), n))
+
+        figures["training"] = _epoch_times(cfg, V, U, quick=args.quick)
+
+    step = figures["step"]["median_us"]
+    floor = figures["identity"]["median_us"] + figures["arith"]["median_us"]
+    figures["speedup_vs_seed_loop"] = figures["seed_keras_predict"]["median_us"] / step
+    figures["speedup_vs_window_onnx"] = figures["window_onnx"]["median_us"] / step
+    figures["step_over_floor"] = figures["step_raw_run"]["median_us"] / floor
+    _print_table(figures)
+    return figures
+
+
+def _epoch_times(cfg: Config, V: int, U: int, quick: bool) -> dict[str, Any]:
+    """Seconds per epoch over the corpus: ours vs the seed's one target per window."""
+    from jamd.training.corpus import load_corpus
+    from jamd.training.lstm_model import build_training_model
+    from jamd.training.train_lstm import windows
+
+    corpus = load_corpus(cfg.corpus, progress=False)
+    train_idx, _ = corpus.split()
+    L, B = cfg.training.sequence_length, cfg.training.batch_size
+    stream = corpus.stream(train_idx, L).astype(np.int32)
+    tokens = len(stream)
+    ours = build_training_model(len(corpus.vocab), U, cfg.training.dropout, cfg.training.learning_rate)
+    x, y = windows(stream, L)
+    batches = 5 if quick else len(x) // B
+    ours.fit(x[:B], y[:B], batch_size=B, epochs=1, verbose=0)  # build and trace outside the timing
+    t0 = time.perf_counter()
+    ours.fit(x[: batches * B], y[: batches * B], batch_size=B, epochs=1, verbose=0)
+    ours_s = (time.perf_counter() - t0) * (len(x) // B) / batches
+
+    seed = _seed_window_model(len(corpus.vocab), U)
+    seed.compile(loss="sparse_categorical_crossentropy", optimizer="adam")
+    n_windows = tokens - L
+    seed_batches = 3 if quick else 30
+    idx = np.arange(seed_batches * B)[:, None] + np.arange(L)[None, :]
+    sx = np.eye(len(corpus.vocab), dtype=np.float32)[stream[idx]]
+    sy = stream[idx[:, -1] + 1]
+    seed.fit(sx[:B], sy[:B], batch_size=B, epochs=1, verbose=0)
+    t0 = time.perf_counter()
+    seed.fit(sx, sy, batch_size=B, epochs=1, verbose=0)
+    per_batch = (time.perf_counter() - t0) / seed_batches
+    seed_s = per_batch * n_windows / B
+    return {"tokens": tokens, "ours_epoch_s": ours_s, "ours_batches_timed": batches,
+            "seed_epoch_s_extrapolated": seed_s, "seed_batches_timed": seed_batches,
+            "seed_windows_per_epoch": n_windows, "ratio": seed_s / ours_s}
+
+
+def _print_table(f: dict[str, Any]) -> None:
+    def row(name, key):
+        s = f[key]
+        return f"| {name} | {s['median_us']:.1f} | {s['p99_us']:.1f} | {s['n']} |"
+
+    print(f"\nLSTM step latency, batch 1, CPU, {f['cpu_threads']} intra-op thread "
+          f"(vocab {f['vocab']}, {f['units']} units, onnxruntime {f['onnxruntime']})\n")
+    print("| variant | median µs | p99 µs | calls |\n|---|---|---|---|")
+    print(row("step model, sample + feed back (jamd)", "step"))
+    print(row("step model, bare session.run", "step_raw_run"))
+    print(row("(a) seed loop: Keras predict on a 64-step one-hot window", "seed_keras_predict"))
+    print(row("(b) 64-step window model in ONNX Runtime", "window_onnx"))
+    print(row("(c) identity ONNX model (call overhead)", "identity"))
+    print(row("LSTM step + output layer in NumPy (arithmetic)", "arith"))
+    print(f"\nspeed-up vs (a): {f['speedup_vs_seed_loop']:.0f}x; vs (b): {f['speedup_vs_window_onnx']:.1f}x; "
+          f"bare step / ((c) + arithmetic): {f['step_over_floor']:.2f}")
+    t = f["training"]
+    print(f"\ntraining, {t['tokens']} tokens per epoch: targets at every step {t['ours_epoch_s']:.1f} s/epoch "
+          f"({t['ours_batches_timed']} batches timed); the seed's one target per window "
+          f"{t['seed_epoch_s_extrapolated']:.0f} s/epoch (extrapolated from {t['seed_batches_timed']} batches "
+          f"to {t['seed_windows_per_epoch']} windows); ratio {t['ratio']:.0f}x")

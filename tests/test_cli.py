@@ -1,0 +1,96 @@
+"""The command line: --help teaches, and user mistakes cost one line and an exit code."""
+
+from __future__ import annotations
+
+import pytest
+
+from jamd.cli import COMMANDS, build_parser, main
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def assert_one_line(err: str, *fragments: str):
+    lines = [line for line in err.splitlines() if line.startswith("jamd: ")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err, err
+    for f in fragments:
+        assert f in lines[0], (f, lines[0])
+
+
+def test_help_has_an_example_per_command(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    for name in ("generate", "train", "export", "bench"):
+        assert name in COMMANDS
+        assert f"  jamd {name} " in text, name
+
+
+def test_missing_model(capsys, tmp_path):
+    missing = tmp_path / "nope.onnx"
+    code, _, err = run_cli(capsys, "generate", "--model", str(missing), "--out", str(tmp_path / "x.mid"))
+    assert code == 3
+    assert_one_line(err, str(missing), "not found")
+
+
+def test_unknown_model_name(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "generate", "--model", "banjo", "--out", str(tmp_path / "x.mid"))
+    assert code == 3
+    assert_one_line(err, "'banjo'", "lstm")
+
+
+def test_corrupt_model(capsys, tmp_path, shipped_lstm):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"\x08\x07garbage" * 100)
+    bad.with_suffix(".json").write_text(shipped_lstm.with_suffix(".json").read_text())
+    code, _, err = run_cli(capsys, "generate", "--model", str(bad), "--out", str(tmp_path / "x.mid"))
+    assert code == 3
+    assert_one_line(err, str(bad))
+
+
+def test_corrupt_metadata(capsys, tmp_path, shipped_lstm):
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(shipped_lstm.read_bytes())
+    bad.with_suffix(".json").write_text("{not json")
+    code, _, err = run_cli(capsys, "generate", "--model", str(bad), "--out", str(tmp_path / "x.mid"))
+    assert code == 3
+    assert_one_line(err, "m.json", "not valid JSON")
+
+
+def test_bad_seed_token(capsys, tmp_path, shipped_lstm):
+    code, _, err = run_cli(capsys, "generate", "--seed", "67 x _", "--out", str(tmp_path / "x.mid"))
+    assert code == 2
+    assert_one_line(err, "'x'", "position 2", "'r' (rest)", "'_' (hold)")
+    assert not (tmp_path / "x.mid").exists()
+
+
+def test_bad_config_value(capsys, tmp_path):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("clock:\n  bpm: 1000\n")
+    code, _, err = run_cli(capsys, "generate", "--config", str(cfg), "--out", str(tmp_path / "x.mid"))
+    assert code == 2
+    assert_one_line(err, f"{cfg}: clock.bpm must be between 20 and 300 (received 1000)")
+
+
+def test_bad_override(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "generate", "--set", "output.channel=17", "--out", str(tmp_path / "x.mid"))
+    assert code == 2
+    assert_one_line(err, "output.channel must be between 1 and 16 (received 17)")
+
+
+def test_bad_option_value(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "generate", "--bpm", "5", "--out", str(tmp_path / "x.mid"))
+    assert code == 2
+    assert_one_line(err, "clock.bpm", "(received 5)")
+
+
+def test_unreadable_seed_midi(capsys, tmp_path, shipped_lstm):
+    bad = tmp_path / "seed.mid"
+    bad.write_bytes(b"MThd nonsense")
+    code, _, err = run_cli(capsys, "generate", "--seed-midi", str(bad), "--out", str(tmp_path / "x.mid"))
+    assert code == 4
+    assert_one_line(err, str(bad))
