@@ -50,7 +50,9 @@ def test_bad_seed_token_is_named():
     v = Vocabulary.from_pitches(range(55, 80))
     with pytest.raises(UsageError) as err:
         parse_seed("67 x _", v)
-    assert str(err.value) == "seed token 'x' (position 2) is not allowed: use a MIDI pitch 55-79, 'r' (rest) or '_' (hold)"
+    assert str(err.value) == (
+        "seed token 'x' (position 2) is not allowed: use a MIDI pitch 55-79, 'r' (rest) or '_' (hold)"
+    )
     with pytest.raises(UsageError, match="'100'"):
         parse_seed("100", v)
     with pytest.raises(UsageError, match="seed is empty"):
