@@ -50,6 +50,7 @@ class ClockConfig:
     beat_unit: int = _spec(4, choices=(2, 4, 8, 16))
     lookahead_bars: float = _spec(1.0, lo=1.0, hi=8.0)
     spin_us: int = _spec(1000, lo=0, hi=20000)
+    realtime_priority: int = _spec(10, lo=0, hi=99)  # SCHED_FIFO for the sender where allowed; 0: never
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,35 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class GanConfig:
+    # `jamd train --model gan|wgan|cgan`; the seed's sizes are in config.yaml's comments
+    steps_per_bar: int = _spec(16, lo=2, hi=64)  # 16th steps per generated bar (16: 4/4)
+    latent_dim: int = _spec(100, lo=1, hi=4096)
+    generator_units: tuple[int, ...] = _spec(factory=lambda: (256, 512, 1024), lo=1, hi=8192)
+    lstm_units: int = _spec(64, lo=1, hi=4096)  # discriminator LSTM and BiLSTM (seed: 512)
+    dense_units: tuple[int, ...] = _spec(factory=lambda: (512, 256), lo=1, hi=8192)
+    dropout: float = _spec(0.5, lo=0.0, hi=0.9)
+    minibatch_std: bool = _spec(True)  # the critic sees the batch's spread (against mode collapse)
+    critic_input: str = _spec("sampled", choices=("sampled", "soft"))  # what generated bars look like to it
+    batch_size: int = _spec(64, lo=2, hi=65536)
+    steps: int = _spec(3000, lo=1, hi=10**7)  # generator updates
+    n_critic: int = _spec(5, lo=1, hi=100)  # critic updates per generator update (wgan, cgan)
+    constraint: str = _spec("gp", choices=("gp", "clip"))
+    clip_value: float = _spec(0.01, lo=1e-6, hi=10.0)
+    gp_weight: float = _spec(10.0, lo=0.0, hi=1000.0)
+    noise_std: float = _spec(0.1, lo=0.0, hi=10.0)
+    l2: float = _spec(0.01, lo=0.0, hi=10.0)
+    learning_rate: float = _spec(0.0002, lo=1e-7, hi=1.0)
+    beta_1: float = _spec(0.5, lo=0.0, hi=0.999)
+    beta_2: float = _spec(0.9, lo=0.0, hi=0.9999)
+    monitor_every: int = _spec(100, lo=1, hi=10**6)
+    monitor_bars: int = _spec(1000, lo=10, hi=100000)
+    checkpoint_every: int = _spec(250, lo=1, hi=10**6)
+    compile: bool = _spec(True)  # false: run eagerly (slow steps, no minute of graph building; for tests)
+    out_dir: str = _spec("runs")  # each variant trains in out_dir/<variant>
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     n: int = _spec(100, lo=2, hi=100000)  # melodies per set
     bars: int = _spec(16, lo=1, hi=256)  # longest melody compared, in 4/4 bars of 16 steps
@@ -149,6 +179,7 @@ class Config:
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    gan: GanConfig = field(default_factory=GanConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
