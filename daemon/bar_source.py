@@ -1,0 +1,93 @@
+"""What the engine asks a model for: the next bar of symbols.
+
+The engine never touches a model directly; it holds a `BarSource`, so the
+per-bar GAN models of a later issue plug into the same loop.  `LstmBars`
+drives the step-by-step LSTM (`jamd.lstm.LstmGenerator`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Protocol
+
+import numpy as np
+
+from .config import ModelConfig
+from .errors import ModelError
+from .tokens import DELIMITER, REST, Vocabulary
+
+log = logging.getLogger(__name__)
+
+
+class BarSource(Protocol):
+    vocab: Vocabulary
+    name: str
+
+    def reseed(self, symbols: Sequence[str]) -> None:
+        """Forget the past and continue from `symbols` (already in C/Am, in the vocabulary)."""
+
+    def next_bar(self, n_steps: int, temperature: float, rng: np.random.Generator,
+                 first_note: bool = False) -> list[str]:
+        """The next `n_steps` 16th symbols, never the song delimiter; with
+        `first_note`, the first one is a pitch (an answer starts on its bar line)."""
+
+
+class LstmBars:
+    """A `BarSource` over an `LstmGenerator`-like object (reset/prime/next_symbol)."""
+
+    def __init__(self, generator, name: str = "lstm"):
+        self.gen = generator
+        self.vocab: Vocabulary = generator.vocab
+        self.name = name
+        self._seed: list[str] = []
+
+    def reseed(self, symbols: Sequence[str]) -> None:
+        self._seed = list(symbols)
+        self.gen.reset()
+        self.gen.prime(self._seed)
+
+    def next_bar(self, n_steps: int, temperature: float, rng: np.random.Generator,
+                 first_note: bool = False) -> list[str]:
+        out: list[str] = []
+        for i in range(n_steps):
+            if i == 0 and first_note and hasattr(self.gen, "next_logits"):
+                s = self._draw_pitch(temperature, rng)
+            else:
+                s = self.gen.next_symbol(temperature, rng)
+            if s == DELIMITER:
+                # The model thinks the song is over. A live stream cannot end
+                # mid-bar, so the step becomes a rest; and since after "/" the
+                # model expects the 64-delimiter padding between training
+                # songs, its state is rebuilt from the last seed, which keeps
+                # the music tied to what the player played.
+                log.debug("model ended its song; re-priming from the last seed")
+                self.gen.reset()
+                self.gen.prime(self._seed)
+                s = REST
+            out.append(s)
+        return out
+
+    def _draw_pitch(self, temperature: float, rng: np.random.Generator) -> str:
+        # Sample among pitches only, then feed the choice back as next_symbol would.
+        from .sampling import sample
+
+        mask = np.zeros(len(self.vocab), bool)
+        mask[self.vocab.pitch_ids()] = True
+        idx = sample(self.gen.next_logits, temperature, rng, mask)
+        self.gen.feed(idx)
+        return self.vocab.symbols[idx]
+
+
+def open_bar_source(name: str, model_cfg: ModelConfig) -> BarSource:
+    """Load model `name` (a shipped name or a path) as a bar source."""
+    from . import model_store
+
+    path = model_store.resolve(name)
+    info = model_store.load_info(path)
+    if info.kind == "lstm-step":
+        from .lstm import LstmGenerator
+
+        return LstmBars(LstmGenerator.load(str(path), model_cfg), name)
+    raise ModelError(f"{path}: model kind {info.kind!r} cannot run live yet "
+                     "(jamd run plays lstm-step models)")

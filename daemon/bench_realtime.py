@@ -1,0 +1,222 @@
+"""`jamd bench --suite realtime`: the figures of docs/BENCHMARKS.md, "Real-time daemon".
+
+* Scheduling error (send time - deadline) of the sender thread, over
+  `--events` messages at 120 BPM in 16ths (a note-on on every 16th, its
+  note-off half a 16th later), while the model generates a bar every bar in
+  another thread as in the daemon; `--load` keeps another core busy.
+* Phrase end -> 4-bar answer scheduled: key detection, priming, 64 steps of
+  generation and scheduling, with the real model, in process.
+* `jamd run` itself (needs JACK; a private dummy-driver server is started when
+  none runs): launch -> ready, then RSS and CPU while playing continuously.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import uuid
+
+import numpy as np
+
+from .bar_source import open_bar_source
+from .clock import Clock
+from .config import Config
+from .outputs import MemoryOutput
+from .scheduler import Scheduler, ask_realtime
+from .tokens import Note
+
+SWITCH_INTERVAL_S = 0.0005  # as in `jamd run`
+
+
+def _busy_core() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+class _NullOutput(MemoryOutput):
+    """Counts instead of storing: 10,000 events need no list."""
+
+    def send(self, message) -> None:
+        self.count = getattr(self, "count", 0) + 1
+
+
+def scheduling_error(cfg: Config, n_events: int, model=None) -> dict:
+    clock = Clock(120.0, 4, 4)
+    sch = Scheduler(clock, _NullOutput(), cfg.clock.spin_us, record_errors=True,
+                    realtime_priority=cfg.clock.realtime_priority)
+    sch.start()
+    stop = threading.Event()
+
+    def generate() -> None:  # the engine's steady work: one bar per bar
+        ask_realtime(cfg.clock.realtime_priority - 1, "engine")
+        rng = np.random.default_rng(0)
+        while not stop.wait(clock.step_ns * 16 / 1e9):
+            model.next_bar(16, 0.9, rng)
+
+    gen = threading.Thread(target=generate, daemon=True) if model is not None else None
+    if gen:
+        gen.start()
+    # This thread queues the notes, the engine's job in the daemon: the engine's priority.
+    was = os.sched_getscheduler(0) if hasattr(os, "sched_getscheduler") else None
+    ask_realtime(cfg.clock.realtime_priority - 1, "bench")
+    first = clock.next_bar_line(clock.now_step() + 4)
+    notes = n_events // 2
+    # schedule a bar ahead at a time, as the engine does, not all at once
+    for i in range(notes):
+        while first + i > clock.now_step() + 16:
+            stop.wait(0.05)
+        sch.schedule_note(first + i, first + i + 0.5, 60 + i % 12, 90, 1)
+    while sch.pending():
+        stop.wait(0.05)
+    stop.set()
+    sch.stop()
+    if was is not None:
+        os.sched_setscheduler(0, was, os.sched_param(0))
+    err = np.array(sch.stats.errors_ns[:n_events], dtype=np.float64) / 1e6
+    return {"events": int(err.size), "sched_fifo": sch.realtime, "p50_ms": float(np.percentile(err, 50)),
+            "p99_ms": float(np.percentile(err, 99)), "max_ms": float(err.max()),
+            "min_ms": float(err.min()), "late_over_1ms": int((err > 1).sum())}
+
+
+def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
+    """Phrase end -> whole 4-bar answer scheduled, over `repeats` phrases in 12 keys."""
+    from .engine import Engine
+    from .keys import detect_key
+    from .phrase import Phrase
+
+    detect_key([Note(0, 60, 4)])  # the daemon warms music21 up at start too
+    cfg = cfg.replace(**{"live.response_bars": 4, "live.mode": "call-response"})
+    clock = Clock(cfg.clock.bpm)
+    sch = Scheduler(clock, _NullOutput(), cfg.clock.spin_us)
+    engine = Engine(cfg, clock, sch, lambda name: open_bar_source(name, cfg.model))
+    rng = np.random.default_rng(1)
+    times = []
+    for r in range(repeats):
+        shift = r % 12
+        notes = [Note(s, int(p) + shift, 2) for s, p in zip(range(0, 64, 2),
+                                                             rng.choice([60, 62, 64, 65, 67, 69, 71, 72], 32),
+                                                             strict=True)]
+        now = clock.next_bar_line(clock.now_step())
+        phrase = Phrase([Note(n.start + now, n.pitch, n.duration) for n in notes], now, now + 64,
+                        now + 80, "silence")
+        t0 = time.perf_counter_ns()
+        engine._phrase_done(phrase, t0)
+        times.append((time.perf_counter_ns() - t0) / 1e6)
+        sch.panic()
+    arr = np.array(times)
+    return {"repeats": repeats, "p50_ms": float(np.median(arr)), "max_ms": float(arr.max())}
+
+
+def _proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _proc_memory_mb(pid: int) -> dict:
+    """VmRSS and its parts. RssShmem is mostly JACK's shared memory segments,
+    mapped by every JACK client and owned by the server, not by jamd."""
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key = line.split(":")[0]
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+                out[key] = int(line.split()[1]) / 1024
+    return out
+
+
+def daemon_figures(model_name: str, play_s: float, cfg: Config) -> dict:
+    """Launch `jamd run` (continuous), time it to ready, then RSS and CPU while playing."""
+    if not sys.platform.startswith("linux"):
+        return {"skipped": "needs Linux /proc"}
+    env = dict(os.environ)
+    jackd = None
+    if shutil.which("jackd") and not os.path.exists("/dev/snd/seq"):
+        name = f"jamd-bench-{uuid.uuid4().hex[:6]}"
+        jackd = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000",
+                                  "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env["JACK_DEFAULT_SERVER"] = name
+        time.sleep(1.0)
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "jamd.cli", "run", "--mode", "continuous",
+                                 "--model", model_name, "--log-level", "info",
+                                 "--set", f"clock.spin_us={cfg.clock.spin_us}",
+                                 "--set", f"clock.realtime_priority={cfg.clock.realtime_priority}"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        ready = None
+        for line in proc.stdout:
+            if "ready in" in line:
+                ready = time.perf_counter() - t0
+                break
+        if ready is None:
+            return {"skipped": "jamd run did not get ready (no MIDI system?)"}
+        threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+        time.sleep(3.0)  # past the music21 warm-up
+        cpu0, w0 = _proc_cpu_s(proc.pid), time.perf_counter()
+        time.sleep(play_s)
+        cpu1, w1 = _proc_cpu_s(proc.pid), time.perf_counter()
+        mem = _proc_memory_mb(proc.pid)
+        proc.terminate()
+        proc.wait(10)
+        return {"launch_to_ready_s": ready, "rss_mb": mem.get("VmRSS"),
+                "rss_private_mb": mem.get("RssAnon", 0) + mem.get("RssFile", 0),
+                "rss_jack_shm_mb": mem.get("RssShmem"),
+                "cpu_percent_of_one_core": 100 * (cpu1 - cpu0) / (w1 - w0), "measured_s": w1 - w0}
+    finally:
+        if jackd is not None:
+            jackd.terminate()
+            try:
+                jackd.wait(10)
+            except subprocess.TimeoutExpired:
+                jackd.kill()
+                jackd.wait()
+
+
+def run(args: argparse.Namespace, cfg: Config) -> dict:
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    model_name = cfg.model.name  # --set model.name=PATH measures another model
+    n_events = 400 if args.quick else args.events
+    model = open_bar_source(model_name, cfg.model)
+    busy = _busy_core() if args.load else None
+    try:
+        sched = scheduling_error(cfg, n_events, model)
+    finally:
+        if busy is not None:
+            busy.kill()
+            busy.wait()
+    figures = {"conditions": {"load": bool(args.load), "events": n_events, "cores": os.cpu_count(),
+                              "spin_us": cfg.clock.spin_us, "python": sys.version.split()[0],
+                              "load_average_at_start": os.getloadavg()[0]},
+               "scheduling_error": sched,
+               "answer": answer_latency(cfg, model_name, 6 if args.quick else 24),
+               "daemon": daemon_figures(model_name, 5.0 if args.quick else 30.0, cfg)}
+    _print_table(figures)
+    return figures
+
+
+def _print_table(f: dict) -> None:
+    s, a, d = f["scheduling_error"], f["answer"], f["daemon"]
+    load = "other core busy" if f["conditions"]["load"] else "idle"
+    rows = [
+        ("Scheduling error p50 / p99 / max", f"{s['events']} events, 120 BPM 16ths, {load}",
+         f"{s['p50_ms']:.3f} / {s['p99_ms']:.3f} / {s['max_ms']:.3f} ms"),
+        ("Phrase end -> 4-bar answer scheduled (p50 / max)", f"{a['repeats']} phrases of 4 bars",
+         f"{a['p50_ms']:.1f} / {a['max_ms']:.1f} ms"),
+    ]
+    if "skipped" in d:
+        rows.append(("jamd run figures", "-", d["skipped"]))
+    else:
+        rows += [("Daemon RSS while playing", "continuous mode; VmRSS (without JACK's shared memory)",
+                  f"{d['rss_mb']:.0f} MB ({d['rss_private_mb']:.0f} MB)"),
+                 ("Daemon CPU while playing", f"continuous, {d['measured_s']:.0f} s",
+                  f"{d['cpu_percent_of_one_core']:.2f} % of one core"),
+                 ("Launch -> ready", "ports open, model loaded", f"{d['launch_to_ready_s']:.2f} s")]
+    print("| Measure | Conditions | Result |\n|---|---|---|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+

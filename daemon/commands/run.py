@@ -1,0 +1,195 @@
+"""`jamd run`: the real-time daemon.
+
+Loads the model, opens a virtual MIDI output and input (or existing ports),
+then answers, continues or accompanies the player until SIGINT/SIGTERM.
+SIGHUP reloads config.yaml without stopping the clock.
+
+Signals are handled synchronously: they are blocked in every thread (threads
+inherit the mask, so they are blocked before any thread starts) and the main
+thread waits for them with `sigwait`.  A worker thread that fails sends us
+SIGUSR1.  So the main thread is the only place that reloads or shuts down,
+and no signal handler ever runs in the middle of other code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+from .. import config as config_mod
+from ..bar_source import open_bar_source
+from ..config import Config
+from ..errors import ConfigError, JamdError, UsageError
+from ..live import LiveSession
+from ..midi_ports import DISPLAY, open_ports
+from ..scheduler import ask_realtime
+
+log = logging.getLogger("jamd.run")
+
+HELP = "run the real-time daemon: answer, continue or accompany a player over MIDI"
+EXAMPLE = "jamd run --mode call-response --bpm 100"
+
+# Switch threads every 0.5 ms instead of 5 ms: when the engine thread is busy
+# in Python (key detection), the sender waking for a deadline gets the GIL
+# within this time, which its 1 ms spin absorbs.
+SWITCH_INTERVAL_S = 0.0005
+_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mode", choices=config_mod.MODES, help="default: live.mode")
+    p.add_argument("--model", metavar="NAME|PATH", help="model name or .onnx path (default: model.name)")
+    p.add_argument("--bpm", type=float, help="tempo (default: clock.bpm)")
+    p.add_argument("--api", choices=config_mod.MIDI_APIS, help="MIDI system (default: midi.api)")
+    p.add_argument("--duration", type=float, metavar="SECONDS",
+                   help="stop by itself after this long (default: run until SIGINT/SIGTERM)")
+
+
+def _option_overrides(args: argparse.Namespace) -> dict:
+    out = {}
+    options = (("mode", "live.mode"), ("model", "model.name"), ("bpm", "clock.bpm"), ("api", "midi.api"))
+    for opt, key in options:
+        value = getattr(args, opt, None)
+        if value is not None:
+            out[key] = value
+    return out
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """Config file + --set + this command's options (what SIGHUP re-reads)."""
+    path = args.config if getattr(args, "config", None) else config_mod.default_config_path()
+    cfg = config_mod.load(path, getattr(args, "overrides", None))
+    extra = _option_overrides(args)
+    return cfg.replace(**extra) if extra else cfg
+
+
+class _Waiter:
+    """Waits for the next signal; sigwait on POSIX, handlers + Event elsewhere."""
+
+    def __init__(self) -> None:
+        self.signals = {getattr(signal, n) for n in _SIGNALS if hasattr(signal, n)}
+        self.posix = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
+        self._event = threading.Event()
+        self._pending: list[int] = []
+        if self.posix:
+            signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
+        else:
+            for s in self.signals:
+                signal.signal(s, self._handler)
+
+    def _handler(self, signum, _frame) -> None:
+        self._pending.append(signum)
+        self._event.set()
+
+    def wake_from_thread(self) -> None:
+        if self.posix:
+            os.kill(os.getpid(), signal.SIGUSR1)
+        else:
+            self._pending.append(-1)
+            self._event.set()
+
+    def wait(self, timeout: float | None) -> int | None:
+        if self.posix:
+            if timeout is None:
+                return signal.sigwait(self.signals)
+            info = signal.sigtimedwait(self.signals, timeout)
+            return info.si_signo if info else None
+        self._event.wait(timeout)
+        self._event.clear()
+        return self._pending.pop(0) if self._pending else None
+
+    def restore(self) -> None:
+        if self.posix:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
+
+
+def _warm_up_key_finder() -> None:
+    # music21 takes most of a second to import; pay it now, not on the first phrase.
+    try:
+        from ..keys import detect_key
+        from ..tokens import Note
+
+        detect_key([Note(0, 60, 4), Note(4, 64, 4), Note(8, 67, 4)])
+    except Exception as exc:
+        log.warning("key detection is not available: %s", exc)
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    t0 = time.perf_counter()
+    extra = _option_overrides(args)
+    if extra:
+        try:
+            cfg = cfg.replace(**extra)
+        except ConfigError as exc:
+            raise UsageError(str(exc).replace("override: ", "")) from None
+    waiter = _Waiter()
+    session: LiveSession | None = None
+    ports = None
+    try:
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        model_cfg = cfg.model
+        session_ref: list[LiveSession] = []
+        preloaded = {cfg.model.name: open_bar_source(cfg.model.name, model_cfg)}
+
+        def open_model(name: str):
+            # the model loaded before the ports opened is used once, not loaded twice
+            return preloaded.pop(name, None) or open_bar_source(name, model_cfg)
+
+        def on_message(message: list[int]) -> None:
+            if session_ref:
+                session_ref[0].midi_in(message)
+
+        ports = open_ports(cfg.midi, on_message)
+        session = LiveSession(cfg, ports.output, open_model)
+        session_ref.append(session)
+        session.on_error(lambda _exc: waiter.wake_from_thread())
+        session.engine.warm_up = _warm_up_key_finder
+        session.start()
+        # The main thread holds the GIL briefly (signals, reloads); at normal
+        # priority a busy machine could preempt it right then and stall the sender.
+        ask_realtime(cfg.clock.realtime_priority - 2, "main")
+        log.info("ready in %.2f s: %s, out %r, in %r, %s, mode %s, model %s; clock origin %d ns",
+                 time.perf_counter() - t0, DISPLAY[ports.api], ports.output_name, ports.input_name,
+                 session.clock.describe(), cfg.live.mode, cfg.model.name, session.clock.origin_ns)
+        return _serve(args, session, waiter)
+    finally:
+        try:
+            if session is not None:
+                session.close()
+        finally:
+            if ports is not None:
+                ports.close()
+            waiter.restore()
+
+
+def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter) -> int:
+    deadline = time.monotonic() + args.duration if args.duration else None
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if timeout == 0.0:
+            log.info("--duration reached; stopping")
+            return 0
+        signum = waiter.wait(timeout)
+        if signum is None:
+            continue
+        if signum in (getattr(signal, "SIGINT", None), getattr(signal, "SIGTERM", None)):
+            log.info("%s: stopping", signal.Signals(signum).name)
+            return 0
+        if signum == getattr(signal, "SIGHUP", None):
+            try:
+                cfg = load_config(args)
+            except JamdError as exc:
+                log.error("config not reloaded, the old one stays in force: %s", exc)
+                continue
+            log.info("config reloaded")
+            session.engine.reload(cfg)
+            continue
+        err = session.error
+        if err is not None:
+            log.error("stopping after an internal error: %s", err)
+            return 1

@@ -1,0 +1,440 @@
+"""The generation thread of `jamd run`: input in, bars of notes scheduled out.
+
+One thread drains the input queue (MIDI bytes put there by the port callback,
+config reloads put there by the main thread), captures phrases, applies CC
+controls and keeps generation at least `clock.lookahead_bars` ahead of
+playback, bar by bar, in one of three modes:
+
+* continuous: plays without end from `live.default_seed`; every phrase the
+  player finishes re-seeds it (in the player's key);
+* call-response: waits for a phrase, then answers with N bars starting on the
+  next bar line, then listens again;
+* accompany: plays while the player plays, re-seeded from their latest bar.
+
+It never sleeps on time itself: it waits on the input queue with a timeout
+that is the next thing it has to do.  Only the sender thread keeps time.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import keys
+from .bar_source import BarSource
+from .clock import Clock
+from .config import MODES, Config
+from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
+from .scheduler import NoteHandle, Scheduler, ask_realtime
+from .shaping import Shaper
+from .tokens import HOLD, Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
+
+log = logging.getLogger(__name__)
+
+# A silence is declared over this long before its deadline, so the answer can
+# be generated in time to start on the bar line where the silence ends.
+ANSWER_LEAD_NS = 200_000_000
+# The first bar of a stream starts at the next bar line at least this far away.
+START_MARGIN_NS = 20_000_000
+MAX_WAIT_S = 0.25
+
+
+@dataclass
+class _Open:
+    """The note being written across bar boundaries by the stream."""
+
+    pitch: int  # sounding pitch, after transposition and shaping
+    start: int
+    handle: NoteHandle
+
+
+class NoteStream:
+    """Turns generated bars of symbols into scheduled notes.
+
+    A held note may continue into the next bar, whose symbols do not exist
+    yet; so a note is scheduled with a provisional note-off at the end of the
+    bar it is known to reach, and the note-off is moved later if the next bar
+    holds it on.  Every note-on therefore always has a note-off queued.
+    """
+
+    def __init__(self, scheduler: Scheduler, shaper: Shaper, tag: str):
+        self.scheduler = scheduler
+        self.shaper = shaper
+        self.tag = tag
+        self.open: _Open | None = None
+        self.notes: list[Note] = []  # what was written, in sounding pitches (tests, key checks)
+
+    def _close(self, end: int) -> None:
+        o = self.open
+        if o is None:
+            return
+        self.scheduler.move_note_off(o.handle, self.shaper.off_step(o.start, end))
+        self.notes[-1] = Note(o.start, o.pitch, end - o.start)
+        self.open = None
+
+    def write_bar(self, symbols: list[str], start: int, transpose: int) -> None:
+        step = start
+        for step, s in enumerate(symbols, start):
+            if s == HOLD:
+                continue
+            self._close(step)
+            if is_pitch(s):
+                pitch = self.shaper.pitch(int(s) + transpose)
+                handle = self.scheduler.schedule_note(
+                    step, self.shaper.off_step(step, start + len(symbols)), pitch,
+                    self.shaper.velocity, self.shaper.channel, self.tag)
+                self.open = _Open(pitch, step, handle)
+                self.notes.append(Note(step, pitch, start + len(symbols) - step))
+        end = start + len(symbols)
+        if self.open is not None and self.open.handle.off_step < self.shaper.off_step(self.open.start, end):
+            self.scheduler.move_note_off(self.open.handle, self.shaper.off_step(self.open.start, end))
+            o = self.open
+            self.notes[-1] = Note(o.start, o.pitch, end - o.start)
+
+    def cut(self) -> None:
+        """Forget the open note (after a panic, which has already ended it)."""
+        self.open = None
+
+
+class Engine:
+    """The generation thread: owns the model, the modes and the phrase capture."""
+
+    def __init__(self, cfg: Config, clock: Clock, scheduler: Scheduler,
+                 open_model: Callable[[str], BarSource], echo: EchoGuard | None = None,
+                 now_ns: Callable[[], int] | None = None):
+        self.cfg = cfg
+        self.clock = clock
+        self.scheduler = scheduler
+        self.open_model = open_model
+        self.echo = echo
+        self.now_ns = now_ns or clock.now_ns
+        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.decoder = Decoder()
+        self.capture = PhraseCapture(clock, cfg.live)
+        self.shaper = Shaper(cfg.output)
+        self.rng = np.random.default_rng(cfg.model.random_seed)
+        self.temperature = cfg.model.temperature
+        self.mode = cfg.live.mode
+        self.response_bars = cfg.live.response_bars
+        self.model_name = cfg.model.name
+        self.model: BarSource = open_model(self.model_name)
+        self.playing = True
+        self.stream = NoteStream(scheduler, self.shaper, "stream")
+        self.next_bar: int | None = None  # where the next generated bar goes; None: not streaming
+        self.answer_stream = NoteStream(scheduler, self.shaper, "answer-0")
+        self.answer_count = 0
+        self.answers: list[tuple[int, list[Note]]] = []  # (first step, notes) of each answer
+        self._followed_bar: int | None = None
+        self.transpose = 0  # semitones from the model's C/Am back to the player's key
+        self.seed: list[str] = []
+        self.last_key: keys.Key | None = None
+        self.phrases: list[Phrase] = []  # finished phrases, newest last (tests, benchmark)
+        self.events: list[tuple[str, int]] = []  # (what, perf_counter_ns): "phrase-end", "answer-scheduled"
+        self.error: BaseException | None = None
+        self.on_error: Callable[[BaseException], None] | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self.warm_up: Callable[[], None] | None = None  # run first on the engine thread
+        self._reseed_default()
+        if self.mode == "continuous":
+            self._begin_stream()
+
+    # -- the thread ------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="jamd-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self.inbox.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def midi_in(self, message: list[int], t_ns: int | None = None) -> None:
+        """The input callback's whole job: timestamp and enqueue."""
+        self.inbox.put((self.now_ns() if t_ns is None else t_ns, message))
+
+    def reload(self, cfg: Config) -> None:
+        self.inbox.put(("config", cfg))
+
+    def _run(self) -> None:
+        try:
+            ask_realtime(self.cfg.clock.realtime_priority - 1, "engine")
+            if self.warm_up is not None:
+                # Here, not in a thread of its own: a normal-priority thread
+                # holding the GIL through a long import, preempted on a busy
+                # machine, would keep the real-time sender waiting for the GIL.
+                self.warm_up()
+            while not self._stop:
+                try:
+                    item = self.inbox.get(timeout=self._wait_s())
+                except queue.Empty:
+                    item = ()
+                while True:
+                    if item is None:
+                        return
+                    if item:
+                        self.handle(item)
+                    try:
+                        item = self.inbox.get_nowait()
+                    except queue.Empty:
+                        break
+                self.tick()
+        except BaseException as exc:  # any failure must reach the main thread, which silences the port
+            self.error = exc
+            log.error("engine thread failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
+            if self.on_error is not None:
+                self.on_error(exc)
+
+    def _wait_s(self) -> float:
+        """Until the next thing to do: a bar to generate or a phrase to close."""
+        now = self.clock.now_step()
+        todo = [now + MAX_WAIT_S * 1e9 / self.clock.step_ns]
+        if self.next_bar is not None:
+            todo.append(self.next_bar - self._lookahead_steps())
+        deadline = self.capture.silence_deadline()
+        if deadline is not None:
+            todo.append(deadline - self._lead_steps())
+        if self.capture.active and self.capture.start is not None:
+            todo.append(self.capture.start + self.cfg.live.max_phrase_bars * self.clock.steps_per_bar)
+        return max(0.0, (min(todo) - now) * self.clock.step_ns / 1e9)
+
+    def run_once(self) -> None:
+        """Handle everything queued and tick once, on this thread (tests)."""
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            if item:
+                self.handle(item)
+        self.tick()
+
+    # -- input ---------------------------------------------------------------
+    def handle(self, item: tuple) -> None:
+        if item[0] == "config":
+            self.apply_config(item[1])
+            return
+        t_ns, data = item
+        try:
+            events = self.decoder.decode(data)
+        except Exception as exc:  # bad input never costs the user more than a log line
+            log.warning("ignored an unreadable MIDI message %s: %s", list(data)[:8], exc)
+            return
+        for ev in events:
+            if self.echo is not None and self.echo.is_echo(ev, t_ns):
+                continue
+            self._event(ev, t_ns)
+
+    def _event(self, ev: Event, t_ns: int) -> None:
+        ctl = self.cfg.control
+        if ev.kind == "cc":
+            if ev.a == self.cfg.live.end_cc:
+                self._phrase_done(self.capture.poll(t_ns, end_cc=True), t_ns)
+            elif ctl.channel is None or ev.channel == ctl.channel:
+                self.control(ev.a, ev.b)
+        elif ev.kind == "on":
+            if not self.capture.active:
+                self._followed_bar = None
+            self.capture.note_on(ev.a, t_ns)
+        else:
+            self.capture.note_off(ev.a, t_ns)
+
+    def control(self, number: int, value: int) -> None:
+        """One CC from the player (numbers from `control.*`)."""
+        ctl = self.cfg.control
+        if number == ctl.panic_cc:
+            log.info("panic")
+            self.silence()
+        elif number == ctl.temperature_cc:
+            self.temperature = round(value / 127 * 2, 3)
+            log.info("temperature %.2f", self.temperature)
+        elif number == ctl.mode_cc:
+            self.set_mode(MODES[min(value * len(MODES) // 128, len(MODES) - 1)])
+        elif number == ctl.start_stop_cc:
+            if value >= 64 and not self.playing:
+                log.info("start")
+                self.playing = True
+                if self.mode == "continuous":
+                    self._begin_stream()
+            elif value < 64 and self.playing:
+                log.info("stop")
+                self.playing = False
+                self.silence()
+        elif number == ctl.response_length_cc:
+            self.response_bars = value
+            log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
+        elif number == ctl.model_select_cc:
+            models = self.cfg.model.models
+            self.set_model(models[min(value * len(models) // 128, len(models) - 1)])
+
+    # -- state changes -----------------------------------------------------
+    def silence(self) -> None:
+        """Panic: all notes off now, drop what is queued, end any answer."""
+        self.scheduler.panic()
+        self.stream.cut()
+        self.answer_stream.cut()
+        self.next_bar = None
+        if self.mode == "continuous" and self.playing:
+            self._begin_stream()
+
+    def set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        log.info("mode %s", mode)
+        self.mode = mode
+        self.silence()
+
+    def set_model(self, name: str) -> None:
+        if name == self.model_name:
+            return
+        try:
+            model = self.open_model(name)
+        except Exception as exc:  # keep playing the old model
+            log.error("model %s not loaded, keeping %s: %s", name, self.model_name, exc)
+            return
+        log.info("model %s", name)
+        self.silence()
+        self.model, self.model_name = model, name
+        if self.seed:
+            self.model.reseed(self._fit(self.seed))
+        else:
+            self._reseed_default()
+
+    def apply_config(self, cfg: Config) -> None:
+        """A reloaded config.yaml: tempo, shaping, modes and controls change live."""
+        old = self.cfg
+        self.cfg = cfg
+        if (cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit) != (
+                old.clock.bpm, old.clock.beats_per_bar, old.clock.beat_unit):
+            self.clock.set_tempo(cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit)
+            log.info("clock %s", self.clock.describe())
+        self.scheduler.spin_ns = cfg.clock.spin_us * 1000
+        self.scheduler.offset_ns = int(cfg.output.offset_ms * 1e6)
+        self.shaper = Shaper(cfg.output)
+        self.stream.shaper = self.answer_stream.shaper = self.shaper
+        self.capture.cfg = cfg.live
+        if cfg.model.temperature != old.model.temperature:
+            self.temperature = cfg.model.temperature
+        if cfg.live.response_bars != old.live.response_bars:
+            self.response_bars = cfg.live.response_bars
+        if cfg.live.mode != old.live.mode:
+            self.set_mode(cfg.live.mode)
+        if cfg.model.name != old.model.name:
+            self.set_model(cfg.model.name)
+        if cfg.midi != old.midi:
+            log.warning("midi.* changes take effect at the next start of jamd run")
+
+    # -- seeding -----------------------------------------------------------
+    def _fit(self, symbols: list[str]) -> list[str]:
+        vocab = self.model.vocab
+        return [str(fit_pitch_to_vocab(int(s), vocab)) if is_pitch(s) else s for s in symbols]
+
+    def _reseed_default(self) -> None:
+        self.seed = parse_seed(self.cfg.live.default_seed)
+        self.transpose = 0
+        self.model.reseed(self._fit(self.seed))
+
+    def reseed_from(self, notes: list[Note], n_steps: int, key_notes: list[Note] | None = None) -> None:
+        """Detect the key of `notes` (or of `key_notes`), move them to C/Am, prime the model."""
+        key = keys.detect_key(key_notes or notes)
+        shift = key.shift_to_normal()
+        symbols = notes_to_symbols(keys.transpose_notes(notes, shift), n_steps)
+        self.seed = self._fit(symbols)
+        self.transpose = -shift
+        self.last_key = key
+        self.model.reseed(self.seed)
+        log.debug("seeded from %d notes in %s (moved %+d)", len(notes), key.name, shift)
+
+    # -- generation --------------------------------------------------------
+    def _lookahead_steps(self) -> float:
+        return self.cfg.clock.lookahead_bars * self.clock.steps_per_bar
+
+    def _lead_steps(self) -> float:
+        silence = self.cfg.live.silence_bars * self.clock.steps_per_bar
+        return min(ANSWER_LEAD_NS / self.clock.step_ns, silence / 2)
+
+    def _begin_stream(self) -> None:
+        if self.next_bar is None:
+            soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
+            self.next_bar = self.clock.next_bar_line(soon)
+
+    def _phrase_done(self, phrase: Phrase | None, t_ns: int) -> None:
+        if phrase is None:
+            return
+        self.events.append(("phrase-end", t_ns))
+        self.phrases.append(phrase)
+        log.info("phrase: %d notes, %d bar(s), ended by %s", len(phrase.notes), phrase.bars, phrase.reason)
+        if self.mode == "accompany":
+            self.next_bar = None  # the player stopped: so does the accompaniment
+            return
+        notes, n_steps = phrase.bar_aligned_notes()
+        self.reseed_from(notes, n_steps)
+        if self.mode == "call-response" and self.playing:
+            self.answer(phrase)
+
+    def answer(self, phrase: Phrase) -> None:
+        """Generate the whole answer now and schedule it from the next bar line.
+
+        The start is chosen after generating, so a slow generation moves the
+        answer to a later bar line rather than making it late.  An answer
+        still playing is replaced: its notes not yet started are dropped.
+        """
+        spb = self.clock.steps_per_bar
+        bars = self.response_bars or phrase.bars
+        symbols: list[str] = []
+        for i in range(bars):
+            symbols += self.model.next_bar(spb, self.temperature, self.rng, first_note=i == 0)
+        soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
+        start = self.clock.next_bar_line(max(phrase.closed_at, soon))
+        self.scheduler.cancel(self.answer_stream.tag)
+        self.answer_count += 1
+        self.answer_stream = NoteStream(self.scheduler, self.shaper, f"answer-{self.answer_count}")
+        self.answer_stream.write_bar(symbols, start, self.transpose)
+        self.answers.append((start, self.answer_stream.notes))
+        self.events.append(("answer-scheduled", self.now_ns()))
+        log.info("answer: %d bar(s) from bar %d, %s", bars, start // spb,
+                 self.last_key.name if self.last_key else "default key")
+
+    def tick(self) -> None:
+        self._phrase_done(self.capture.poll(self.now_ns(), self._lead_steps()), self.now_ns())
+        if self.mode == "accompany" and self.capture.active:
+            self._begin_stream()
+        self._fill()
+
+    def _fill(self) -> None:
+        """Continuous and accompany: generate bars until the lookahead is covered."""
+        if not self.playing or self.mode == "call-response":
+            self.next_bar = None
+            return
+        spb = self.clock.steps_per_bar
+        while self.next_bar is not None and self.next_bar <= self.clock.now_step() + self._lookahead_steps():
+            if self.next_bar < self.clock.now_step():
+                # Generation fell behind (a stalled machine): skip to the next
+                # bar line instead of sending a burst of late notes.
+                log.warning("generation fell behind; skipping to the next bar line")
+                self.stream.cut()
+                self.next_bar = self.clock.next_bar_line(self.clock.now_step() + 1)
+            if self.mode == "accompany":
+                self._follow_player()
+            symbols = self.model.next_bar(spb, self.temperature, self.rng)
+            self.stream.write_bar(symbols, self.next_bar, self.transpose)
+            self.next_bar += spb
+
+    def _follow_player(self) -> None:
+        """Accompany: re-seed from the player's latest complete bar, once per bar."""
+        spb = self.clock.steps_per_bar
+        bar_line = int(self.clock.now_step() // spb) * spb
+        if bar_line == self._followed_bar:
+            return
+        self._followed_bar = bar_line
+        latest = self.capture.latest_bar(bar_line)
+        if latest:
+            first = bar_line - spb
+            self.reseed_from([Note(n.start - first, n.pitch, n.duration) for n in latest], spb,
+                             key_notes=self.capture.notes)
+

@@ -1,0 +1,66 @@
+"""One live session: the clock, the sender, the engine and an output, wired up.
+
+`jamd run` builds one over real MIDI ports; tests and the realtime benchmark
+build one over the in-memory output.  `close()` is the single way down and is
+safe on every path: it stops the engine, then has the sender note-off every
+sounding note and send CC 123 before the output closes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from .bar_source import BarSource
+from .clock import Clock
+from .config import Config
+from .engine import Engine
+from .outputs import Output
+from .phrase import EchoGuard
+from .scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+class LiveSession:
+    def __init__(self, cfg: Config, output: Output, open_model: Callable[[str], BarSource],
+                 clock: Clock | None = None, record_errors: bool = False):
+        self.clock = clock or Clock.from_config(cfg.clock)
+        self.output = output
+        self.echo = EchoGuard()
+        self.scheduler = Scheduler(self.clock, output, cfg.clock.spin_us, cfg.output.offset_ms,
+                                   record_errors=record_errors, on_sent=self.echo.sent,
+                                   realtime_priority=cfg.clock.realtime_priority)
+        self.engine = Engine(cfg, self.clock, self.scheduler, open_model, self.echo)
+        self._closed = False
+
+    def on_error(self, callback: Callable[[BaseException], None]) -> None:
+        """Called (on the failing thread) when the sender or engine thread dies."""
+        self.scheduler.on_error = callback
+        self.engine.on_error = callback
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.engine.error or self.scheduler.error
+
+    def midi_in(self, message: list[int]) -> None:
+        self.engine.midi_in(message)
+
+    def start(self) -> None:
+        self.scheduler.start()
+        self.engine.start()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self.engine.stop()
+        finally:
+            try:
+                self.scheduler.stop()  # panic: note-offs for sounding notes, CC 123
+            finally:
+                st = self.scheduler.stats
+                log.info("sent %d events, %d late (worst %.2f ms), %d echoes ignored; sender %s",
+                         st.sent, st.late, st.max_late_ns / 1e6, self.echo.dropped,
+                         "real-time (SCHED_FIFO)" if self.scheduler.realtime else "at normal priority")

@@ -1,0 +1,205 @@
+"""Choosing the MIDI system and opening jamd's ports, with python-rtmidi.
+
+`midi.api: auto` picks the ALSA sequencer on Linux when `/dev/snd/seq`
+exists, otherwise JACK when a server runs; CoreMIDI on macOS; Windows MM on
+Windows.  Ports are virtual (named from config) unless `midi.connect_*`
+names an existing port, which is the only way on Windows (e.g. loopMIDI).
+When nothing usable is found, `MidiSystemError` says in one line what was
+tried and what to do.  rtmidi is imported here only, on first use.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .config import MidiConfig
+from .errors import MidiSystemError
+from .outputs import RtMidiOutput
+
+log = logging.getLogger(__name__)
+
+HINT = ("start JACK (e.g. `jackd -d dummy &`, or your usual setup) or an ALSA sequencer, "
+        "or write a MIDI file with `jamd generate`")
+DISPLAY = {"alsa": "ALSA sequencer", "jack": "JACK", "coremidi": "CoreMIDI", "winmm": "Windows MM"}
+
+
+def _rtmidi():
+    try:
+        import rtmidi
+    except ImportError:
+        raise MidiSystemError("python-rtmidi is not installed: pip install python-rtmidi") from None
+    return rtmidi
+
+
+def api_ids() -> dict[str, int]:
+    rt = _rtmidi()
+    return {"alsa": rt.API_LINUX_ALSA, "jack": rt.API_UNIX_JACK,
+            "coremidi": rt.API_MACOSX_CORE, "winmm": rt.API_WINDOWS_MM}
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """Silence what libjack/libasound print on fd 2 while probing, so a missing
+    MIDI system ends in our one line, not in a page of C library noise."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def candidates(choice: str) -> list[tuple[str, str | None]]:
+    """APIs to try, in order, each with the reason it is skipped (None: try it)."""
+    compiled = set(_rtmidi().get_compiled_api())
+    ids = api_ids()
+
+    def check(name: str) -> str | None:
+        if ids[name] not in compiled:
+            return "not compiled into python-rtmidi"
+        return None
+
+    if choice != "auto":
+        return [(choice, check(choice))]
+    if sys.platform == "darwin":
+        return [("coremidi", check("coremidi"))]
+    if sys.platform == "win32":
+        return [("winmm", check("winmm"))]
+    alsa_reason = check("alsa") or (None if os.path.exists("/dev/snd/seq") else "/dev/snd/seq missing")
+    return [("alsa", alsa_reason), ("jack", check("jack"))]
+
+
+def _describe_failure(name: str, exc: Exception) -> str:
+    text = str(exc)
+    if name == "jack" and "not running" in text:
+        return "no server running"
+    return text.split("::")[-1].strip() or type(exc).__name__
+
+
+def _find(ports: list[str], wanted: str, what: str, api: str) -> int:
+    for i, name in enumerate(ports):
+        if wanted.lower() in name.lower():
+            return i
+    listed = ", ".join(repr(p) for p in ports) or "none"
+    raise MidiSystemError(f"no {what} port matching {wanted!r} on {DISPLAY[api]} (ports: {listed})")
+
+
+@dataclass
+class MidiPorts:
+    api: str
+    output: RtMidiOutput
+    midiin: object
+    output_name: str
+    input_name: str
+
+    def close(self) -> None:
+        """Close the input first (no more callbacks), then the output."""
+        with contextlib.suppress(Exception):
+            self.midiin.cancel_callback()
+            self.midiin.close_port()
+        self.output.close()
+
+
+def open_ports(cfg: MidiConfig, on_message: Callable[[list[int]], None]) -> MidiPorts:
+    """Open jamd's output and input on the first usable API; or one-line error."""
+    rt = _rtmidi()
+    ids = api_ids()
+    tried = []
+    for name, skip in candidates(cfg.api):
+        if skip:
+            tried.append(f"{DISPLAY[name]}: {skip}")
+            continue
+        try:
+            with quiet_stderr():
+                out = rt.MidiOut(ids[name], name=cfg.client_name)
+                # JACK makes one client per rtmidi object and renames a second
+                # "jamd" to "jamd-01"; a name of our own is easier to find.
+                in_client = f"{cfg.client_name}-in" if name == "jack" else cfg.client_name
+                inp = rt.MidiIn(ids[name], name=in_client)
+        except rt.RtMidiError as exc:
+            tried.append(f"{DISPLAY[name]}: {_describe_failure(name, exc)}")
+            continue
+        return _open_on(name, out, inp, cfg, on_message, in_client)
+    raise MidiSystemError(f"no usable MIDI system (tried {'; '.join(tried)}): {HINT}")
+
+
+def _open_on(api: str, out, inp, cfg: MidiConfig, on_message: Callable[[list[int]], None],
+             in_client: str) -> MidiPorts:
+    rt = _rtmidi()
+    if api == "winmm" and not (cfg.connect_output and cfg.connect_input):
+        raise MidiSystemError("Windows MM has no virtual ports: set midi.connect_output and "
+                              "midi.connect_input to existing ports (e.g. loopMIDI ports)")
+    try:
+        if cfg.connect_output:
+            ports = out.get_ports()
+            i = _find(ports, cfg.connect_output, "output", api)
+            out.open_port(i, cfg.output_port)
+            out_name = ports[i]
+        else:
+            out.open_virtual_port(cfg.output_port)
+            out_name = f"{cfg.client_name}:{cfg.output_port}"
+        # SysEx, MIDI clock and active sensing are never used: drop them in rtmidi.
+        inp.ignore_types(sysex=True, timing=True, active_sense=True)
+        # The callback's whole job: hand the bytes over (timestamped by the receiver).
+        inp.set_callback(lambda event, _data: on_message(event[0]))
+        if cfg.connect_input:
+            ports = inp.get_ports()
+            i = _find(ports, cfg.connect_input, "input", api)
+            inp.open_port(i, cfg.input_port)
+            in_name = ports[i]
+        else:
+            inp.open_virtual_port(cfg.input_port)
+            in_name = f"{in_client}:{cfg.input_port}"
+    except rt.RtMidiError as exc:
+        with contextlib.suppress(Exception):
+            out.close_port()
+            inp.close_port()
+        raise MidiSystemError(f"cannot open MIDI ports on {DISPLAY[api]}: {exc}") from None
+    except MidiSystemError:
+        with contextlib.suppress(Exception):
+            out.close_port()
+            inp.close_port()
+        raise
+    return MidiPorts(api, RtMidiOutput(out, out_name), inp, out_name, in_name)
+
+
+def list_ports() -> dict[str, dict]:
+    """Every compiled API with its ports (or why it is unusable).
+
+    `destinations` are ports jamd can send to (for `midi.connect_output`),
+    `sources` ports it can listen to (for `midi.connect_input`).
+    """
+    rt = _rtmidi()
+    compiled = set(rt.get_compiled_api())
+    result: dict[str, dict] = {}
+    for name, api in api_ids().items():
+        entry: dict = {"display": DISPLAY[name], "sources": [], "destinations": [], "error": None}
+        if api not in compiled:
+            entry["error"] = "not compiled into python-rtmidi"
+        else:
+            try:
+                with quiet_stderr():
+                    out = rt.MidiOut(api, name="jamd-ports")
+                    inp = rt.MidiIn(api, name="jamd-ports")
+                    entry["destinations"], entry["sources"] = out.get_ports(), inp.get_ports()
+                    del out, inp
+            except rt.RtMidiError as exc:
+                entry["error"] = _describe_failure(name, exc)
+        result[name] = entry
+    return result

@@ -1,0 +1,262 @@
+"""The JACK rig: a private JACK server plus python-rtmidi test clients.
+
+`jack_server` (a pytest fixture, once per session) starts Debian's `jackd`
+with the dummy driver under a unique server name, points JACK_DEFAULT_SERVER
+at it for this process and its children, and stops it afterwards.  No sound
+card and no ALSA sequencer are needed.
+
+`Player` plays timed messages into a port; `Recorder` records what a port
+sends, with arrival times (`perf_counter_ns`, which is CLOCK_MONOTONIC on
+Linux and so comparable with the daemon's logged clock origin).
+`Daemon` runs `jamd run` as a subprocess and reads its ready line.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+
+import pytest
+
+# 256 frames at 48 kHz: a 5.3 ms period, small enough for timing checks and
+# large enough that a non-realtime server on a busy 2-core machine keeps up.
+PERIOD, RATE = 256, 48000
+PERIOD_NS = PERIOD * 1_000_000_000 // RATE
+
+
+def _rtmidi():
+    import rtmidi
+
+    return rtmidi
+
+
+def _server_answers() -> bool:
+    rtmidi = _rtmidi()
+    try:
+        rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="rig-probe").get_ports()
+    except rtmidi.RtMidiError:
+        return False
+    return True
+
+
+def _die_with_parent() -> None:
+    # If pytest is killed (timeout, Ctrl-C twice) the fixture's teardown never
+    # runs; the kernel then ends jackd for us, so no stale server piles up
+    # (JACK refuses new servers once too many are active).
+    with contextlib.suppress(Exception):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> Iterator[str]:
+    jackd = shutil.which("jackd")
+    if jackd is None:
+        pytest.skip("jackd is not installed (Debian: apt-get install jackd2)")
+    rtmidi = _rtmidi()
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        pytest.skip("python-rtmidi was built without JACK")
+    name = f"jamd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+    old = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    # jackd's chatter goes to a file: an unread pipe fills up and blocks the
+    # server, and every client with it.
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE),
+                             "-p", str(PERIOD)], stdout=log, stderr=log,
+                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    try:
+        deadline = time.monotonic() + 10
+        while not _server_answers():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                pytest.fail(f"jackd did not start: {log.read().decode(errors='replace')[-500:]}")
+            time.sleep(0.05)
+        yield name
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        if old is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = old
+
+
+def _connect(port, wanted: str, client_name: str, deadline_s: float = 5.0) -> str:
+    end = time.monotonic() + deadline_s
+    while True:
+        names = port.get_ports()
+        for i, name in enumerate(names):
+            if wanted in name and not name.startswith(client_name):
+                port.open_port(i, "rig")
+                return name
+        if time.monotonic() > end:
+            raise AssertionError(f"no JACK port matching {wanted!r} (ports: {names})")
+        time.sleep(0.05)
+
+
+class Player:
+    """Plays messages into the first port whose name contains `target`."""
+
+    def __init__(self, target: str):
+        rtmidi = _rtmidi()
+        self.out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="player")
+        self.port = _connect(self.out, target, "player")
+
+    def send(self, message: Sequence[int]) -> None:
+        self.out.send_message(list(message))
+
+    def play(self, timed: Sequence[tuple[int, Sequence[int]]]) -> None:
+        """Send each `(t_ns, message)` at its perf_counter time (sleep, then spin)."""
+        for t_ns, message in sorted(timed, key=lambda e: e[0]):
+            wait = (t_ns - time.perf_counter_ns()) / 1e9 - 0.002
+            if wait > 0:
+                time.sleep(wait)
+            while time.perf_counter_ns() < t_ns:
+                pass
+            self.out.send_message(list(message))
+
+    def close(self) -> None:
+        self.out.close_port()
+        self.out.delete()  # ends the JACK client too, before the server goes
+
+
+class Recorder:
+    """Records `(arrival_ns, message)` from the first port containing `source`."""
+
+    def __init__(self, source: str):
+        rtmidi = _rtmidi()
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="recorder")
+        self.events: list[tuple[int, tuple[int, ...]]] = []
+        self._lock = threading.Lock()
+        self.inp.set_callback(self._arrived)
+        self.port = _connect(self.inp, source, "recorder")
+
+    def _arrived(self, event, _data) -> None:
+        t = time.perf_counter_ns()
+        with self._lock:
+            self.events.append((t, tuple(event[0])))
+
+    def snapshot(self) -> list[tuple[int, tuple[int, ...]]]:
+        with self._lock:
+            return list(self.events)
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate(self.snapshot()):
+                return True
+            time.sleep(0.01)
+        return False
+
+    def close(self) -> None:
+        self.inp.cancel_callback()
+        self.inp.close_port()
+        self.inp.delete()
+
+
+def note_pairs(events) -> tuple[list[tuple[int, int, int]], set[tuple[int, int]]]:
+    """Match note-ons with note-offs: ([(on_ns, off_ns, pitch)], notes left sounding).
+
+    CC 123 is *not* counted as ending a note here, so callers can demand
+    explicit note-offs; `sounding_after_cc123` is the lenient view.
+    """
+    open_: dict[tuple[int, int], int] = {}
+    pairs = []
+    for t, m in events:
+        kind, ch = m[0] & 0xF0, m[0] & 0x0F
+        if kind == 0x90 and m[2] > 0:
+            open_[(ch, m[1])] = t
+        elif kind in (0x80, 0x90) and (ch, m[1]) in open_:
+            pairs.append((open_.pop((ch, m[1])), t, m[1]))
+    return pairs, set(open_)
+
+
+def sounding_after_cc123(events) -> set[tuple[int, int]]:
+    sounding: set[tuple[int, int]] = set()
+    for _, m in events:
+        kind, ch = m[0] & 0xF0, m[0] & 0x0F
+        if kind == 0x90 and m[2] > 0:
+            sounding.add((ch, m[1]))
+        elif kind in (0x80, 0x90):
+            sounding.discard((ch, m[1]))
+        elif kind == 0xB0 and m[1] == 123:
+            sounding = {s for s in sounding if s[0] != ch}
+    return sounding
+
+
+_READY = re.compile(r"ready in .*?clock origin (\d+) ns")
+
+
+class Daemon:
+    """`jamd run` in a subprocess, with its log lines collected."""
+
+    def __init__(self, *args: str, cwd: str | None = None, ready_timeout: float = 30.0):
+        cmd = [sys.executable, "-m", "jamd.cli", "run", *args]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=cwd, env=dict(os.environ))
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.origin_ns = 0
+        end = time.monotonic() + ready_timeout
+        while not self.origin_ns:
+            for line in list(self.lines):
+                if (m := _READY.search(line)) is not None:
+                    self.origin_ns = int(m.group(1))
+            if self.proc.poll() is not None or time.monotonic() > end:
+                self.stop()
+                raise AssertionError("jamd run did not get ready:\n" + "".join(self.lines[-30:]))
+            time.sleep(0.02)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def log(self) -> str:
+        return "".join(self.lines)
+
+    def wait_log(self, text: str, timeout: float = 5.0) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if text in self.log():
+                return True
+            time.sleep(0.02)
+        return False
+
+    def send_signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._reader.join(2)
+        return self.proc.returncode
+
+    def __enter__(self) -> Daemon:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with contextlib.suppress(Exception):
+            self.stop()
