@@ -1,7 +1,8 @@
 """The `jamd` command line: one console script, one module per subcommand.
 
 Each subcommand lives in `jamd.commands.<name>` and exposes `HELP` (one
-line), `EXAMPLE` (one command line), `add_arguments(parser)` and
+line), `EXAMPLE` (one command line), optionally `DESCRIPTION` (longer text
+for its own --help), `add_arguments(parser)` and
 `run(args, cfg) -> int`.  This module only builds the parser, loads the
 config, sets up logging and turns `JamdError`s into one line and an exit code.
 """
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"jamd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, mod in mods.items():
-        p = sub.add_parser(name, help=mod.HELP, description=mod.HELP,
+        p = sub.add_parser(name, help=mod.HELP, description=getattr(mod, "DESCRIPTION", mod.HELP),
                            epilog=f"example:\n  {mod.EXAMPLE}",
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)

@@ -33,6 +33,25 @@ log = logging.getLogger("jamd.run")
 
 HELP = "run the real-time daemon: answer, continue or accompany a player over MIDI"
 EXAMPLE = "jamd run --mode call-response --bpm 100"
+DESCRIPTION = """\
+Run the real-time daemon. jamd opens a virtual MIDI output ("jamd out") and
+input ("jamd in"), named from midi.*; connect a synth or DAW track to the
+output and play into the input. It listens to your phrase, finds its key, and
+plays in time with its own clock (clock.bpm, 16th-note grid).
+
+modes (--mode or live.mode; switch live with control.mode_cc):
+  call-response  wait for a phrase, answer it from the next bar line, listen again
+  continuous     play without end from live.default_seed; each phrase re-seeds it
+  accompany      play along while you play, re-seeded from your latest bar
+
+A phrase ends after live.silence_bars of silence, on live.end_cc, or at
+live.max_phrase_bars. CCs (control.*) set temperature, mode, start/stop,
+panic, answer length and model. SIGHUP reloads the config file; SIGINT or
+SIGTERM stop cleanly: every sounding note gets its note-off, then CC 123.
+
+No MIDI system? On Linux without a sound card start JACK first, e.g.
+  jackd -n jamd --no-realtime -d dummy &  and  export JACK_DEFAULT_SERVER=jamd
+or write files instead with `jamd generate`."""
 
 # Switch threads every 0.5 ms instead of 5 ms: when the engine thread is busy
 # in Python (key detection), the sender waking for a deadline gets the GIL
