@@ -1,8 +1,8 @@
 """What the engine asks a model for: the next bar of symbols.
 
 The engine never touches a model directly; it holds a `BarSource`, so the
-per-bar GAN models of a later issue plug into the same loop.  `LstmBars`
-drives the step-by-step LSTM (`jamd.lstm.LstmGenerator`).
+per-bar GAN models plug into the same loop.  `LstmBars` drives the
+step-by-step LSTM (`jamd.lstm.LstmGenerator`); `jamd.gan.GanBars` the GANs.
 """
 
 from __future__ import annotations
@@ -89,5 +89,11 @@ def open_bar_source(name: str, model_cfg: ModelConfig) -> BarSource:
         from .lstm import LstmGenerator
 
         return LstmBars(LstmGenerator.load(str(path), model_cfg), name)
-    raise ModelError(f"{path}: model kind {info.kind!r} cannot run live yet "
-                     "(jamd run plays lstm-step models)")
+    if info.kind in ("gan-bar", "cgan-bar"):
+        # per-bar models: one generator call per bar, the conditional one
+        # continuing from the player's last bar or its own
+        from .gan import BarGenerator, GanBars
+
+        return GanBars(BarGenerator.load(str(path), model_cfg), name)
+    raise ModelError(f"{path}: model kind {info.kind!r} cannot run live "
+                     "(jamd run plays lstm-step, gan-bar and cgan-bar models)")
