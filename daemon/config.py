@@ -135,6 +135,7 @@ class GanConfig:
     dropout: float = _spec(0.5, lo=0.0, hi=0.9)
     minibatch_std: bool = _spec(True)  # the critic sees the batch's spread (against mode collapse)
     critic_input: str = _spec("sampled", choices=("sampled", "soft"))  # what generated bars look like to it
+    mismatched_pairs: bool = _spec(True)  # cgan: real bars after a wrong previous bar count as fake
     batch_size: int = _spec(64, lo=2, hi=65536)
     steps: int = _spec(3000, lo=1, hi=10**7)  # generator updates
     n_critic: int = _spec(5, lo=1, hi=100)  # critic updates per generator update (wgan, cgan)

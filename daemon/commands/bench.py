@@ -20,6 +20,7 @@ EXAMPLE = "jamd bench --suite lstm --steps 2000"
 
 SUITES = {
     "lstm": "jamd.export.bench_lstm",  # per-step latency vs the seed's loop; epoch time
+    "gan": "jamd.bench_gan",  # per-bar latency at batch 1 and bars/s in batches, CPU
     "realtime": "jamd.bench_realtime",  # scheduling error, response time, RSS, CPU, start-up
 }
 
@@ -30,6 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", type=int, default=10000, help="scheduled events (realtime suite)")
     p.add_argument("--load", action="store_true",
                    help="keep another core fully busy while measuring (realtime suite)")
+    p.add_argument("--flood", action="store_true",
+                   help="only the input-flood measurement: output timing without and with "
+                        "10,000 input messages/s (realtime suite)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     p.add_argument("--out", metavar="FILE", help="also write the figures as JSON")
 

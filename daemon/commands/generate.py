@@ -7,12 +7,13 @@ import logging
 
 import numpy as np
 
+from .. import gan, model_store
 from ..config import Config
 from ..errors import UsageError
 from ..keys import detect_key, transpose_notes
 from ..lstm import LstmGenerator
 from ..midifile import read_midi_notes, write_midi
-from ..tokens import fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
+from ..tokens import HOLD, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,12 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg = cfg.replace(**overrides) if overrides else cfg
     except Exception as exc:  # ConfigError names the key; re-label it as the option
         raise UsageError(str(exc).replace("override: ", "")) from None
-    gen = LstmGenerator.load(args.model or cfg.model.name, cfg.model)
+    path = model_store.resolve(args.model or cfg.model.name)
+    kind = model_store.load_info(path).kind
+    if kind in gan.KINDS:
+        gen = gan.BarGenerator.load(str(path), cfg.model)
+    else:
+        gen = LstmGenerator.load(str(path), cfg.model)
     vocab = gen.vocab
     shift = 0
     if args.seed_midi:
@@ -68,9 +74,15 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         seed_symbols = parse_seed(args.seed or cfg.generate.seed, vocab)
     steps_per_bar = cfg.clock.beats_per_bar * 16 // cfg.clock.beat_unit
     rng = np.random.default_rng(cfg.model.random_seed)
-    gen.reset()
-    gen.prime(seed_symbols)
-    continuation = gen.generate(cfg.generate.bars * steps_per_bar, cfg.model.temperature, rng)
+    if isinstance(gen, gan.BarGenerator):
+        # per-bar models: the seed is held to its bar line, then whole bars follow
+        seed_symbols = seed_symbols + [HOLD] * (-len(seed_symbols) % steps_per_bar)
+        continuation = gan.continue_melody(gen, seed_symbols, cfg.generate.bars, steps_per_bar,
+                                           cfg.model.temperature, rng)
+    else:
+        gen.reset()
+        gen.prime(seed_symbols)
+        continuation = gen.generate(cfg.generate.bars * steps_per_bar, cfg.model.temperature, rng)
     melody = transpose_notes(symbols_to_notes(seed_symbols + continuation), -shift)
     path = write_midi(melody, args.out, bpm=cfg.clock.bpm,
                       time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit),

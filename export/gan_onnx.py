@@ -1,0 +1,151 @@
+"""Exporting a GAN run's generator to ONNX, with a parity check and metadata.
+
+The ONNX graph has inputs ``z float32 [batch, latent]`` (and, for the
+conditional variant, ``prev int32 [batch, steps]``) and the output
+``logits float32 [batch, steps, vocab]``, the generator in inference mode
+(BatchNorm's moving statistics, no Gaussian noise).  The export checks
+itself like the LSTM's: on fixed z (and real previous bars) the ONNX and
+Keras per-step probabilities must agree to 1e-4, or nothing is written.
+
+Metadata (kind ``gan-bar`` or ``cgan-bar``, vocabulary, steps per bar, z
+size, key normalisation, corpus and training figures) goes into the ONNX
+file under ``jamd`` and into the ``.json`` sidecar beside it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jamd.errors import DataError
+from jamd.gan import CGAN_KIND, GAN_KIND
+from jamd.model_store import METADATA_KEY
+from jamd.sampling import softmax
+
+from .lstm_onnx import OPSET, PARITY_TOLERANCE, ExportError, _rename_outputs
+
+log = logging.getLogger(__name__)
+
+PARITY_BATCH = 64
+
+
+def convert(generator, conditional: bool) -> Any:
+    """Keras generator -> ONNX ModelProto with inputs z[, prev] and output logits."""
+    import tensorflow as tf
+    import tf2onnx
+
+    logging.getLogger("tf2onnx").setLevel(logging.WARNING)
+    latent = generator.inputs[0].shape[-1]
+    steps = generator.output.shape[1]
+    spec = [tf.TensorSpec((None, latent), tf.float32, name="z")]
+    if conditional:
+        spec.append(tf.TensorSpec((None, steps), tf.int32, name="prev"))
+    onnx_model, _ = tf2onnx.convert.from_keras(generator, input_signature=tuple(spec), opset=OPSET)
+    _rename_outputs(onnx_model, ("logits",))
+    return onnx_model
+
+
+def parity(onnx_path: Path, generator, z: np.ndarray, prev: np.ndarray | None) -> float:
+    """Largest |p_onnx - p_keras| over every step of a batch of bars."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    feeds = {"z": z.astype(np.float32)}
+    if prev is not None:
+        feeds["prev"] = prev.astype(np.int32)
+    onnx_logits = session.run(["logits"], feeds)[0]
+    inputs = [z, prev.astype(np.int32)] if prev is not None else [z]
+    keras_logits = np.asarray(generator(inputs, training=False))
+    return float(np.abs(softmax(onnx_logits) - softmax(keras_logits)).max())
+
+
+def export_gan(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any],
+               parity_prev: np.ndarray | None = None) -> dict[str, Any]:
+    """Export `checkpoint` (a generator .keras) to `out` (.onnx) plus its .json sidecar."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    import onnx
+
+    from jamd.training.lstm_model import OneHot
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if not checkpoint.is_file():
+        raise ExportError(f"{checkpoint}: generator checkpoint not found (train first: jamd train --model wgan)")
+    generator = keras.models.load_model(checkpoint, custom_objects={"OneHot": OneHot})
+    conditional = len(generator.inputs) == 2
+    latent, steps, vocab_size = generator.inputs[0].shape[-1], generator.output.shape[1], generator.output.shape[2]
+    if len(metadata.get("vocabulary", [])) != vocab_size:
+        raise ExportError(f"{checkpoint}: generator has {vocab_size} outputs per step but the vocabulary has "
+                          f"{len(metadata.get('vocabulary', []))} symbols")
+    onnx_model = convert(generator, conditional)
+    meta = {
+        "kind": CGAN_KIND if conditional else GAN_KIND,
+        "steps_per_bar": int(steps),
+        "latent_dim": int(latent),
+        "z": "standard normal, float32 [batch, latent_dim]",
+        "step_quarter_length": 0.25,
+        "key_normalisation": "major tunes to C major, minor tunes to A minor (smallest shift, -6..+5)",
+        "inputs": {"z": "float32 [batch, latent_dim]",
+                   **({"prev": "int32 [batch, steps_per_bar]: the bar before, as vocabulary ids"}
+                      if conditional else {})},
+        "outputs": {"logits": "float32 [batch, steps_per_bar, vocab]: one distribution per 16th step"},
+        **metadata,
+    }
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((PARITY_BATCH, latent)).astype(np.float32)
+    prev = None
+    if conditional:
+        if parity_prev is None:
+            parity_prev = rng.integers(0, vocab_size, (PARITY_BATCH, steps))
+        prev = np.resize(np.asarray(parity_prev), (PARITY_BATCH, steps))  # repeats rows when there are fewer
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / out.name
+        onnx.save(onnx_model, str(candidate))
+        err = parity(candidate, generator, z, prev)
+        if not err <= PARITY_TOLERANCE:
+            raise ExportError(f"export parity failed: ONNX and Keras differ by {err:.3g} over {PARITY_BATCH} bars "
+                              f"(tolerance {PARITY_TOLERANCE:g}); nothing written")
+    meta["export"] = {"opset": OPSET, "parity_bars": PARITY_BATCH, "parity_max_abs_diff": err,
+                      "tf2onnx_ops": sorted({n.op_type for n in onnx_model.graph.node})}
+    entry = onnx_model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, str(out))
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    log.info("exported %s (%s, parity %.2g over %d bars, %.1f MB)", out, meta["kind"], err, PARITY_BATCH,
+             out.stat().st_size / 1e6)
+    return meta
+
+
+def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export a GAN training run folder's best generator, with its corpus and figures."""
+    from jamd.training.corpus import load_corpus
+    from jamd.training.gan_data import extract_bars
+
+    state_path = run_dir / "state.json"
+    if not state_path.is_file():
+        raise DataError(f"{run_dir}: not a training run folder (no state.json)")
+    state = json.loads(state_path.read_text())
+    if figures is None and (run_dir / "figures.json").is_file():
+        figures = json.loads((run_dir / "figures.json").read_text())
+    gan_cfg = state.get("config", {}).get("gan", {})
+    corpus = load_corpus(cfg.corpus, progress=False)
+    _, val_idx = corpus.split()
+    parity_prev = None
+    if state["variant"] == "cgan" and val_idx:
+        # real previous bars from validation tunes drive the conditional parity check
+        parity_prev = extract_bars(corpus, val_idx, int(gan_cfg.get("steps_per_bar", 16))).prev
+    metadata = {
+        "variant": state["variant"],
+        "vocabulary": state["vocabulary"],
+        "corpus": {"source": corpus.source, "stats": corpus.stats, "bars": state.get("bars", {}),
+                   "validation_fraction": cfg.corpus.validation_fraction, "split_seed": cfg.corpus.split_seed},
+        "training": {**gan_cfg, "figures": figures or {}},
+    }
+    return export_gan(run_dir / "best_generator.keras", out, metadata, parity_prev)
