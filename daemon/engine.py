@@ -17,9 +17,11 @@ that is the next thing it has to do.  Only the sender thread keeps time.
 
 from __future__ import annotations
 
+import gc
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,6 +44,16 @@ ANSWER_LEAD_NS = 200_000_000
 # The first bar of a stream starts at the next bar line at least this far away.
 START_MARGIN_NS = 20_000_000
 MAX_WAIT_S = 0.25
+# Woken by input, the engine lets this long's worth of it gather before handling
+# it.  Every message is timestamped in the input callback, so this costs a
+# phrase nothing, and a control CC this little; but a flood (10,000 messages/s,
+# issue 4 section 8) then wakes the engine a few hundred times a second instead
+# of once per message, and the input callback, which runs in the MIDI system's
+# own thread (JACK's process cycle), no longer waits for the GIL behind the
+# engine for every message.  Measured (`jamd bench --suite realtime --flood`):
+# without this the flood delayed the output's arrival by up to tens of ms although
+# the sender sent every event on time; with it, within a JACK period of no input.
+INPUT_BATCH_S = 0.002
 
 
 @dataclass
@@ -169,11 +181,18 @@ class Engine:
                 # holding the GIL through a long import, preempted on a busy
                 # machine, would keep the real-time sender waiting for the GIL.
                 self.warm_up()
+                # All that is loaded by now (music21, ONNX Runtime, numpy) lives as long
+                # as the daemon: keep it out of the cyclic collector's full passes, which
+                # hold the GIL (and so the sender) for tens of ms over a heap this size
+                # and which a flood of input, allocating as it goes, triggers more often.
+                gc.freeze()
             while not self._stop:
                 try:
                     item = self.inbox.get(timeout=self._wait_s())
                 except queue.Empty:
                     item = ()
+                if item:  # input: let the rest of a burst arrive first (see INPUT_BATCH_S)
+                    time.sleep(INPUT_BATCH_S)
                 while True:
                     if item is None:
                         return
@@ -368,7 +387,9 @@ class Engine:
             return
         self.events.append(("phrase-end", t_ns))
         self.phrases.append(phrase)
-        log.info("phrase: %d notes, %d bar(s), ended by %s", len(phrase.notes), phrase.bars, phrase.reason)
+        log.info("phrase: %d notes%s, %d bar(s), ended by %s", len(phrase.notes),
+                 f" ({phrase.dropped} more not kept: phrase full)" if phrase.dropped else "",
+                 phrase.bars, phrase.reason)
         if self.mode == "accompany":
             self.next_bar = None  # the player stopped: so does the accompaniment
             return
@@ -422,6 +443,8 @@ class Engine:
             if self.mode == "accompany":
                 self._follow_player()
             symbols = self.model.next_bar(spb, self.temperature, self.rng)
+            # one line per bar (debug): lets the JACK tests check one bar per bar line
+            log.debug("bar %d from %s: %s", self.next_bar // spb, self.model_name, " ".join(symbols))
             self.stream.write_bar(symbols, self.next_bar, self.transpose)
             self.next_bar += spb
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 
 HINT = ("start JACK (e.g. `jackd -d dummy &`, or your usual setup) or an ALSA sequencer, "
         "or write a MIDI file with `jamd generate`")
+# Several JACK periods (5 ms at 256 frames/48 kHz, 21 ms at 1024): long enough
+# for the last messages sent to leave before the output port closes.
+DRAIN_S = 0.05
 DISPLAY = {"alsa": "ALSA sequencer", "jack": "JACK", "coremidi": "CoreMIDI", "winmm": "Windows MM"}
 
 
@@ -109,10 +113,18 @@ class MidiPorts:
     input_name: str
 
     def close(self) -> None:
-        """Close the input first (no more callbacks), then the output."""
+        """Close the input first (no more callbacks), then the output.
+
+        The output waits DRAIN_S first: rtmidi hands a message to JACK through
+        a ring buffer that the server's next process cycle empties, and closing
+        the port before that can drop what is still in it, here the shutdown's
+        note-offs and CC 123 (the likely cause of one note left sounding at the
+        JACK rig's recorder on a busy machine).
+        """
         with contextlib.suppress(Exception):
             self.midiin.cancel_callback()
             self.midiin.close_port()
+        time.sleep(DRAIN_S)
         self.output.close()
 
 

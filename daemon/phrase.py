@@ -141,6 +141,7 @@ class Phrase:
     closed_at: int  # step where the phrase was declared over
     reason: str  # "silence", "cc" or "max-length"
     steps_per_bar: int = 16
+    dropped: int = 0  # notes not kept: the phrase was full (MAX_NOTES_PER_STEP)
 
     @property
     def bars(self) -> int:
@@ -157,9 +158,22 @@ class Phrase:
         return rel, self.bars * self.steps_per_bar
 
 
+# At most this many notes per 16th step of `live.max_phrase_bars` are kept in a
+# phrase (512 in 8 bars of 4/4): far more than a melody or its chords, while a
+# flood of notes (issue 4: 10,000 messages/s) cannot grow a phrase without
+# bound and make its key detection take seconds.
+MAX_NOTES_PER_STEP = 4
+
+
 @dataclass
 class PhraseCapture:
-    """Builds phrases from note events, on the clock's 16th grid."""
+    """Builds phrases from note events, on the clock's 16th grid.
+
+    A pitch struck again on the same 16th step is one note on the grid (the
+    longer of the two), and a phrase keeps at most MAX_NOTES_PER_STEP notes
+    per step of its maximum length; notes beyond that still count as playing
+    (they keep the phrase from ending by silence) but are not kept.
+    """
 
     clock: Clock
     cfg: LiveConfig
@@ -167,6 +181,8 @@ class PhraseCapture:
     held: dict[int, int] = field(default_factory=dict)  # pitch -> onset step
     start: int | None = None
     last_end: int = 0
+    dropped: int = 0  # notes of the current phrase not kept because it was full
+    _index: dict[tuple[int, int], int] = field(default_factory=dict, repr=False)  # (onset, pitch) -> i
 
     @property
     def active(self) -> bool:
@@ -196,8 +212,16 @@ class PhraseCapture:
     def _finish(self, pitch: int, step: int) -> None:
         onset = self.held.pop(pitch)
         end = max(step, onset + 1)
-        self.notes.append(Note(onset, pitch, end - onset))
         self.last_end = max(self.last_end, end)
+        i = self._index.get((onset, pitch))
+        if i is not None:  # struck again on the same step: one note, the longer
+            if end - onset > self.notes[i].duration:
+                self.notes[i] = Note(onset, pitch, end - onset)
+        elif len(self.notes) < MAX_NOTES_PER_STEP * self._max_steps():
+            self._index[(onset, pitch)] = len(self.notes)
+            self.notes.append(Note(onset, pitch, end - onset))
+        else:
+            self.dropped += 1
 
     def latest_bar(self, before_step: int) -> list[Note]:
         """Notes that start in the bar that ends at `before_step` (for accompany)."""
@@ -229,9 +253,10 @@ class PhraseCapture:
             self._finish(pitch, at)
         notes = sorted(n if n.end <= at or n.start >= at else Note(n.start, n.pitch, at - n.start)
                        for n in self.notes if n.start < at)
-        start = self.start
-        self.notes, self.held, self.start, self.last_end = [], {}, None, 0
+        start, dropped = self.start, self.dropped
+        self.notes, self.held, self.start, self.last_end, self._index = [], {}, None, 0, {}
+        self.dropped = 0
         if not notes or start is None:
             return None
         end = max(n.end for n in notes)
-        return Phrase(notes, start, end, at, reason, self.clock.steps_per_bar)
+        return Phrase(notes, start, end, at, reason, self.clock.steps_per_bar, dropped)

@@ -23,7 +23,6 @@ import sys
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -59,6 +58,26 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# JACK's registry holds 8 servers and frees the entry of one that died uncleanly
+# (a killed test run: SIGKILL, PR_SET_PDEATHSIG) only when a server of the same
+# name starts again; unique names leaked a slot per crash until jackd refused to
+# start ("Too many servers already active").  A small pool of fixed names
+# reclaims those; a name a live server holds makes jackd exit, and the next is tried.
+SERVER_NAMES = tuple(f"jamd-test-{i}" for i in range(4))
+
+
+def _started(proc: subprocess.Popen, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _server_answers():
+            # a live server of the same name answers too, while ours is still
+            # finding out and about to exit: give it a moment to do so
+            time.sleep(0.3)
+            break
+        time.sleep(0.05)
+    return proc.poll() is None and _server_answers()
+
+
 @pytest.fixture(scope="session")
 def jack_server() -> Iterator[str]:
     jackd = shutil.which("jackd")
@@ -67,22 +86,22 @@ def jack_server() -> Iterator[str]:
     rtmidi = _rtmidi()
     if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
         pytest.skip("python-rtmidi was built without JACK")
-    name = f"jamd-test-{os.getpid()}-{uuid.uuid4().hex[:6]}"
     old = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
     # jackd's chatter goes to a file: an unread pipe fills up and blocks the
     # server, and every client with it.
     log = tempfile.TemporaryFile()
-    proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE),
-                             "-p", str(PERIOD)], stdout=log, stderr=log,
-                            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+    for name in SERVER_NAMES:
+        os.environ["JACK_DEFAULT_SERVER"] = name
+        proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE),
+                                 "-p", str(PERIOD)], stdout=log, stderr=log,
+                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+        if _started(proc):
+            break
+        proc.wait()  # the name is taken by a live server (another test run): try the next
+    else:
+        log.seek(0)
+        pytest.fail(f"jackd did not start: {log.read().decode(errors='replace')[-500:]}")
     try:
-        deadline = time.monotonic() + 10
-        while not _server_answers():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                pytest.fail(f"jackd did not start: {log.read().decode(errors='replace')[-500:]}")
-            time.sleep(0.05)
         yield name
     finally:
         proc.terminate()
@@ -109,6 +128,17 @@ def _connect(port, wanted: str, client_name: str, deadline_s: float = 5.0) -> st
         if time.monotonic() > end:
             raise AssertionError(f"no JACK port matching {wanted!r} (ports: {names})")
         time.sleep(0.05)
+
+
+def patch(source: str, destination: str) -> None:
+    """Connect two JACK ports that belong to other clients, as a patchbay does
+    (python-rtmidi only connects its own ports): Debian jackd2's `jack_connect`."""
+    tool = shutil.which("jack_connect")
+    if tool is None:
+        pytest.skip("jack_connect is not installed (Debian: jackd2)")
+    r = subprocess.run([tool, source, destination], capture_output=True, text=True, timeout=10,
+                       env=dict(os.environ))
+    assert r.returncode == 0, f"jack_connect {source!r} {destination!r}: {r.stderr.strip()}"
 
 
 class Player:
@@ -208,7 +238,8 @@ class Daemon:
     """`jamd run` in a subprocess, with its log lines collected."""
 
     def __init__(self, *args: str, cwd: str | None = None, ready_timeout: float = 30.0):
-        cmd = [sys.executable, "-m", "jamd.cli", "run", *args]
+        # -X faulthandler: a crash prints every thread's Python stack into the log
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "jamd.cli", "run", *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, cwd=cwd, env=dict(os.environ))
         self.lines: list[str] = []

@@ -110,3 +110,26 @@ def test_restruck_note_without_note_off_is_two_notes():
     cap.note_off(60, clock.time_of(6))
     phrase = cap.poll(clock.time_of(30))
     assert phrase is not None and phrase.notes == [Note(0, 60, 4), Note(4, 60, 2)]
+
+
+def test_a_flood_of_notes_makes_a_bounded_phrase():
+    # issue 4 section 8: 1,000 note-ons a second on a few pitches (the realtime
+    # bench's input flood) must not grow a phrase without bound: a pitch struck
+    # again on the same 16th is one note there (the longer), and a phrase keeps
+    # at most MAX_NOTES_PER_STEP notes per step of its maximum length
+    from jamd.phrase import MAX_NOTES_PER_STEP
+
+    clock, cap = capture(max_phrase_bars=2)
+    t0 = clock.time_of(16)
+    for i in range(4000):  # 4 s: one note-on/off pair per ms, 10 pitches in turn
+        t = t0 + i * 1_000_000
+        cap.note_on(60 + i % 10, t)
+        cap.note_off(60 + i % 10, t + 500_000)
+    cap.note_on(61, clock.time_of(18))  # held over two steps: the longer note is kept
+    cap.note_off(61, clock.time_of(20))
+    phrase = cap.poll(clock.time_of(16 + 33))
+    assert phrase is not None and phrase.reason == "max-length"
+    assert len(phrase.notes) == MAX_NOTES_PER_STEP * 32 == len(set(phrase.notes))
+    assert len({(n.start, n.pitch) for n in phrase.notes}) == len(phrase.notes)
+    assert Note(18, 61, 2) in phrase.notes and phrase.dropped > 0
+    assert not cap.active

@@ -1,0 +1,258 @@
+"""`jamd run` over the JACK rig: a patchbay echo loop, and the per-bar GAN models.
+
+Issue 4 section 8: jamd's own output, echoed back to its input through a loop
+in the patchbay, is recognised and ignored.  Issue 5 section 5: with the GAN
+models the daemon generates one bar per bar line, the conditional model
+(`cgan`) is conditioned on the player's bar, a model switch by CC leaves no
+note sounding.  The rig (private dummy-driver JACK server, player and
+recorder clients) is tests/jack_rig.py; tempo and tolerances are those of
+tests/test_daemon_jack.py (120 BPM: a 16th is 125 ms, onsets are placed on
+the grid by rounding, so up to half a 16th of machine noise is tolerated).
+
+The per-bar checks compare what the recorder heard with what the model was
+asked for: in continuous mode the engine logs every bar it generates (debug
+level: `bar N from MODEL: symbols`), and the note-ons heard in bar N must be
+exactly that bar's struck pitches on its steps.  In call-response mode the
+engine's random generator is seeded (`model.random_seed`) and the answer is
+the first thing that draws from it, so the answer must equal what
+`jamd.gan.BarGenerator.next_bar` gives for the player's bar (moved to C, as
+the engine does) with a generator of the same seed.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+import pytest
+from jack_rig import (
+    Daemon,
+    Player,
+    Recorder,
+    jack_server,  # noqa: F401  (a fixture, found by name)
+    note_pairs,
+    patch,
+)
+from test_daemon_jack import BAR_NS, BPM, C_PHRASE, STEP_NS, bar_time, next_bar, phrase_messages
+
+from jamd import keys, model_store
+from jamd.tokens import fit_pitch_to_vocab, is_pitch, notes_to_symbols
+
+pytestmark = [pytest.mark.jack, pytest.mark.slow]
+
+_BAR_LOG = re.compile(r"bar (\d+) from (\S+): (.*)")
+
+
+def _shipped(name: str) -> str:
+    path = model_store.shipped_models_dir() / f"{name}.onnx"
+    if not path.is_file():
+        reason = ("models/cgan.onnx is not shipped yet (the conditional GAN is still being trained)"
+                  if name == "cgan" else f"the shipped model {path} is not there")
+        pytest.skip(reason)
+    return name
+
+
+@pytest.fixture
+def rig(request):
+    """start(*args) -> (daemon, player, recorder) over the session's JACK server;
+    one jamd at a time (a second one's ports would be renamed jamd-01)."""
+    request.getfixturevalue("jack_server")
+    made: list[tuple[Daemon, Player, Recorder]] = []
+
+    def stop_all() -> None:
+        while made:
+            d, player, recorder = made.pop()
+            d.stop()
+            player.close()
+            recorder.close()
+
+    def start(*args: str) -> tuple[Daemon, Player, Recorder]:
+        stop_all()
+        d = Daemon("--api", "jack", "--bpm", str(BPM), "--set", "midi.client_name=jamd", *args)
+        player = Player("jamd-in:jamd in")
+        recorder = Recorder("jamd:jamd out")
+        made.append((d, player, recorder))
+        return d, player, recorder
+
+    yield start
+    stop_all()
+
+
+def _note_ons(events) -> list[tuple[int, int]]:
+    """(arrival_ns, pitch) of every note-on."""
+    return [(t, m[1]) for t, m in events if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0]
+
+
+def _latency_ns(d: Daemon, ons: list[tuple[int, int]]) -> int:
+    # how late note-ons arrive after their 16th (sender + JACK cycles): the median,
+    # so that one note delayed by a busy machine does not move the others
+    offsets = sorted((t - d.origin_ns + STEP_NS // 4) % STEP_NS - STEP_NS // 4 for t, _ in ons)
+    return offsets[len(offsets) // 2]
+
+
+def _on_grid(d: Daemon, ons: list[tuple[int, int]], latency: int) -> set[tuple[int, int]]:
+    """Note-ons as (16th step since the clock's origin, pitch)."""
+    return {(round((t - d.origin_ns - latency) / STEP_NS), p) for t, p in ons}
+
+
+def _struck(symbols: list[str], first_step: int, transpose: int = 0) -> set[tuple[int, int]]:
+    """(step, pitch) of the notes a bar of symbols strikes (shaping: pitches
+    stay inside output.note_min/max 36-96 for these models, so it moves none)."""
+    return {(first_step + i, int(s) + transpose) for i, s in enumerate(symbols) if is_pitch(s)}
+
+
+# A non-realtime JACK server on a busy 2-core machine can miss a process cycle
+# (an xrun), and a MIDI event in that cycle never reaches the recorder; the
+# sender does not know (it sent it on time).  So one note-on may be missing from
+# a check, but a note that was not generated, or on another step, never passes.
+MISSING_OK = 1
+
+
+def _assert_heard(heard: set[tuple[int, int]], want: set[tuple[int, int]], what: str) -> None:
+    extra, missing = sorted(heard - want), sorted(want - heard)
+    assert not extra and len(missing) <= MISSING_OK, (
+        f"{what}: heard {sorted(heard)}, generated {sorted(want)} "
+        f"(not generated: {extra}, not heard: {missing})")
+
+
+def _wait_until(t_ns: int) -> None:
+    time.sleep(max(0.0, (t_ns - time.perf_counter_ns()) / 1e9))
+
+
+# -- echo loop ------------------------------------------------------------------------
+
+def test_own_output_echoed_back_through_the_patchbay_is_ignored(rig):
+    """One phrase in, one answer out; the answer comes back to jamd's input
+    through a patchbay connection and must not be taken for a new phrase."""
+    d, player, rec = rig("--model", _shipped("lstm"), "--mode", "call-response",
+                         "--set", "live.response_bars=1", "--set", "model.random_seed=3")
+    patch("jamd:jamd out", "jamd-in:jamd in")  # the loop
+    bar = next_bar(d)
+    player.play(phrase_messages(d, bar, C_PHRASE))
+    answer_bar = bar + 2  # a one-bar phrase, a bar of silence, then the answer
+    # An answer to the echo would start 2 bars after the answer's start (one
+    # bar of answer heard as a phrase, one bar of silence): watch 2 bars more.
+    _wait_until(bar_time(d, answer_bar + 5))
+    events = rec.snapshot()
+    assert d.stop() == 0, d.log()
+    log = d.log()
+    ons = _note_ons(events)
+    assert ons, f"no answer:\n{log}"
+    late = [(t - bar_time(d, answer_bar)) / 1e6 for t, _ in ons if t >= bar_time(d, answer_bar + 1)]
+    assert not late, f"notes after the answer's bar (ms after its start): {late}\n{log}"
+    assert len(re.findall(r"phrase: \d+ notes", log)) == 1, f"the echo was taken for a phrase:\n{log}"
+    assert len(re.findall(r"answer: \d+ bar", log)) == 1, log
+    # the loop really carried the answer back: every note-on and its note-off were seen and dropped
+    echoes = int(re.search(r"(\d+) echoes ignored", log).group(1))
+    assert echoes >= 2 * len(ons), f"{echoes} echoes ignored for {len(ons)} answer notes:\n{log}"
+    _, sounding = note_pairs(events)
+    assert not sounding
+
+
+# -- per-bar GAN models -------------------------------------------------------------
+
+@pytest.mark.parametrize("model", ["gan", "cgan"])
+def test_per_bar_model_plays_one_bar_per_bar_line_and_ends_every_note(rig, model):
+    d, _player, rec = rig("--model", _shipped(model), "--mode", "continuous", "--log-level", "debug",
+                          "--set", "model.random_seed=5")
+    t_heard = time.perf_counter_ns() + 1_200_000_000  # the recorder's connection is live by then
+    _wait_until(t_heard + 4 * BAR_NS)
+    t_stop = time.perf_counter_ns()
+    assert d.stop() == 0, d.log()
+    time.sleep(0.1)
+    events, log = rec.snapshot(), d.log()
+    bars = {}
+    for m in _BAR_LOG.finditer(log):
+        n, name, symbols = int(m.group(1)), m.group(2), m.group(3).split()
+        assert n not in bars, f"bar {n} generated twice:\n{log}"
+        assert name == model and len(symbols) == 16
+        bars[n] = symbols
+    numbers = sorted(bars)
+    assert numbers == list(range(numbers[0], numbers[-1] + 1)), f"bars skipped: {numbers}"
+    # generation kept ahead of the clock: every bar line that passed had its bar
+    assert numbers[-1] >= (t_stop - d.origin_ns) // BAR_NS, (numbers, log)
+    ons = _note_ons(events)
+    assert len(ons) >= 4, f"{model} played {len(ons)} notes in 4 bars:\n{log}"
+    heard = _on_grid(d, ons, _latency_ns(d, ons))
+    complete = [n for n in numbers if bar_time(d, n) >= t_heard and bar_time(d, n + 1) < t_stop]
+    assert len(complete) >= 2, (complete, numbers)
+    # note-ons heard in the complete bars, against the bars the log says were generated
+    lo, hi = complete[0] * 16, (complete[-1] + 1) * 16
+    want = set().union(*(_struck(bars[n], n * 16) for n in complete))
+    got = {(s, p) for s, p in heard if lo <= s < hi}
+    assert want, f"{model} generated only rests in bars {complete}"
+    _assert_heard(got, want, f"bars {complete}")
+    pairs, sounding = note_pairs(events)
+    assert pairs and not sounding, "a note-on without its note-off"
+
+
+@pytest.mark.parametrize("model", ["gan", "cgan"])
+def test_per_bar_answer_is_the_models_next_bar_after_the_players_bar(rig, model):
+    """The phrase is played a tone up (D major): the engine detects the key,
+    moves the phrase to C, takes its last bar as the condition and moves the
+    answer back up.  With the same seed, `BarGenerator.next_bar` must give the
+    very bars heard; for cgan the bar after silence differs, so the check
+    would fail if the answer were not conditioned on the player's bar."""
+    from jamd.gan import BarGenerator, last_bar
+
+    seed, temperature, shift = 11, 0.9, 2
+    d, player, rec = rig("--model", _shipped(model), "--mode", "call-response",
+                         "--set", f"model.random_seed={seed}", "--set", f"model.temperature={temperature}",
+                         "--set", "live.response_bars=2")
+    bar = next_bar(d)
+    player.play(phrase_messages(d, bar, C_PHRASE, shift))
+    answer_bar = bar + 2
+    _wait_until(bar_time(d, answer_bar + 2) + 300_000_000)
+    assert d.stop() == 0, d.log()
+    events, log = rec.snapshot(), d.log()
+    assert d.lines and f"from bar {answer_bar}," in log, log
+
+    # what the engine does with the phrase (Engine.reseed_from, GanBars.reseed/next_bar)
+    gen = BarGenerator.load(model)
+    played = keys.transpose_notes(C_PHRASE, shift)
+    to_c = keys.detect_key(played).shift_to_normal()
+    assert to_c == -shift
+    symbols = notes_to_symbols(keys.transpose_notes(played, to_c), 16)
+    symbols = [str(fit_pitch_to_vocab(int(s), gen.vocab)) if is_pitch(s) else s for s in symbols]
+    rng = np.random.default_rng(seed)
+    first = gen.next_bar(last_bar(symbols, 16), temperature, rng, first_note=True)
+    second = gen.next_bar(first, temperature, rng)  # conditioned on its own bar
+    want = _struck(first, answer_bar * 16, -to_c) | _struck(second, (answer_bar + 1) * 16, -to_c)
+
+    ons = _note_ons(events)
+    assert ons, f"no answer:\n{log}"
+    heard = _on_grid(d, ons, _latency_ns(d, ons))
+    _assert_heard(heard, want, "answer")
+    if gen.conditional:
+        after_silence = gen.next_bar(None, temperature, np.random.default_rng(seed), first_note=True)
+        assert after_silence != first, "this seed cannot tell the player's bar from silence"
+    _, sounding = note_pairs(events)
+    assert not sounding
+
+
+def test_model_switch_by_cc_leaves_no_note_sounding(rig):
+    d, player, rec = rig("--model", _shipped("lstm"), "--mode", "continuous", "--log-level", "debug",
+                         "--set", "model.models=[lstm, gan]", "--set", "output.gate=1.0")
+    _shipped("gan")
+    # switch while a note sounds (gate 1.0 keeps one sounding nearly always)
+    assert rec.wait_for(lambda ev: len(_note_ons(ev)) >= 2 and note_pairs(ev)[1], 8), d.log()
+    player.send([0xB0, 26, 127])  # control.model_select_cc: the last of model.models
+    assert rec.wait_for(lambda ev: any(m == (0xB0, 123, 0) for _, m in ev), 3), f"no CC 123:\n{d.log()}"
+    assert d.wait_log("model gan"), d.log()
+    events = rec.snapshot()
+    cc = next(i for i, (_, m) in enumerate(events) if m == (0xB0, 123, 0))
+    before, sounding = note_pairs(events[:cc])
+    assert before and not sounding, "a note was still sounding when CC 123 went (no explicit note-off)"
+    # the music goes on with the new model, which plays from the next bar line
+    assert rec.wait_for(lambda ev: len(_note_ons(ev[cc:])) >= 2, 2 * BAR_NS / 1e9 + 2), d.log()
+    assert d.stop() == 0, d.log()
+    time.sleep(0.1)
+    log = d.log()
+    after = log[log.index("model gan"):]
+    generated = [m.group(2) for m in _BAR_LOG.finditer(after)]
+    assert generated and set(generated) == {"gan"}, generated
+    events = rec.snapshot()
+    _, sounding = note_pairs(events)
+    tail = [((t - d.origin_ns) / STEP_NS, m) for t, m in events[-8:]]
+    assert not sounding, f"left sounding: {sounding}; last events (16th, message): {tail}\n{log}"
