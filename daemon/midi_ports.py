@@ -124,6 +124,10 @@ class MidiPorts:
         with contextlib.suppress(Exception):
             self.midiin.cancel_callback()
             self.midiin.close_port()
+            # Free the RtMidi object (and its JACK client) now, while the
+            # interpreter is whole, not during interpreter teardown, where a
+            # JACK thread still running is a known way to crash at exit.
+            self.midiin.delete()
         time.sleep(DRAIN_S)
         self.output.close()
 

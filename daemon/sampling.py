@@ -40,7 +40,10 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator,
         logits = np.where(mask, logits, -np.inf)
     if temperature < ARGMAX_BELOW:
         return int(np.argmax(logits))
-    p = softmax(logits, temperature)
-    # inverse-CDF draw: one uniform number, no renormalisation warnings
-    idx = int(np.searchsorted(np.cumsum(p), rng.random() * p.sum(), side="right"))
-    return min(idx, len(p) - 1)
+    # Unnormalised softmax and an inverse-CDF draw with one uniform number:
+    # no division by the sum, no renormalisation warnings, and few NumPy calls
+    # (this runs once per 16th note; each call costs ~1 µs).
+    z = logits * (1.0 / temperature)
+    cdf = np.cumsum(np.exp(z - z.max()))
+    idx = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
+    return min(idx, len(cdf) - 1)

@@ -53,3 +53,15 @@ def test_step_model_state_is_explicit(shipped_lstm):
     assert gen.next_logits.shape == (len(gen.vocab),)
     p = gen.step_probabilities("67")
     assert p.sum() == pytest.approx(1.0) and (p >= 0).all()
+
+
+def test_bound_buffers_match_plain_session_runs(shipped_lstm):
+    # feed() runs on preallocated IO bindings; it must give exactly what
+    # plain session.run calls with the state passed by hand give
+    gen = LstmGenerator.load(str(shipped_lstm))
+    gen.reset()
+    _, h, c = gen._reset_state
+    for t in np.random.default_rng(0).integers(3, len(gen.vocab), 100):
+        bound = gen.feed(int(t))
+        plain, h, c = gen._run(int(t), h, c)
+        np.testing.assert_array_equal(bound, plain)
