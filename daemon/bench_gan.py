@@ -14,27 +14,16 @@ No TensorFlow: this is the daemon's own path.
 from __future__ import annotations
 
 import argparse
-import time
 from typing import Any
 
 import numpy as np
 
+from .bench_timing import timeit_us
 from .config import Config
 from .gan import KINDS, BarGenerator
 from .model_store import load_info, resolve, shipped_model_names
 
 BATCHES = (16, 64, 256)
-
-
-def _timeit(fn, n: int, warmup: int = 10) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        out[i] = time.perf_counter_ns() - t0
-    return out / 1e3  # microseconds
 
 
 def _models(cfg: Config) -> list[str]:
@@ -49,12 +38,12 @@ def measure(name: str, cfg: Config, calls: int) -> dict[str, Any]:
     prev = ["60", "_", "_", "_", "64", "_", "_", "_", "67", "_", "_", "_", "72", "_", "_", "_"][: gen.steps_per_bar]
     z = rng.standard_normal((1, gen.latent_dim)).astype(np.float32)
     prev_ids = gen.encode_bar(prev)[None, :] if gen.conditional else None
-    bar = _timeit(lambda: gen.next_bar(prev, 0.9, rng), calls)
-    raw = _timeit(lambda: gen.logits(z, prev_ids), calls)
+    bar = timeit_us(lambda: gen.next_bar(prev, 0.9, rng), calls, warmup=10)
+    raw = timeit_us(lambda: gen.logits(z, prev_ids), calls, warmup=10)
     batches = {}
     for b in BATCHES:
         reps = max(5, calls // b)
-        us = _timeit(lambda b=b: gen.bars(b, 0.9, rng, prev), reps, warmup=2)
+        us = timeit_us(lambda b=b: gen.bars(b, 0.9, rng, prev), reps, warmup=2)
         batches[b] = {"median_us": float(np.median(us)), "bars_per_second": float(b / (np.median(us) / 1e6))}
     return {
         "model": name, "kind": gen.kind, "steps_per_bar": gen.steps_per_bar, "latent_dim": gen.latent_dim,

@@ -29,22 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from jamd.bench_timing import stats, timeit_us
 from jamd.config import Config
-
-
-def _timeit(fn, n: int, warmup: int = 5) -> np.ndarray:
-    for _ in range(warmup):
-        fn()
-    out = np.empty(n)
-    for i in range(n):
-        t0 = time.perf_counter_ns()
-        fn()
-        out[i] = time.perf_counter_ns() - t0
-    return out / 1e3  # microseconds
-
-
-def _stats(us: np.ndarray) -> dict[str, float]:
-    return {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)), "n": int(len(us))}
 
 
 def _identity_model(path: Path, units: int) -> None:
@@ -117,17 +103,17 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
                                "onnxruntime": ort.__version__, "cpu_threads": cfg.model.intra_op_threads}
 
     rng = np.random.default_rng(0)
-    figures["step"] = _stats(_timeit(lambda: gen.next_symbol(0.9, rng), n))
+    figures["step"] = stats(timeit_us(lambda: gen.next_symbol(0.9, rng), n))
     h = np.zeros((1, U), np.float32)
     tok = np.array([[3]], np.int32)
-    figures["step_raw_run"] = _stats(_timeit(lambda: gen.session.run(None, {"token": tok, "h": h, "c": h}), n))
+    figures["step_raw_run"] = stats(timeit_us(lambda: gen.session.run(None, {"token": tok, "h": h, "c": h}), n))
 
     with tempfile.TemporaryDirectory() as tmp:
         ident = Path(tmp) / "identity.onnx"
         _identity_model(ident, U)
         s_id = make_session(ident, "cpu", cfg.model.intra_op_threads)
-        figures["identity"] = _stats(_timeit(lambda: s_id.run(None, {"token": tok, "h": h, "c": h}), n))
-        figures["arith"] = _stats(_timeit(_lstm_arith(V, U), n))
+        figures["identity"] = stats(timeit_us(lambda: s_id.run(None, {"token": tok, "h": h, "c": h}), n))
+        figures["arith"] = stats(timeit_us(_lstm_arith(V, U), n))
         figures["flops_per_step"] = 2 * (U * 4 * U + U * V)  # recurrent matvec + output layer
 
         import tensorflow as tf
@@ -135,15 +121,15 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
         seed_model = _seed_window_model(V, U)
         window = np.eye(V, dtype=np.float32)[rng.integers(0, V, 64)][None]
-        figures["seed_keras_predict"] = _stats(
-            _timeit(lambda: seed_model.predict(window, verbose=0), n_seed, warmup=3))
+        figures["seed_keras_predict"] = stats(
+            timeit_us(lambda: seed_model.predict(window, verbose=0), n_seed, warmup=3))
         spec = (tf.TensorSpec((None, 64, V), tf.float32, name="onehot"),)
         proto, _ = tf2onnx.convert.from_keras(seed_model, input_signature=spec, opset=17)
         win_path = Path(tmp) / "window.onnx"
         win_path.write_bytes(proto.SerializeToString())
         s_win = make_session(win_path, "cpu", cfg.model.intra_op_threads)
         in_name = s_win.get_inputs()[0].name
-        figures["window_onnx"] = _stats(_timeit(lambda: s_win.run(None, {in_name: window}), n))
+        figures["window_onnx"] = stats(timeit_us(lambda: s_win.run(None, {in_name: window}), n))
 
         figures["training"] = _epoch_times(cfg, V, U, quick=args.quick)
 
