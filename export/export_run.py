@@ -11,16 +11,22 @@ from jamd.errors import DataError
 from jamd.tokens import Vocabulary
 
 
-def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | None = None) -> dict:
-    from jamd.export.lstm_onnx import export_lstm
-    from jamd.training.corpus import load_corpus
-
+def read_run(run_dir: Path, figures: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A training run folder's state and figures (the given figures win), or one-line DataError."""
     state_path = run_dir / "state.json"
     if not state_path.is_file():
         raise DataError(f"{run_dir}: not a training run folder (no state.json)")
     state = json.loads(state_path.read_text())
     if figures is None and (run_dir / "figures.json").is_file():
         figures = json.loads((run_dir / "figures.json").read_text())
+    return state, figures
+
+
+def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | None = None) -> dict:
+    from jamd.export.lstm_onnx import export_lstm
+    from jamd.training.corpus import load_corpus
+
+    state, figures = read_run(run_dir, figures)
     corpus = load_corpus(cfg.corpus, progress=False)
     _, val_idx = corpus.split()
     vocab = Vocabulary(state["vocabulary"])

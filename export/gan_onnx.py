@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from jamd.errors import DataError
 from jamd.gan import CGAN_KIND, GAN_KIND
 from jamd.model_store import METADATA_KEY
 from jamd.sampling import softmax
@@ -125,15 +124,11 @@ def export_gan(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any]
 
 def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export a GAN training run folder's best generator, with its corpus and figures."""
+    from jamd.export.export_run import read_run
     from jamd.training.corpus import load_corpus
     from jamd.training.gan_data import extract_bars
 
-    state_path = run_dir / "state.json"
-    if not state_path.is_file():
-        raise DataError(f"{run_dir}: not a training run folder (no state.json)")
-    state = json.loads(state_path.read_text())
-    if figures is None and (run_dir / "figures.json").is_file():
-        figures = json.loads((run_dir / "figures.json").read_text())
+    state, figures = read_run(run_dir, figures)
     gan_cfg = state.get("config", {}).get("gan", {})
     corpus = load_corpus(cfg.corpus, progress=False)
     _, val_idx = corpus.split()
