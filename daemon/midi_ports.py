@@ -28,7 +28,7 @@ HINT = ("start JACK (e.g. `jackd -d dummy &`, or your usual setup) or an ALSA se
         "or write a MIDI file with `jamd generate`")
 # Several JACK periods (5 ms at 256 frames/48 kHz, 21 ms at 1024): long enough
 # for the last messages sent to leave before the output port closes.
-DRAIN_S = 0.05
+DRAIN_S = 0.2
 DISPLAY = {"alsa": "ALSA sequencer", "jack": "JACK", "coremidi": "CoreMIDI", "winmm": "Windows MM"}
 
 

@@ -13,6 +13,15 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(scope="session")
+def jack_server():
+    """One private JACK server (dummy driver) for the whole session; see jack_rig.py."""
+    from jack_rig import private_jack_server
+
+    with private_jack_server() as name:
+        yield name
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return ROOT

@@ -1,6 +1,7 @@
 """The JACK rig: a private JACK server plus python-rtmidi test clients.
 
-`jack_server` (a pytest fixture, once per session) starts Debian's `jackd`
+`private_jack_server()` (used by the session fixture `jack_server` in
+conftest.py, so there is exactly one per test session) starts Debian's `jackd`
 with the dummy driver under a unique server name, points JACK_DEFAULT_SERVER
 at it for this process and its children, and stops it afterwards.  No sound
 card and no ALSA sequencer are needed.
@@ -78,8 +79,23 @@ def _started(proc: subprocess.Popen, timeout_s: float = 10.0) -> bool:
     return proc.poll() is None and _server_answers()
 
 
-@pytest.fixture(scope="session")
-def jack_server() -> Iterator[str]:
+def _name_in_use(name: str) -> bool:
+    # Starting a second jackd under a live server's name can unlink that
+    # server's socket on its way out, cutting off every client of the live one
+    # (seen when two test modules each started "their" session server).
+    before = os.environ.get("JACK_DEFAULT_SERVER")
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    try:
+        return _server_answers()
+    finally:
+        if before is None:
+            os.environ.pop("JACK_DEFAULT_SERVER", None)
+        else:
+            os.environ["JACK_DEFAULT_SERVER"] = before
+
+
+@contextlib.contextmanager
+def private_jack_server() -> Iterator[str]:
     jackd = shutil.which("jackd")
     if jackd is None:
         pytest.skip("jackd is not installed (Debian: apt-get install jackd2)")
@@ -91,6 +107,8 @@ def jack_server() -> Iterator[str]:
     # server, and every client with it.
     log = tempfile.TemporaryFile()
     for name in SERVER_NAMES:
+        if _name_in_use(name):
+            continue
         os.environ["JACK_DEFAULT_SERVER"] = name
         proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE),
                                  "-p", str(PERIOD)], stdout=log, stderr=log,

@@ -30,7 +30,6 @@ from jack_rig import (
     Daemon,
     Player,
     Recorder,
-    jack_server,  # noqa: F401  (a fixture, found by name)
     note_pairs,
     patch,
 )
@@ -160,7 +159,8 @@ def test_per_bar_model_plays_one_bar_per_bar_line_and_ends_every_note(rig, model
     _wait_until(t_heard + 4 * BAR_NS)
     t_stop = time.perf_counter_ns()
     assert d.stop() == 0, d.log()
-    time.sleep(0.1)
+    # the last note-offs may still be on their way through a busy JACK server
+    rec.wait_for(lambda ev: not note_pairs(ev)[1], 2)
     events, log = rec.snapshot(), d.log()
     bars = {}
     for m in _BAR_LOG.finditer(log):
