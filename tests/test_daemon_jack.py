@@ -102,15 +102,19 @@ def rig(request):
         while made:
             d, player, recorder = made.pop()
             d.stop()
-            player.close()
-            recorder.close()
+            for client in (player, recorder):
+                if client is not None:
+                    client.close()
 
     def start(*args: str) -> tuple[Daemon, Player, Recorder]:
         stop_all()  # one jamd at a time: a second one's ports would be renamed jamd-01
         d = Daemon(*common(*args))
-        player = Player("jamd-in:jamd in")
-        recorder = Recorder("jamd:jamd out")
-        made.append((d, player, recorder))
+        # registered before its clients connect: if connecting fails, the
+        # daemon is still stopped (a leaked one kept running after its server)
+        entry = [d, None, None]
+        made.append(entry)
+        entry[1] = player = Player("jamd-in:jamd in")
+        entry[2] = recorder = Recorder("jamd:jamd out")
         return d, player, recorder
 
     yield start
