@@ -30,7 +30,11 @@ from jack_rig import (
 from jamd import keys
 from jamd.tokens import Note
 
-pytestmark = [pytest.mark.jack, pytest.mark.slow]
+# Real clients on a non-realtime JACK server on a shared 2-core VM: a phrase
+# note arriving late by more than half a 16th is quantised to another step and
+# changes the answer. Such a run is retried (at most twice); a real fault
+# fails all three.
+pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.flaky(reruns=2, reruns_delay=1)]
 
 
 def _model() -> str:

@@ -38,7 +38,11 @@ from test_daemon_jack import BAR_NS, BPM, C_PHRASE, STEP_NS, bar_time, next_bar,
 from jamd import keys, model_store
 from jamd.tokens import fit_pitch_to_vocab, is_pitch, notes_to_symbols
 
-pytestmark = [pytest.mark.jack, pytest.mark.slow]
+# Real clients on a non-realtime JACK server on a shared 2-core VM: a phrase
+# note arriving late by more than half a 16th is quantised to another step and
+# changes the answer. Such a run is retried (at most twice); a real fault
+# fails all three.
+pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.flaky(reruns=2, reruns_delay=1)]
 
 _BAR_LOG = re.compile(r"bar (\d+) from (\S+): (.*)")
 
