@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 from pathlib import Path
 
@@ -32,11 +33,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def require_training_extra() -> None:
     # TensorFlow's C++ start-up logging is noise for users; set before its first import
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import tensorflow  # noqa: F401
-        import tf2onnx  # noqa: F401
-    except ImportError:
-        raise UsageError("training needs TensorFlow and tf2onnx: pip install 'jamd[train]'") from None
+    # Only look for the packages: daemon/ never imports TensorFlow itself; the
+    # training code in jamd.training / jamd.export does, when it runs.
+    missing = [name for name in ("tensorflow", "tf2onnx") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UsageError(f"training needs {' and '.join(missing)}: pip install 'jamd[train]'")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
