@@ -16,7 +16,7 @@ from . import model_store
 from .config import ModelConfig
 from .errors import ModelError
 from .runtime import make_session
-from .sampling import log_softmax, sample
+from .sampling import SymbolSampler, log_softmax
 from .tokens import DELIMITER, Vocabulary
 
 log = logging.getLogger(__name__)
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 KIND = "lstm-step"
 
 
-class LstmGenerator:
+class LstmGenerator(SymbolSampler):
     """Autoregressive sampling with explicit state; not thread-safe."""
 
     def __init__(self, session, info: model_store.ModelInfo):
@@ -119,28 +119,3 @@ class LstmGenerator:
     @property
     def next_logits(self) -> np.ndarray:
         return self._logits
-
-    # -- sampling -----------------------------------------------------------
-    def next_symbol(self, temperature: float, rng: np.random.Generator,
-                    allow_end: bool = True) -> str:
-        """Sample the next 16th step and feed it back into the state."""
-        mask = None
-        if not allow_end:
-            mask = np.ones(len(self.vocab), bool)
-            mask[self._delimiter] = False
-        idx = sample(self._logits, temperature, rng, mask)
-        self.feed(idx)
-        return self.vocab.symbols[idx]
-
-    def generate(self, n_steps: int, temperature: float, rng: np.random.Generator,
-                 stop_at_end: bool = False) -> list[str]:
-        """Up to `n_steps` symbols. With `stop_at_end`, stop at the song delimiter
-        as the seed does; otherwise the delimiter is never drawn, so exactly
-        `n_steps` come back (what a fixed number of bars needs)."""
-        out: list[str] = []
-        for _ in range(n_steps):
-            s = self.next_symbol(temperature, rng, allow_end=stop_at_end)
-            if s == DELIMITER:
-                break
-            out.append(s)
-        return out

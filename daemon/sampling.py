@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .tokens import DELIMITER
+
 # Below this temperature sampling is argmax: dividing by a tiny T only
 # overflows and the distribution is one-hot anyway.
 ARGMAX_BELOW = 1e-3
@@ -47,3 +49,34 @@ def sample(logits: np.ndarray, temperature: float, rng: np.random.Generator,
     cdf = np.cumsum(np.exp(z - z.max()))
     idx = int(np.searchsorted(cdf, rng.random() * cdf[-1], side="right"))
     return min(idx, len(cdf) - 1)
+
+
+class SymbolSampler:
+    """Autoregressive sampling over a vocabulary, shared by every step-wise model.
+
+    A subclass provides `vocab`, `_delimiter` (the song delimiter's id),
+    `_logits` (the next symbol's logits) and `feed(id)` (advance the state).
+    """
+
+    def next_symbol(self, temperature: float, rng: np.random.Generator, allow_end: bool = True) -> str:
+        """Sample the next 16th step and feed it back into the state."""
+        mask = None
+        if not allow_end:
+            mask = np.ones(len(self.vocab), bool)
+            mask[self._delimiter] = False
+        idx = sample(self._logits, temperature, rng, mask)
+        self.feed(idx)
+        return self.vocab.symbols[idx]
+
+    def generate(self, n_steps: int, temperature: float, rng: np.random.Generator,
+                 stop_at_end: bool = False) -> list[str]:
+        """Up to `n_steps` symbols. With `stop_at_end`, stop at the song delimiter
+        as the seed does; otherwise the delimiter is never drawn, so exactly
+        `n_steps` come back (what a fixed number of bars needs)."""
+        out: list[str] = []
+        for _ in range(n_steps):
+            symbol = self.next_symbol(temperature, rng, allow_end=stop_at_end)
+            if symbol == DELIMITER:
+                break
+            out.append(symbol)
+        return out

@@ -25,11 +25,11 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jamd.sampling import sample
+from jamd.sampling import SymbolSampler
 from jamd.tokens import DELIMITER, Vocabulary
 
 
-class MarkovChain:
+class MarkovChain(SymbolSampler):
     def __init__(self, vocab: Vocabulary, order: int = 3):
         if order < 1:
             raise ValueError(f"`order` must be at least 1 (received {order})")
@@ -104,23 +104,3 @@ class MarkovChain:
     def step_probabilities(self, symbol: str) -> np.ndarray:
         self.feed(self.vocab.id(symbol))
         return self.probabilities(self._context)
-
-    def next_symbol(self, temperature: float, rng: np.random.Generator, allow_end: bool = True) -> str:
-        mask = None
-        if not allow_end:
-            mask = np.ones(len(self.vocab), bool)
-            mask[self._delimiter] = False
-        # the same sampler as the LSTM: softmax(log p / T), argmax below T = 0.001
-        idx = sample(self._logits, temperature, rng, mask)
-        self.feed(idx)
-        return self.vocab.symbols[idx]
-
-    def generate(self, n_steps: int, temperature: float, rng: np.random.Generator,
-                 stop_at_end: bool = False) -> list[str]:
-        out: list[str] = []
-        for _ in range(n_steps):
-            s = self.next_symbol(temperature, rng, allow_end=stop_at_end)
-            if s == DELIMITER:
-                break
-            out.append(s)
-        return out
