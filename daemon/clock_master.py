@@ -146,6 +146,13 @@ class ClockMaster:
         self._next_tick = k
         return out
 
+    def skip_late(self, now_step: float) -> None:
+        """While stopped, ticks already late are dropped instead of sent in a
+        burst (a slave only counts clocks while running; a burst would only
+        upset its tempo estimate).  Running, nothing is ever skipped."""
+        if not self.running:
+            self._next_tick = max(self._next_tick, math.ceil(now_step * TICKS_PER_16TH - _EPS))
+
     def resync(self, step: float) -> list[Timed]:
         """After a scheduler panic dropped the queue: ticks restart at `step`
         (the first on the grid at or after it) and the transport messages not

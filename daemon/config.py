@@ -23,6 +23,7 @@ from .errors import ConfigError
 MODES = ("continuous", "call-response", "accompany")
 MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
 PROVIDERS = ("auto", "cpu", "cuda")
+CLOCK_SOURCES = ("internal", "midi")
 
 
 def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
@@ -51,6 +52,12 @@ class ClockConfig:
     lookahead_bars: float = _spec(1.0, lo=1.0, hi=8.0)
     spin_us: int = _spec(1000, lo=0, hi=20000)
     realtime_priority: int = _spec(10, lo=0, hi=99)  # SCHED_FIFO for the sender where allowed; 0: never
+    source: str = _spec("internal", choices=CLOCK_SOURCES)  # who owns tempo and bar position
+    send: bool = _spec(False)  # master: send MIDI clock, Start/Stop/Continue, Song Position Pointer
+    port: str | None = _spec(None)  # separate virtual output for the clock; None: the note output
+    send_while_stopped: bool = _spec(True)  # keep 0xF8 running while the transport is stopped
+    loss_timeout_ms: int = _spec(1000, lo=100, hi=10000)  # source midi: silence that means the clock is gone
+    follow_window: int = _spec(24, lo=6, hi=96)  # source midi: clocks in the tempo fit (24 = one beat)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,16 @@ class OutputConfig:
     note_min: int = _spec(36, lo=0, hi=127)
     note_max: int = _spec(96, lo=0, hi=127)
     offset_ms: float = _spec(0.0, lo=-500, hi=500)
+
+
+@dataclass(frozen=True)
+class MetronomeConfig:
+    enabled: bool = _spec(False)  # a click on every beat while playing
+    count_in_bars: int = _spec(0, lo=0, hi=8)  # bars of clicks before jamd's first bar; 0: none
+    channel: int = _spec(10, lo=1, hi=16)  # 10: General MIDI drums
+    accent_note: int = _spec(76, lo=0, hi=127)  # the downbeat (GM Hi Wood Block)
+    note: int = _spec(77, lo=0, hi=127)  # the other beats (GM Low Wood Block)
+    velocity: int = _spec(100, lo=1, hi=127)  # the downbeat gets 20 more, at most 127
 
 
 @dataclass(frozen=True)
@@ -176,6 +193,7 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     live: LiveConfig = field(default_factory=LiveConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    metronome: MetronomeConfig = field(default_factory=MetronomeConfig)
     control: ControlConfig = field(default_factory=ControlConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
@@ -284,6 +302,11 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 
 def _cross_checks(cfg: Config, source: str) -> None:
+    if cfg.clock.send and cfg.clock.source != "internal":
+        raise ConfigError(
+            f"{source}: clock.send needs clock.source: internal (received clock.source {cfg.clock.source!r}: "
+            "jamd cannot be master and follow another clock at once)"
+        )
     if cfg.output.note_min > cfg.output.note_max:
         raise ConfigError(
             f"{source}: output.note_min must not exceed output.note_max "

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import math
 import queue
 import threading
 import time
@@ -30,11 +31,13 @@ import numpy as np
 from . import keys
 from .bar_source import BarSource
 from .clock import Clock
+from .clock_follower import ClockFollower, FollowedClock, SyncEvent
 from .config import MODES, Config
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
 from .scheduler import NoteHandle, Scheduler, ask_realtime
 from .shaping import Shaper
 from .tokens import HOLD, Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
+from .transport import MasterSync, Metronome
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +121,7 @@ class Engine:
 
     def __init__(self, cfg: Config, clock: Clock, scheduler: Scheduler,
                  open_model: Callable[[str], BarSource], echo: EchoGuard | None = None,
-                 now_ns: Callable[[], int] | None = None):
+                 now_ns: Callable[[], int] | None = None, clock_scheduler: Scheduler | None = None):
         self.cfg = cfg
         self.clock = clock
         self.scheduler = scheduler
@@ -153,8 +156,27 @@ class Engine:
         self._stop = False
         self.warm_up: Callable[[], None] | None = None  # run first on the engine thread
         self._reseed_default()
-        if self.mode == "continuous":
-            self._begin_stream()
+        self.metronome = Metronome(cfg.metronome, clock, scheduler)
+        # jamd as master (clock.send): ticks and transport for a slaved DAW, on
+        # the note output or on a clock port of its own (`clock_scheduler`).
+        self.master: MasterSync | None = None
+        if cfg.clock.send:
+            self.master = MasterSync(clock, clock_scheduler or scheduler, clock_scheduler is None,
+                                     cfg.clock.send_while_stopped)
+        # jamd as slave (clock.source: midi): the follower sets the clock's grid.
+        self.follower: ClockFollower | None = None
+        self.step_offset = 0  # jamd step s is the master's song 16th s - step_offset
+        if cfg.clock.source == "midi":
+            if not isinstance(clock, FollowedClock):
+                raise TypeError("clock.source: midi needs a FollowedClock")
+            self.follower = ClockFollower(cfg.clock.follow_window, cfg.clock.loss_timeout_ms * 1_000_000)
+            self.playing = False  # until the master's Start or Continue
+            log.info("waiting for Start or Continue from the MIDI clock on the input")
+        else:
+            self._start_playing(self.cfg.metronome.count_in_bars, master_start=True)
+            if self.master is not None:
+                # queued now, so the clock runs from the start, through the warm-up
+                self.master.fill(self.clock.now_step() + self._lookahead_steps())
 
     # -- the thread ------------------------------------------------------------
     def start(self) -> None:
@@ -220,6 +242,10 @@ class Engine:
             todo.append(deadline - self._lead_steps())
         if self.capture.active and self.capture.start is not None:
             todo.append(self.capture.start + self.cfg.live.max_phrase_bars * self.clock.steps_per_bar)
+        if self.follower is not None:
+            lost_at = self.follower.loss_deadline_ns()
+            if lost_at is not None:
+                todo.append(self.clock.step_at(lost_at + 1))
         return max(0.0, (min(todo) - now) * self.clock.step_ns / 1e9)
 
     def run_once(self) -> None:
@@ -239,6 +265,10 @@ class Engine:
             self.apply_config(item[1])
             return
         t_ns, data = item
+        if self.follower is not None and data and (data[0] >= 0xF0 or max(data) >= 0xF8):
+            self._sync(t_ns, data)
+            if data[0] >= 0xF0:
+                return  # clock, transport or song position: nothing for the decoder
         try:
             events = self.decoder.decode(data)
         except Exception as exc:  # bad input never costs the user more than a log line
@@ -276,14 +306,22 @@ class Engine:
             self.set_mode(MODES[min(value * len(MODES) // 128, len(MODES) - 1)])
         elif number == ctl.start_stop_cc:
             if value >= 64 and not self.playing:
+                if self.follower is not None and not self.follower.running:
+                    log.info("start: waits for the MIDI clock's Start or Continue")
+                    return
                 log.info("start")
-                self.playing = True
-                if self.mode == "continuous":
-                    self._begin_stream()
+                if self.follower is not None:
+                    self.playing = True
+                    self._stream_from(self.clock.now_step())
+                else:
+                    self._start_playing(self.cfg.metronome.count_in_bars)
             elif value < 64 and self.playing:
                 log.info("stop")
                 self.playing = False
                 self.silence()
+                self.metronome.stop()
+                if self.master is not None:
+                    self.master.stop(self.clock.now_step())
         elif number == ctl.response_length_cc:
             self.response_bars = value
             log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
@@ -294,12 +332,31 @@ class Engine:
     # -- state changes -----------------------------------------------------
     def silence(self) -> None:
         """Panic: all notes off now, drop what is queued, end any answer."""
-        self.scheduler.panic()
+        dropped = self.scheduler.panic()
         self.stream.cut()
         self.answer_stream.cut()
         self.next_bar = None
+        now = self.clock.now_step()
+        # The panic dropped the whole queue: clicks and (on a shared port) the
+        # clock go on from here; the slave must never miss a tick.
+        self.metronome.after_panic(now)
+        if self.master is not None:
+            self.master.after_panic(now, dropped)
         if self.mode == "continuous" and self.playing:
             self._begin_stream()
+
+    def _start_playing(self, count_in_bars: int, master_start: bool = False) -> None:
+        """Start on jamd's own clock: count-in, then the first bar (and the slave's Start)."""
+        self.playing = True
+        soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
+        first = self.metronome.start(self.clock.next_bar_line(soon), count_in_bars)
+        if self.master is not None:
+            if master_start:
+                self.master.start(first)
+            else:
+                self.master.resume(first)
+        if self.mode == "continuous":
+            self.next_bar = first
 
     def set_mode(self, mode: str) -> None:
         if mode == self.mode:
@@ -328,7 +385,7 @@ class Engine:
         """A reloaded config.yaml: tempo, shaping, modes and controls change live."""
         old = self.cfg
         self.cfg = cfg
-        if (cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit) != (
+        if self.follower is None and (cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit) != (
                 old.clock.bpm, old.clock.beats_per_bar, old.clock.beat_unit):
             self.clock.set_tempo(cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit)
             log.info("clock %s", self.clock.describe())
@@ -345,8 +402,10 @@ class Engine:
             self.set_mode(cfg.live.mode)
         if cfg.model.name != old.model.name:
             self.set_model(cfg.model.name)
-        if cfg.midi != old.midi:
-            log.warning("midi.* changes take effect at the next start of jamd run")
+        self.metronome.cfg = cfg.metronome
+        if cfg.midi != old.midi or (cfg.clock.source, cfg.clock.send, cfg.clock.port) != (
+                old.clock.source, old.clock.send, old.clock.port):
+            log.warning("midi.* and clock source/send/port changes take effect at the next start of jamd run")
 
     # -- seeding -----------------------------------------------------------
     def _fit(self, symbols: list[str]) -> list[str]:
@@ -376,6 +435,14 @@ class Engine:
     def _lead_steps(self) -> float:
         silence = self.cfg.live.silence_bars * self.clock.steps_per_bar
         return min(ANSWER_LEAD_NS / self.clock.step_ns, silence / 2)
+
+    def song_bar(self, step: float) -> int:
+        """The master's bar number (1 = its Start) of jamd step `step` when following;
+        jamd's own bar number otherwise."""
+        spb = self.clock.steps_per_bar
+        if self.follower is not None:
+            return int((step - self.step_offset) // spb) + 1
+        return int(step // spb)
 
     def _begin_stream(self) -> None:
         if self.next_bar is None:
@@ -422,10 +489,66 @@ class Engine:
                  self.last_key.name if self.last_key else "default key")
 
     def tick(self) -> None:
+        if self.follower is not None:
+            for ev in self.follower.check(self.now_ns()):
+                self._sync_event(ev)
         self._phrase_done(self.capture.poll(self.now_ns(), self._lead_steps()), self.now_ns())
-        if self.mode == "accompany" and self.capture.active:
+        if self.mode == "accompany" and self.capture.active and self.playing:
             self._begin_stream()
         self._fill()
+        horizon = self.clock.now_step() + self._lookahead_steps()
+        if self.playing:
+            self.metronome.fill(horizon)
+        if self.master is not None:
+            self.master.fill(horizon)
+
+    # -- following an external MIDI clock (clock.source: midi) ---------------
+    def _sync(self, t_ns: int, data: list[int]) -> None:
+        follower = self.follower
+        assert follower is not None and isinstance(self.clock, FollowedClock)
+        for ev in follower.feed(t_ns, data):
+            self._sync_event(ev)
+        if follower.running:
+            # After every clock: the grid follows the master's, queued notes included.
+            self.clock.follow(follower.timebase(self.step_offset))
+
+    def _sync_event(self, ev: SyncEvent) -> None:
+        follower = self.follower
+        assert follower is not None and isinstance(self.clock, FollowedClock)
+        spb = self.clock.steps_per_bar
+        if ev.kind in ("stop", "lost"):
+            if ev.kind == "lost":
+                log.warning("MIDI clock lost (none for %d ms): stopped; waiting for Start or Continue",
+                            self.cfg.clock.loss_timeout_ms)
+            else:
+                log.info("clock: Stop at song position %s", _where(ev.position_16th, spb))
+            self.playing = False
+            self.silence()
+            self.metronome.stop()
+        elif ev.kind in ("start", "continue") or (ev.kind == "position" and follower.running):
+            self.silence()
+            # Song 16th p becomes jamd step p + step_offset: a whole number of bars
+            # on, so song bar lines are jamd bar lines, and at least a bar past
+            # jamd's present so its steps never run backwards.
+            p = ev.position_16th
+            self.step_offset = spb * (math.ceil((self.clock.now_step() - p) / spb) + 1)
+            self.clock.follow(follower.timebase(self.step_offset))
+            self.playing = True
+            self._stream_from(p + self.step_offset)
+            bpm = follower.bpm
+            log.info("clock: %s at song position %s%s", ev.kind.capitalize(), _where(p, spb),
+                     f", {bpm:.1f} BPM" if bpm else "")
+        elif ev.kind == "position":
+            log.info("clock: song position %s", _where(ev.position_16th, spb))
+        elif ev.kind == "tempo":
+            log.debug("clock: tempo change detected, now %.1f BPM", follower.bpm or 0.0)
+
+    def _stream_from(self, step: float) -> None:
+        """Following: play from `step` on (the next bar line for bars, the next beat for clicks)."""
+        self.next_bar = None
+        if self.mode == "continuous" or (self.mode == "accompany" and self.capture.active):
+            self.next_bar = self.clock.next_bar_line(step)
+        self.metronome.start_at(step)
 
     def _fill(self) -> None:
         """Continuous and accompany: generate bars until the lookahead is covered."""
@@ -444,7 +567,7 @@ class Engine:
                 self._follow_player()
             symbols = self.model.next_bar(spb, self.temperature, self.rng)
             # one line per bar (debug): lets the JACK tests check one bar per bar line
-            log.debug("bar %d from %s: %s", self.next_bar // spb, self.model_name, " ".join(symbols))
+            log.debug("bar %d from %s: %s", self.song_bar(self.next_bar), self.model_name, " ".join(symbols))
             self.stream.write_bar(symbols, self.next_bar, self.transpose)
             self.next_bar += spb
 
@@ -461,3 +584,9 @@ class Engine:
             self.reseed_from([Note(n.start - first, n.pitch, n.duration) for n in latest], spb,
                              key_notes=self.capture.notes)
 
+
+
+def _where(position_16th: float, steps_per_bar: int) -> str:
+    """A song position as a musician reads it: 16th 36 in 4/4 is "bar 3, 16th 5"."""
+    n = int(position_16th)
+    return f"bar {n // steps_per_bar + 1}, 16th {n % steps_per_bar + 1}"

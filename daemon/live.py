@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from .bar_source import BarSource
 from .clock import Clock
+from .clock_follower import FollowedClock
 from .config import Config
 from .engine import Engine
 from .outputs import Output
@@ -24,30 +25,49 @@ log = logging.getLogger(__name__)
 
 class LiveSession:
     def __init__(self, cfg: Config, output: Output, open_model: Callable[[str], BarSource],
-                 clock: Clock | None = None, record_errors: bool = False):
-        self.clock = clock or Clock.from_config(cfg.clock)
+                 clock: Clock | None = None, record_errors: bool = False,
+                 clock_output: Output | None = None):
+        """`clock_output`: the separate port for MIDI clock (`clock.port`); None: `output`."""
+        if clock is None:
+            # Following an external clock, the grid is the master's: its timebase is set from outside.
+            clock = (FollowedClock if cfg.clock.source == "midi" else Clock).from_config(cfg.clock)
+        self.clock = clock
         self.output = output
         self.echo = EchoGuard()
         self.scheduler = Scheduler(self.clock, output, cfg.clock.spin_us, cfg.output.offset_ms,
                                    record_errors=record_errors, on_sent=self.echo.sent,
                                    realtime_priority=cfg.clock.realtime_priority)
-        self.engine = Engine(cfg, self.clock, self.scheduler, open_model, self.echo)
+        # A clock port has its own sender thread: one rtmidi port is never
+        # written from two threads, and note panics leave its ticks alone.
+        self.clock_output = clock_output
+        self.clock_scheduler: Scheduler | None = None
+        if clock_output is not None and cfg.clock.send:
+            self.clock_scheduler = Scheduler(self.clock, clock_output, cfg.clock.spin_us, cfg.output.offset_ms,
+                                             record_errors=record_errors,
+                                             realtime_priority=cfg.clock.realtime_priority)
+        self.engine = Engine(cfg, self.clock, self.scheduler, open_model, self.echo,
+                             clock_scheduler=self.clock_scheduler)
         self._closed = False
 
     def on_error(self, callback: Callable[[BaseException], None]) -> None:
         """Called (on the failing thread) when the sender or engine thread dies."""
         self.scheduler.on_error = callback
         self.engine.on_error = callback
+        if self.clock_scheduler is not None:
+            self.clock_scheduler.on_error = callback
 
     @property
     def error(self) -> BaseException | None:
-        return self.engine.error or self.scheduler.error
+        return self.engine.error or self.scheduler.error or (
+            self.clock_scheduler.error if self.clock_scheduler is not None else None)
 
     def midi_in(self, message: list[int]) -> None:
         self.engine.midi_in(message)
 
     def start(self) -> None:
         self.scheduler.start()
+        if self.clock_scheduler is not None:
+            self.clock_scheduler.start()
         self.engine.start()
 
     def close(self) -> None:
@@ -59,8 +79,22 @@ class LiveSession:
         finally:
             try:
                 self.scheduler.stop()  # panic: note-offs for sounding notes, CC 123
+                self._stop_slave()
             finally:
                 st = self.scheduler.stats
                 log.info("sent %d events, %d late (worst %.2f ms), %d echoes ignored; sender %s",
                          st.sent, st.late, st.max_late_ns / 1e6, self.echo.dropped,
                          "real-time (SCHED_FIFO)" if self.scheduler.realtime else "at normal priority")
+
+    def _stop_slave(self) -> None:
+        """A DAW slaved to jamd stops with it (its senders have stopped, so only
+        this thread writes to the port now)."""
+        master = self.engine.master
+        if master is None:
+            return
+        stop = master.closing_message()
+        if self.clock_scheduler is not None:
+            self.clock_scheduler.stop()
+        if stop is not None:
+            (self.clock_output or self.output).send(stop)
+            log.info("clock master: Stop sent")

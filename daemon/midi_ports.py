@@ -111,6 +111,8 @@ class MidiPorts:
     midiin: object
     output_name: str
     input_name: str
+    clock_output: RtMidiOutput | None = None  # `clock.port`: MIDI clock on a port of its own
+    clock_output_name: str | None = None
 
     def close(self) -> None:
         """Close the input first (no more callbacks), then the output.
@@ -129,11 +131,21 @@ class MidiPorts:
             # JACK thread still running is a known way to crash at exit.
             self.midiin.delete()
         time.sleep(DRAIN_S)
-        self.output.close()
+        try:
+            self.output.close()
+        finally:
+            if self.clock_output is not None:
+                self.clock_output.close()
 
 
-def open_ports(cfg: MidiConfig, on_message: Callable[[list[int]], None]) -> MidiPorts:
-    """Open jamd's output and input on the first usable API; or one-line error."""
+def open_ports(cfg: MidiConfig, on_message: Callable[[list[int]], None], *, clock_in: bool = False,
+               clock_port: str | None = None) -> MidiPorts:
+    """Open jamd's output and input on the first usable API; or one-line error.
+
+    `clock_in`: pass MIDI clock and transport to `on_message` (clock.source:
+    midi); otherwise rtmidi drops them.  `clock_port`: also open a virtual
+    output of that name for the clock (clock.port).
+    """
     rt = _rtmidi()
     ids = api_ids()
     tried = []
@@ -151,12 +163,35 @@ def open_ports(cfg: MidiConfig, on_message: Callable[[list[int]], None]) -> Midi
         except rt.RtMidiError as exc:
             tried.append(f"{DISPLAY[name]}: {_describe_failure(name, exc)}")
             continue
-        return _open_on(name, out, inp, cfg, on_message, in_client)
+        ports = _open_on(name, out, inp, cfg, on_message, in_client, clock_in)
+        if clock_port:
+            try:
+                ports.clock_output, ports.clock_output_name = _open_clock_port(name, cfg, clock_port)
+            except MidiSystemError:
+                ports.close()
+                raise
+        return ports
     raise MidiSystemError(f"no usable MIDI system (tried {'; '.join(tried)}): {HINT}")
 
 
+def _open_clock_port(api: str, cfg: MidiConfig, port: str) -> tuple[RtMidiOutput, str]:
+    rt = _rtmidi()
+    if api == "winmm":
+        raise MidiSystemError("Windows MM has no virtual ports: clock.port cannot be opened; "
+                              "set clock.port: null to send the clock on the note output")
+    client = f"{cfg.client_name}-clock" if api == "jack" else cfg.client_name
+    try:
+        with quiet_stderr():
+            out = rt.MidiOut(api_ids()[api], name=client)
+        out.open_virtual_port(port)
+    except rt.RtMidiError as exc:
+        raise MidiSystemError(f"cannot open the clock port {port!r} on {DISPLAY[api]}: {exc}") from None
+    name = f"{client}:{port}"
+    return RtMidiOutput(out, name), name
+
+
 def _open_on(api: str, out, inp, cfg: MidiConfig, on_message: Callable[[list[int]], None],
-             in_client: str) -> MidiPorts:
+             in_client: str, clock_in: bool = False) -> MidiPorts:
     rt = _rtmidi()
     if api == "winmm" and not (cfg.connect_output and cfg.connect_input):
         raise MidiSystemError("Windows MM has no virtual ports: set midi.connect_output and "
@@ -170,8 +205,9 @@ def _open_on(api: str, out, inp, cfg: MidiConfig, on_message: Callable[[list[int
         else:
             out.open_virtual_port(cfg.output_port)
             out_name = f"{cfg.client_name}:{cfg.output_port}"
-        # SysEx, MIDI clock and active sensing are never used: drop them in rtmidi.
-        inp.ignore_types(sysex=True, timing=True, active_sense=True)
+        # SysEx and active sensing are never used: drop them in rtmidi; MIDI
+        # clock too, unless jamd follows it (clock.source: midi).
+        inp.ignore_types(sysex=True, timing=not clock_in, active_sense=True)
         # The callback's whole job: hand the bytes over (timestamped by the receiver).
         inp.set_callback(lambda event, _data: on_message(event[0]))
         if cfg.connect_input:

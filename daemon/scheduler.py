@@ -119,6 +119,7 @@ class Scheduler:
         self._channels: set[int] = set()
         self._panic_requests = 0
         self._panic_done = 0
+        self._dropped: list[tuple[float, tuple[int, ...]]] = []  # by the last panic
         self._running = False
         self._thread: threading.Thread | None = None
         self._last_late_log = 0
@@ -194,27 +195,35 @@ class Scheduler:
             return sorted(self._sounding)
 
     # -- panic ---------------------------------------------------------------
-    def panic(self, wait: bool = True, timeout: float = 1.0) -> None:
+    def panic(self, wait: bool = True, timeout: float = 1.0) -> list[tuple[float, tuple[int, ...]]] | None:
         """Drop everything queued; note-off every sounding note; CC 123.
 
         Runs on the sender thread when it runs (so it cannot interleave with a
-        send); otherwise right here.
+        send); otherwise right here.  Returns the other messages it dropped
+        unsent, `(step, message)` (MIDI clock must not lose a tick), or None
+        when it did not wait for the panic to happen.
         """
         with self._cond:
             if not self._running:
                 self._do_panic()
-                return
+                return self._dropped
             self._panic_requests += 1
             ticket = self._panic_requests
             self._cond.notify()
-            if wait:
-                self._cond.wait_for(lambda: self._panic_done >= ticket or not self._running, timeout)
+            if wait and self._cond.wait_for(lambda: self._panic_done >= ticket or not self._running, timeout):
+                return self._dropped if self._panic_done >= ticket else None
+            return None
 
     def _do_panic(self) -> None:
         # caller holds self._cond (or the sender is not running)
-        for ev in self._heap:
-            if ev.note is not None and not ev.dead:
+        self._dropped = []
+        for ev in sorted(self._heap):
+            if ev.dead:
+                continue
+            if ev.note is not None:
                 ev.note.cancelled = not ev.note.on_sent
+            else:
+                self._dropped.append((ev.step, ev.message))
         self._heap.clear()
         sounding = sorted(self._sounding)
         self._sounding.clear()

@@ -23,6 +23,42 @@ def jack_server():
 
 
 @pytest.fixture
+def jamd_rig(request):
+    """start(*jamd_run_args) -> (daemon, player, recorder) over the session's JACK server.
+
+    One jamd at a time (a second one's ports would be renamed jamd-01); every
+    daemon and client is stopped at the end of the test, or when the next starts.
+    """
+    request.getfixturevalue("jack_server")
+    from jack_rig import Daemon, Player, Recorder
+
+    made: list[list] = []
+
+    def stop_all() -> None:
+        while made:
+            d, player, recorder = made.pop()
+            d.stop()
+            for client in (player, recorder):
+                if client is not None:
+                    client.close()
+
+    def start(*args: str, player: str = "jamd-in:jamd in", recorder: str = "jamd:jamd out",
+              record_timing: bool = False):
+        stop_all()
+        d = Daemon(*args)
+        # registered before its clients connect: if connecting fails, the
+        # daemon is still stopped (a leaked one kept running after its server)
+        entry = [d, None, None]
+        made.append(entry)
+        entry[1] = Player(player)
+        entry[2] = Recorder(recorder, timing=record_timing)
+        return d, entry[1], entry[2]
+
+    yield start
+    stop_all()
+
+
+@pytest.fixture
 def repo_root() -> Path:
     return ROOT
 

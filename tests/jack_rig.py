@@ -188,9 +188,12 @@ class Player:
 class Recorder:
     """Records `(arrival_ns, message)` from the first port containing `source`."""
 
-    def __init__(self, source: str):
+    def __init__(self, source: str, timing: bool = False):
+        """`timing`: record MIDI clock and transport too (rtmidi drops them by default)."""
         rtmidi = _rtmidi()
         self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="recorder")
+        if timing:
+            self.inp.ignore_types(sysex=True, timing=False, active_sense=True)
         self.events: list[tuple[int, tuple[int, ...]]] = []
         self._lock = threading.Lock()
         self.inp.set_callback(self._arrived)

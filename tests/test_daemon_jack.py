@@ -21,8 +21,6 @@ import pytest
 from jack_rig import (
     PERIOD_NS,
     Daemon,
-    Player,
-    Recorder,
     note_pairs,
     sounding_after_cc123,
 )
@@ -98,31 +96,8 @@ def as_notes(d: Daemon, events) -> list[Note]:
 
 
 @pytest.fixture
-def rig(request):
-    request.getfixturevalue("jack_server")  # the rig's private JACK server
-    made = []
-
-    def stop_all() -> None:
-        while made:
-            d, player, recorder = made.pop()
-            d.stop()
-            for client in (player, recorder):
-                if client is not None:
-                    client.close()
-
-    def start(*args: str) -> tuple[Daemon, Player, Recorder]:
-        stop_all()  # one jamd at a time: a second one's ports would be renamed jamd-01
-        d = Daemon(*common(*args))
-        # registered before its clients connect: if connecting fails, the
-        # daemon is still stopped (a leaked one kept running after its server)
-        entry = [d, None, None]
-        made.append(entry)
-        entry[1] = player = Player("jamd-in:jamd in")
-        entry[2] = recorder = Recorder("jamd:jamd out")
-        return d, player, recorder
-
-    yield start
-    stop_all()
+def rig(jamd_rig):
+    return lambda *args: jamd_rig(*common(*args))
 
 
 def test_answers_start_on_the_bar_line_end_every_note_and_follow_the_key(rig):

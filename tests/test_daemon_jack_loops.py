@@ -28,8 +28,6 @@ import numpy as np
 import pytest
 from jack_rig import (
     Daemon,
-    Player,
-    Recorder,
     note_pairs,
     patch,
 )
@@ -57,33 +55,8 @@ def _shipped(name: str) -> str:
 
 
 @pytest.fixture
-def rig(request):
-    """start(*args) -> (daemon, player, recorder) over the session's JACK server;
-    one jamd at a time (a second one's ports would be renamed jamd-01)."""
-    request.getfixturevalue("jack_server")
-    made: list[list] = []
-
-    def stop_all() -> None:
-        while made:
-            d, player, recorder = made.pop()
-            d.stop()
-            for client in (player, recorder):
-                if client is not None:
-                    client.close()
-
-    def start(*args: str) -> tuple[Daemon, Player, Recorder]:
-        stop_all()
-        d = Daemon("--api", "jack", "--bpm", str(BPM), "--set", "midi.client_name=jamd", *args)
-        # registered before its clients connect: if connecting fails, the
-        # daemon is still stopped (a leaked one kept running after its server)
-        entry = [d, None, None]
-        made.append(entry)
-        entry[1] = player = Player("jamd-in:jamd in")
-        entry[2] = recorder = Recorder("jamd:jamd out")
-        return d, player, recorder
-
-    yield start
-    stop_all()
+def rig(jamd_rig):
+    return lambda *args: jamd_rig("--api", "jack", "--bpm", str(BPM), "--set", "midi.client_name=jamd", *args)
 
 
 def _note_ons(events) -> list[tuple[int, int]]:

@@ -49,6 +49,16 @@ live.max_phrase_bars. CCs (control.*) set temperature, mode, start/stop,
 panic, answer length and model. SIGHUP reloads the config file; SIGINT or
 SIGTERM stop cleanly: every sounding note gets its note-off, then CC 123.
 
+sync with a DAW (--clock or clock.*):
+  --clock send     jamd is master: MIDI clock, Start/Stop/Continue and Song
+                   Position Pointer on the output (or on clock.port); slave the
+                   DAW to jamd's port
+  --clock follow   jamd is slave: it follows the clock and transport the DAW
+                   sends to "jamd in" (tempo, Start, Stop, Continue, position);
+                   after clock.loss_timeout_ms without clock it stops cleanly
+  output.offset_ms lines jamd up with the DAW's latency (negative: later).
+  --count-in BARS and --metronome click on metronome.channel (10: drums).
+
 No MIDI system? On Linux without a sound card start JACK first, e.g.
   jackd -n jamd --no-realtime -d dummy &  and  export JACK_DEFAULT_SERVER=jamd
 or write files instead with `jamd generate`."""
@@ -65,17 +75,28 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME|PATH", help="model name or .onnx path (default: model.name)")
     p.add_argument("--bpm", type=float, help="tempo (default: clock.bpm)")
     p.add_argument("--api", choices=config_mod.MIDI_APIS, help="MIDI system (default: midi.api)")
+    p.add_argument("--clock", choices=("internal", "send", "follow"),
+                   help="internal: jamd's own clock; send: also be MIDI clock master; "
+                        "follow: slave to the MIDI clock on the input (default: clock.source/clock.send)")
+    p.add_argument("--count-in", type=int, metavar="BARS", help="bars of clicks before jamd starts "
+                   "(default: metronome.count_in_bars)")
+    p.add_argument("--metronome", action="store_true", default=None, help="click every beat (metronome.enabled)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
                    help="stop by itself after this long (default: run until SIGINT/SIGTERM)")
 
 
 def _option_overrides(args: argparse.Namespace) -> dict:
     out = {}
-    options = (("mode", "live.mode"), ("model", "model.name"), ("bpm", "clock.bpm"), ("api", "midi.api"))
+    options = (("mode", "live.mode"), ("model", "model.name"), ("bpm", "clock.bpm"), ("api", "midi.api"),
+               ("count_in", "metronome.count_in_bars"), ("metronome", "metronome.enabled"))
     for opt, key in options:
         value = getattr(args, opt, None)
         if value is not None:
             out[key] = value
+    sync = getattr(args, "clock", None)
+    if sync is not None:
+        out["clock.source"] = "midi" if sync == "follow" else "internal"
+        out["clock.send"] = sync == "send"
     return out
 
 
@@ -163,8 +184,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             if session_ref:
                 session_ref[0].midi_in(message)
 
-        ports = open_ports(cfg.midi, on_message)
-        session = LiveSession(cfg, ports.output, open_model)
+        ports = open_ports(cfg.midi, on_message, clock_in=cfg.clock.source == "midi",
+                           clock_port=cfg.clock.port if cfg.clock.send else None)
+        session = LiveSession(cfg, ports.output, open_model, clock_output=ports.clock_output)
         session_ref.append(session)
         session.on_error(lambda _exc: waiter.wake_from_thread())
         session.engine.warm_up = _warm_up_key_finder
@@ -174,7 +196,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         ask_realtime(cfg.clock.realtime_priority - 2, "main")
         log.info("ready in %.2f s: %s, out %r, in %r, %s, mode %s, model %s; clock origin %d ns",
                  time.perf_counter() - t0, DISPLAY[ports.api], ports.output_name, ports.input_name,
-                 session.clock.describe(), cfg.live.mode, cfg.model.name, session.clock.origin_ns)
+                 _describe_sync(cfg, session, ports), cfg.live.mode, cfg.model.name, session.clock.origin_ns)
         return _serve(args, session, waiter)
     finally:
         try:
@@ -184,6 +206,15 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             if ports is not None:
                 ports.close()
             waiter.restore()
+
+
+def _describe_sync(cfg: Config, session: LiveSession, ports) -> str:
+    if cfg.clock.source == "midi":
+        return f"following the MIDI clock on {ports.input_name!r}"
+    text = session.clock.describe()
+    if cfg.clock.send:
+        text += f", sending MIDI clock on {ports.clock_output_name or ports.output_name!r}"
+    return text
 
 
 def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter) -> int:
