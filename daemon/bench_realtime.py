@@ -164,9 +164,10 @@ _JACK_NAMES = tuple(f"jamd-bench-{i}" for i in range(4))
 
 
 @contextlib.contextmanager
-def _private_jack(force: bool = False) -> Iterator[dict[str, str]]:
-    """The environment for JACK clients: a private dummy-driver `jackd` when no
-    ALSA sequencer is present (or `force`), else the caller's environment."""
+def _private_jack(force: bool = False, period: int = 256) -> Iterator[dict[str, str]]:
+    """The environment for JACK clients: a private dummy-driver `jackd` (48 kHz,
+    `period` frames) when no ALSA sequencer is present (or `force`), else the
+    caller's environment."""
     env = dict(os.environ)
     jackd = None
     saved = os.environ.get("JACK_DEFAULT_SERVER")
@@ -175,7 +176,7 @@ def _private_jack(force: bool = False) -> Iterator[dict[str, str]]:
             # this process's own JACK clients (the flood bench's recorder) use it too
             env["JACK_DEFAULT_SERVER"] = os.environ["JACK_DEFAULT_SERVER"] = name
             jackd = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000",
-                                      "-p", "256"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                      "-p", str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             if _wait_for_jack(jackd):
                 break
             jackd.wait()
@@ -292,10 +293,12 @@ def flood_client(target: str, start_ns: int, end_ns: int, rate: int = FLOOD_RATE
 class _Recorder:
     """Arrival times (perf_counter_ns) of what jamd sends, from a JACK client of our own."""
 
-    def __init__(self, source: str, timeout_s: float = 10.0):
+    def __init__(self, source: str, timeout_s: float = 10.0, timing: bool = False):
         import rtmidi
 
         self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="bench-recorder")
+        if timing:  # MIDI clock and transport too
+            self.inp.ignore_types(sysex=True, timing=False, active_sense=True)
         self.events: list[tuple[int, tuple[int, ...]]] = []
         self.inp.set_callback(lambda ev, _d: self.events.append((time.perf_counter_ns(), tuple(ev[0]))))
         end = time.monotonic() + timeout_s

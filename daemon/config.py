@@ -56,6 +56,7 @@ class ClockConfig:
     send: bool = _spec(False)  # master: send MIDI clock, Start/Stop/Continue, Song Position Pointer
     port: str | None = _spec(None)  # separate virtual output for the clock; None: the note output
     send_while_stopped: bool = _spec(True)  # keep 0xF8 running while the transport is stopped
+    tick_spin_us: int = _spec(250, lo=0, hi=20000)  # spin before each 0xF8 (spin_us is for the rest)
     loss_timeout_ms: int = _spec(1000, lo=100, hi=10000)  # source midi: silence that means the clock is gone
     follow_window: int = _spec(24, lo=6, hi=96)  # source midi: clocks in the tempo fit (24 = one beat)
 

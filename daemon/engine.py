@@ -390,6 +390,7 @@ class Engine:
             self.clock.set_tempo(cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit)
             log.info("clock %s", self.clock.describe())
         self.scheduler.spin_ns = cfg.clock.spin_us * 1000
+        self.scheduler.tick_spin_ns = cfg.clock.tick_spin_us * 1000
         self.scheduler.offset_ns = int(cfg.output.offset_ms * 1e6)
         self.shaper = Shaper(cfg.output)
         self.stream.shaper = self.answer_stream.shaper = self.shaper

@@ -36,7 +36,8 @@ class LiveSession:
         self.echo = EchoGuard()
         self.scheduler = Scheduler(self.clock, output, cfg.clock.spin_us, cfg.output.offset_ms,
                                    record_errors=record_errors, on_sent=self.echo.sent,
-                                   realtime_priority=cfg.clock.realtime_priority)
+                                   realtime_priority=cfg.clock.realtime_priority,
+                                   tick_spin_us=cfg.clock.tick_spin_us)
         # A clock port has its own sender thread: one rtmidi port is never
         # written from two threads, and note panics leave its ticks alone.
         self.clock_output = clock_output
@@ -44,7 +45,8 @@ class LiveSession:
         if clock_output is not None and cfg.clock.send:
             self.clock_scheduler = Scheduler(self.clock, clock_output, cfg.clock.spin_us, cfg.output.offset_ms,
                                              record_errors=record_errors,
-                                             realtime_priority=cfg.clock.realtime_priority)
+                                             realtime_priority=cfg.clock.realtime_priority,
+                                             tick_spin_us=cfg.clock.tick_spin_us)
         self.engine = Engine(cfg, self.clock, self.scheduler, open_model, self.echo,
                              clock_scheduler=self.clock_scheduler)
         self._closed = False

@@ -104,10 +104,13 @@ class Scheduler:
 
     def __init__(self, clock: Clock, output: Output, spin_us: int = 1000, offset_ms: float = 0.0,
                  record_errors: bool = False, on_sent: Callable[[tuple[int, ...], int], None] | None = None,
-                 realtime_priority: int = 0):
+                 realtime_priority: int = 0, tick_spin_us: int | None = None):
         self.clock = clock
         self.output = output
         self.spin_ns = spin_us * 1000
+        # MIDI clock ticks (0xF8) come 48 times a second at 120 BPM: a full spin
+        # before each would cost ~5% of a core, so they may spin less.
+        self.tick_spin_ns = self.spin_ns if tick_spin_us is None else tick_spin_us * 1000
         self.offset_ns = int(offset_ms * 1e6)  # positive: send early (DAW latency)
         self.stats = TimingStats()
         self.record_errors = record_errors
@@ -310,7 +313,8 @@ class Scheduler:
                         continue
                     head = self._heap[0]
                     deadline = clock.time_of(head.step) - self.offset_ns
-                    wait_ns = deadline - self.spin_ns - clock.now_ns()
+                    spin = self.tick_spin_ns if head.message[0] == 0xF8 else self.spin_ns
+                    wait_ns = deadline - spin - clock.now_ns()
                     if wait_ns <= 0:
                         break
                     # Woken early by a new event, a panic or stop: look again.
