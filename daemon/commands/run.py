@@ -25,6 +25,7 @@ from .. import config as config_mod
 from ..bar_source import open_bar_source
 from ..config import Config
 from ..errors import ConfigError, JamdError, UsageError
+from ..jack_watch import JackWatch
 from ..live import LiveSession
 from ..midi_ports import DISPLAY, open_ports
 from ..scheduler import ask_realtime
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     waiter = _Waiter()
     session: LiveSession | None = None
     ports = None
+    watch: JackWatch | None = None
     try:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         model_cfg = cfg.model
@@ -186,6 +188,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
         ports = open_ports(cfg.midi, on_message, clock_in=cfg.clock.source == "midi",
                            clock_port=cfg.clock.port if cfg.clock.send else None)
+        if ports.api == "jack":
+            # rtmidi keeps playing into a dead server without a word: listen for its shutdown
+            watch = JackWatch.open(f"{cfg.midi.client_name}-watch", waiter.wake_from_thread)
         session = LiveSession(cfg, ports.output, open_model, clock_output=ports.clock_output)
         session_ref.append(session)
         session.on_error(lambda _exc: waiter.wake_from_thread())
@@ -197,12 +202,14 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         log.info("ready in %.2f s: %s, out %r, in %r, %s, mode %s, model %s; clock origin %d ns",
                  time.perf_counter() - t0, DISPLAY[ports.api], ports.output_name, ports.input_name,
                  _describe_sync(cfg, session, ports), cfg.live.mode, cfg.model.name, session.clock.origin_ns)
-        return _serve(args, session, waiter)
+        return _serve(args, session, waiter, watch)
     finally:
         try:
             if session is not None:
                 session.close()
         finally:
+            if watch is not None:
+                watch.close()
             if ports is not None:
                 ports.close()
             waiter.restore()
@@ -217,7 +224,7 @@ def _describe_sync(cfg: Config, session: LiveSession, ports) -> str:
     return text
 
 
-def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter) -> int:
+def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter, watch: JackWatch | None = None) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -239,6 +246,9 @@ def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter) -> i
             log.info("config reloaded")
             session.engine.reload(cfg)
             continue
+        if watch is not None and watch.lost:
+            log.error("the JACK server stopped: jamd's ports are gone; exiting (start JACK, then jamd run again)")
+            return 1
         err = session.error
         if err is not None:
             log.error("stopping after an internal error: %s", err)

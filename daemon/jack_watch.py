@@ -1,0 +1,76 @@
+"""Noticing that the JACK server went away while `jamd run` plays.
+
+python-rtmidi gives no sign of it: sends into a client whose server died
+still succeed, and no error callback fires, so jamd would play on into
+nothing.  libjack itself does tell: `jack_on_shutdown` calls back when the
+server shuts a client down.  RtMidi keeps its clients to itself, so jamd opens
+one more, portless and never activated (invisible in a patchbay, which shows
+ports), only to hear that call.  python-rtmidi and mido wrap no libjack call
+for this, hence the three C functions through ctypes here.
+
+The callback runs on libjack's thread and only calls `on_lost`, which must
+just enqueue (the run command's waiter wakes the main thread, which stops).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+_JACK_NO_START_SERVER = 0x01
+_SHUTDOWN_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+
+
+def _libjack():
+    name = ctypes.util.find_library("jack") or "libjack.so.0"
+    lib = ctypes.CDLL(name)
+    lib.jack_client_open.restype = ctypes.c_void_p
+    lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
+    lib.jack_on_shutdown.restype = None
+    lib.jack_on_shutdown.argtypes = [ctypes.c_void_p, _SHUTDOWN_CALLBACK, ctypes.c_void_p]
+    lib.jack_client_close.restype = ctypes.c_int
+    lib.jack_client_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+class JackWatch:
+    """A portless JACK client whose only job is to hear the server shut down."""
+
+    def __init__(self, lib, client: int, on_lost: Callable[[], None]):
+        self._lib = lib
+        self._client: int | None = client
+        self._on_lost = on_lost
+        self.lost = False
+        # kept referenced: libjack holds only the C pointer
+        self._callback = _SHUTDOWN_CALLBACK(self._shutdown)
+        lib.jack_on_shutdown(client, self._callback, None)
+
+    @classmethod
+    def open(cls, client_name: str, on_lost: Callable[[], None]) -> JackWatch | None:
+        """None (with a debug line) where libjack cannot be loaded or reached:
+        jamd then plays on without the watch, as before."""
+        try:
+            lib = _libjack()
+            status = ctypes.c_int(0)
+            client = lib.jack_client_open(client_name.encode(), _JACK_NO_START_SERVER, ctypes.byref(status))
+        except (OSError, AttributeError) as exc:
+            log.debug("no JACK server watch: %s", exc)
+            return None
+        if not client:
+            log.debug("no JACK server watch: jack_client_open failed (status 0x%x)", status.value)
+            return None
+        return cls(lib, client, on_lost)
+
+    def _shutdown(self, _arg) -> None:
+        self.lost = True
+        self._on_lost()
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None and not self.lost:
+            # after a shutdown the server has already dropped the client
+            self._lib.jack_client_close(client)
