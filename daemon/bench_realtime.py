@@ -128,6 +128,16 @@ def _proc_memory_mb(pid: int) -> dict:
             key = line.split(":")[0]
             if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
                 out[key] = int(line.split()[1]) / 1024
+    # Proportional set size: shared pages (JACK's segment, held by jackd and by
+    # every client alike; shared libraries) divided among the processes mapping them.
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key = line.split(":")[0]
+                if key in ("Pss", "Pss_Shmem", "Locked"):
+                    out[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return out
 
 
@@ -229,7 +239,8 @@ def daemon_figures(model_name: str, play_s: float, cfg: Config) -> dict:
         proc.wait(10)
         return {"launch_to_ready_s": ready, "rss_mb": mem.get("VmRSS"),
                 "rss_private_mb": mem.get("RssAnon", 0) + mem.get("RssFile", 0),
-                "rss_jack_shm_mb": mem.get("RssShmem"),
+                "rss_jack_shm_mb": mem.get("RssShmem"), "pss_mb": mem.get("Pss"),
+                "pss_jack_shm_mb": mem.get("Pss_Shmem"), "locked_mb": mem.get("Locked"),
                 "cpu_percent_of_one_core": 100 * (cpu1 - cpu0) / (w1 - w0), "measured_s": w1 - w0}
 
 
@@ -502,8 +513,8 @@ def _print_table(f: dict) -> None:
     if d is not None and "skipped" in d:
         rows.append(("jamd run figures", "-", d["skipped"]))
     elif d is not None:
-        rows += [("Daemon RSS while playing", "continuous mode; VmRSS (without JACK's shared memory)",
-                  f"{d['rss_mb']:.0f} MB ({d['rss_private_mb']:.0f} MB)"),
+        rows += [("Daemon RSS while playing", "continuous mode; VmRSS (without JACK's shared memory); PSS",
+                  f"{d['rss_mb']:.0f} MB ({d['rss_private_mb']:.0f} MB); {d.get('pss_mb') or 0:.0f} MB"),
                  ("Daemon CPU while playing", f"continuous, {d['measured_s']:.0f} s",
                   f"{d['cpu_percent_of_one_core']:.2f} % of one core"),
                  ("Launch -> ready", "ports open, model loaded", f"{d['launch_to_ready_s']:.2f} s")]

@@ -25,8 +25,23 @@ _JACK_NO_START_SERVER = 0x01
 _SHUTDOWN_CALLBACK = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
 
 
+def _loaded_libjack() -> str | None:
+    """The libjack this process already uses (python-rtmidi's wheels bundle their
+    own copy): a second copy would map the server's shared memory a second time
+    and double jamd's resident memory."""
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            for line in maps:
+                path = line.rsplit(None, 1)[-1]
+                if "/libjack" in path and ".so" in path:
+                    return path
+    except OSError:
+        pass
+    return None
+
+
 def _libjack():
-    name = ctypes.util.find_library("jack") or "libjack.so.0"
+    name = _loaded_libjack() or ctypes.util.find_library("jack") or "libjack.so.0"
     lib = ctypes.CDLL(name)
     lib.jack_client_open.restype = ctypes.c_void_p
     lib.jack_client_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int)]
