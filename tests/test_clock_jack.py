@@ -32,8 +32,12 @@ TICK, START, CONTINUE, STOP, SPP = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 CLICK_ON = 0x99  # note-on, channel 10
 ACCENT, BEAT = 76, 77
 # An arrival against the master's send: up to two periods of JACK (into jamd,
-# out of jamd) plus a busy machine's noise.
-ARRIVAL_OK_NS = 3 * PERIOD_NS + 8_000_000
+# out of jamd), typically; the median must stay within that.  One arrival may be
+# held up by a busy machine's non-realtime JACK server (30 ms was seen with the
+# other core fully loaded), but never by a 16th (107 ms at 140 BPM), which is
+# what a wrong position or tempo would cost.
+TYPICAL_NS = 2 * PERIOD_NS + 5_000_000
+ARRIVAL_OK_NS = 40_000_000
 
 
 def _lstm() -> str:
@@ -52,7 +56,7 @@ class MasterScript:
         self.timed: list[tuple[int, list[int]]] = []
         self.running = False
         self.song_tick = 0
-        self.runs: list[dict[int, int]] = []  # per Start/Continue: song tick -> send time
+        self.runs: list[dict[int, int]] = []  # per Start/Continue: song tick -> index in `timed`
         self.marks: dict[str, int] = {}
 
     def tempo(self, bpm: float) -> None:
@@ -61,15 +65,15 @@ class MasterScript:
     def ticks(self, n: int) -> None:
         for _ in range(n):
             self.t += self.tick_ns
-            self.timed.append((int(self.t), [TICK]))
             if self.running:
-                self.runs[-1][self.song_tick] = int(self.t)
+                self.runs[-1][self.song_tick] = len(self.timed)
                 self.song_tick += 1
+            self.timed.append((int(self.t), [TICK]))
 
     def send(self, name: str, *message: int) -> None:
         at = int(self.t + self.tick_ns / 2)  # between two clocks, as DAWs do
+        self.marks[name] = len(self.timed)
         self.timed.append((at, list(message)))
-        self.marks[name] = at
         if message[0] == START:
             self.running, self.song_tick = True, 0
             self.runs.append({})
@@ -81,9 +85,14 @@ class MasterScript:
         elif message[0] == SPP:
             self.song_tick = (message[1] | message[2] << 7) * 6
 
+    def play(self, player) -> None:
+        """Send it all; from then on times are when each message really went."""
+        self.sent = player.play(self.timed)
+        self.marks = {name: self.sent[i] for name, i in self.marks.items()}
+
     def time_of_16th(self, n: int, run: int = 0) -> int:
         """When the master sent song 16th `n` in its `run`-th Start/Continue."""
-        return self.runs[run][n * 6]
+        return self.sent[self.runs[run][n * 6]]
 
 
 def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
@@ -103,7 +112,7 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
     m.send("continue", CONTINUE)
     m.ticks(96)  # a bar at 140
     m.send("stop2", STOP)
-    master.play(m.timed)
+    m.play(master)
     assert rec.wait_for(lambda ev: sum(1 for _, x in ev if x[1] == 123) >= 2, 3.0)
     time.sleep(0.3)
     events = rec.snapshot()
@@ -121,6 +130,8 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
         assert abs(t - m.time_of_16th(4 * i)) < ARRIVAL_OK_NS, (i, (t - m.time_of_16th(4 * i)) / 1e6)
         assert note == (ACCENT if i % 4 == 0 else BEAT)
     assert len(first_run) == 16  # 4 bars, nothing lost at the tempo change
+    typical = np.median([abs(t - m.time_of_16th(4 * i)) for i, (t, _) in enumerate(first_run)])
+    assert typical < TYPICAL_NS, typical / 1e6
     # tempo: beats of 600 ms, then of 428.6 ms from the second beat after the change
     beats = np.array([t for t, _ in first_run], dtype=float)
     slow, fast = np.polyfit(np.arange(7), beats[:7], 1)[0], np.polyfit(np.arange(6), beats[10:16], 1)[0]
@@ -136,11 +147,11 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
     assert resumed[3][1] == ACCENT and abs(resumed[3][0] - m.time_of_16th(48, run=1)) < ARRIVAL_OK_NS
     assert "Continue at song position bar 3, 16th 5" in log
     # the notes follow the master's 16th grid too
-    grid = np.array([t for run in m.runs for k, t in run.items() if k % 6 == 0], dtype=float)
+    grid = np.array([m.sent[i] for run in m.runs for k, i in run.items() if k % 6 == 0], dtype=float)
     notes = [t for t, x in ons if x[0] == 0x90]
     assert len(notes) >= 8
     errors = [min(abs(grid - t)) for t in notes if t < m.marks["stop2"]]
-    assert max(errors) < ARRIVAL_OK_NS, max(errors) / 1e6
+    assert max(errors) < ARRIVAL_OK_NS and np.median(errors) < TYPICAL_NS, np.round(errors, -5) / 1e6
     pairs, left = note_pairs(events)
     assert not sounding_after_cc123(events), left
 

@@ -65,3 +65,52 @@ def test_bound_buffers_match_plain_session_runs(shipped_lstm):
         bound = gen.feed(int(t))
         plain, h, c = gen._run(int(t), h, c)
         np.testing.assert_array_equal(bound, plain)
+
+
+def _tf2onnx_style_model(path, lean_path) -> None:
+    """The shipped weights in the earlier export's interface: token [batch, 1], h/c [batch, units]."""
+    import onnx
+    from onnx import TensorProto as TP
+    from onnx import helper, numpy_helper
+
+    lean = onnx.load(str(lean_path))
+    w = {i.name: numpy_helper.to_array(i) for i in lean.graph.initializer}
+    V, U = w["token_input_weights"].shape[0], w["recurrent_weights"].shape[2]
+    lstm = next(n for n in lean.graph.node if n.op_type == "LSTM")
+    consts = {"cols": w["token_input_weights"][:, :, 0], "R": w["recurrent_weights"], "ax0": np.array([0], np.int64),
+              "xs": np.array([1, -1, V], np.int64), "eye": np.eye(V, dtype=np.float32),
+              "K": w["output_kernel"], "b": w["output_bias"]}
+    consts["W"] = consts["cols"].T[None]  # one-hot input weights with the bias already in each column
+    nodes = [helper.make_node("Gather", ["eye", "token"], ["oh"], axis=0),
+             helper.make_node("Reshape", ["oh", "xs"], ["x"]),
+             helper.make_node("Unsqueeze", ["h", "ax0"], ["h0"]), helper.make_node("Unsqueeze", ["c", "ax0"], ["c0"]),
+             helper.make_node("LSTM", ["x", "W", "R", "", "", "h0", "c0"], ["", "yh", "yc"],
+                              **{a.name: helper.get_attribute_value(a) for a in lstm.attribute}),
+             helper.make_node("Squeeze", ["yh", "ax0"], ["h_out"]),
+             helper.make_node("Squeeze", ["yc", "ax0"], ["c_out"]),
+             helper.make_node("Gemm", ["h_out", "K", "b"], ["logits"])]
+    vi = helper.make_tensor_value_info
+    state = ["batch", U]
+    graph = helper.make_graph(
+        nodes, "old", [vi("token", TP.INT32, ["batch", 1]), vi("h", TP.FLOAT, state), vi("c", TP.FLOAT, state)],
+        [vi("logits", TP.FLOAT, ["batch", V]), vi("h_out", TP.FLOAT, state), vi("c_out", TP.FLOAT, state)],
+        [numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in consts.items() if k != "cols"])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model.metadata_props.extend(lean.metadata_props)
+    onnx.save(model, str(path))
+
+
+def test_models_with_the_earlier_2d_state_still_run(shipped_lstm, tmp_path):
+    # exports made before the lean graph take token [batch, 1] and h/c [batch, units];
+    # the generator reads the shapes from the model and gives the same steps
+    old = tmp_path / "old.onnx"
+    _tf2onnx_style_model(old, shipped_lstm)
+    new_gen, old_gen = LstmGenerator.load(str(shipped_lstm)), LstmGenerator.load(str(old))
+    assert old_gen._state_shape == (1, new_gen.units) and new_gen._state_shape == (1, 1, new_gen.units)
+    np.testing.assert_allclose(old_gen.next_logits, new_gen.next_logits, atol=1e-4)
+    for t in np.random.default_rng(2).integers(3, len(new_gen.vocab), 50):
+        np.testing.assert_allclose(old_gen.feed(int(t)), new_gen.feed(int(t)), atol=1e-4)
+    rng_a, rng_b = np.random.default_rng(3), np.random.default_rng(3)
+    new_gen.reset()
+    old_gen.reset()
+    assert new_gen.generate(32, 0.0, rng_a) == old_gen.generate(32, 0.0, rng_b)

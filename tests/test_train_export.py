@@ -58,10 +58,13 @@ def test_train_resume_export_generate(tiny_run):
     proto = onnx.load(str(model))
     ops = {n.op_type for n in proto.graph.node}
     assert "LSTM" in ops and not ops & {"Loop", "Scan"}
+    # tf2onnx's graph around the LSTM op is rebuilt lean: nothing but a Gather in and a Gemm out
+    assert [n.op_type for n in proto.graph.node] == ["Gather", "LSTM", "Reshape", "Gemm"]
     assert [i.name for i in proto.graph.input] == ["token", "h", "c"]
     assert [o.name for o in proto.graph.output] == ["logits", "h_out", "c_out"]
     meta = json.loads(model.with_suffix(".json").read_text())
     assert meta["export"]["parity_max_abs_diff"] <= 1e-4 and meta["export"]["parity_steps"] == 200
+    assert "LSTM" in meta["export"]["tf2onnx_ops"] and meta["export"]["ops"] == ["Gather", "LSTM", "Reshape", "Gemm"]
     assert meta["kind"] == "lstm-step" and meta["step_quarter_length"] == 0.25
     assert meta["corpus"]["stats"]["kept"] > 10
     assert meta["training"]["figures"]["epochs_run"] == 3
@@ -90,3 +93,35 @@ def test_export_fails_loudly_when_parity_breaks(tiny_run, monkeypatch):
     with pytest.raises(JamdError, match=r"export parity failed: .* differ by 0.5 over 200 steps"):
         export_run(run_dir, target, cfg)
     assert not target.exists()
+
+
+@pytest.mark.train
+def test_lean_graph_steps_like_tf2onnx_graph(tiny_run):
+    """The rebuilt graph gives what tf2onnx's own graph gives, step by step."""
+    import keras
+    import onnx
+    import onnxruntime as ort
+
+    import jamd.export.lstm_onnx as lo
+    from jamd.training.lstm_model import OneHot, build_step_model
+
+    tmp, sets = tiny_run
+    run_dir = tmp / "run"
+    if not (run_dir / "best.keras").exists():
+        assert main(["train", "--epochs", "1", "--out", str(run_dir), "--no-progress", *sets]) == 0
+    model = keras.models.load_model(run_dir / "best.keras", custom_objects={"OneHot": OneHot})
+    converted = lo.convert(build_step_model(model))
+    lean = lo.lean_step_graph(converted)
+    ref = ort.InferenceSession(converted.SerializeToString(), providers=["CPUExecutionProvider"])
+    ses = ort.InferenceSession(lean.SerializeToString(), providers=["CPUExecutionProvider"])
+    units = model.get_layer("lstm").units
+    h = c = np.zeros((1, units), np.float32)
+    h2 = c2 = np.zeros((1, 1, units), np.float32)
+    vocab_size = model.get_layer("output").units
+    for t in np.random.default_rng(0).integers(0, vocab_size, 100):
+        l1, h, c = ref.run(None, {"token": np.array([[t]], np.int32), "h": h, "c": c})
+        l2, h2, c2 = ses.run(None, {"token": np.array([t], np.int32), "h": h2, "c": c2})
+        np.testing.assert_allclose(l2, l1, atol=1e-5)
+        np.testing.assert_allclose(h2[0], h, atol=1e-6)
+        np.testing.assert_allclose(c2[0], c, atol=1e-6)
+    onnx.checker.check_model(lean)
