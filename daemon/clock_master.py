@@ -79,6 +79,7 @@ class ClockMaster:
         self._next_tick = math.ceil(clock.now_step() * TICKS_PER_16TH - _EPS)
         self._transport: list[Timed] = []  # handed out, maybe not sent yet (for resync)
         self._first_tick = self._next_tick  # no tick before this one (a pending Start's own)
+        self._origin_before_start: int | None = None
 
     # -- reading ---------------------------------------------------------------
     def position_16th(self, step: float) -> float:
@@ -96,6 +97,7 @@ class ClockMaster:
         """Start the slave at bar 1 on jamd step `step` (a 16th, normally a bar line)."""
         step = self._whole(step)
         self.running = True
+        self._origin_before_start = self.origin_step
         self.origin_step = step
         if not self.send_while_stopped:
             self._next_tick = self._first_tick = step * TICKS_PER_16TH
@@ -110,6 +112,19 @@ class ClockMaster:
         if not self.send_while_stopped:
             self._next_tick = min(self._next_tick, math.floor(step * TICKS_PER_16TH + _EPS) + 1)
         return self._remember([Timed(step, (STOP,))])
+
+    def withdraw(self, step: float) -> list[Timed]:
+        """A Start or Continue handed out for after `step` that the slave has not
+        received yet (a stop during a count-in), taken back: the slave stays
+        stopped, so no Stop is due.  Returns what the caller must unqueue."""
+        pending = [t for t in self._transport if t.step > step + _EPS and t.message[0] in (START, CONTINUE)]
+        if not self.running or not pending:
+            return []
+        withdrawn, self._transport = self._transport, []
+        self.running = False
+        if any(t.message[0] == START for t in withdrawn):
+            self.origin_step = self._origin_before_start  # the slave never had this bar 1
+        return withdrawn
 
     def continue_at(self, step: int) -> list[Timed]:
         """Resume the slave at `step`, at the song position jamd's grid has there.

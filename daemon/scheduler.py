@@ -184,6 +184,18 @@ class Scheduler:
             self._cond.notify()
         return n // 2
 
+    def drop_messages(self, statuses: set[int], from_step: float) -> int:
+        """Unqueue the non-note messages with one of these status bytes due at or
+        after `from_step` (a MIDI clock Start taken back).  Returns how many."""
+        n = 0
+        with self._cond:
+            for ev in self._heap:
+                if ev.note is None and not ev.dead and ev.message[0] in statuses and ev.step >= from_step:
+                    ev.dead = True
+                    n += 1
+            self._cond.notify()
+        return n
+
     def pending(self) -> int:
         with self._cond:
             return sum(1 for ev in self._heap if not ev.dead)

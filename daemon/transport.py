@@ -21,7 +21,7 @@ import logging
 import math
 
 from .clock import Clock
-from .clock_master import STOP, ClockMaster, Timed
+from .clock_master import CONTINUE, SONG_POSITION, START, STOP, ClockMaster, Timed
 from .config import MetronomeConfig
 from .scheduler import Scheduler
 
@@ -58,6 +58,12 @@ class MasterSync:
         log.info("clock master: Start at bar line %d", step // self.clock.steps_per_bar)
 
     def stop(self, step: float) -> None:
+        withdrawn = self.master.withdraw(step)
+        if withdrawn:
+            # stopped before the slave was told to start (e.g. during a count-in):
+            # it must not start later; it never ran, so it needs no Stop
+            self.scheduler.drop_messages({START, CONTINUE, SONG_POSITION}, min(t.step for t in withdrawn))
+            return
         self._queue(self.master.stop(step))
 
     def resume(self, step: int) -> None:
@@ -86,7 +92,10 @@ class MasterSync:
                     self.scheduler.schedule(step, message)
 
     def closing_message(self) -> tuple[int, ...] | None:
-        """Stop, to send as jamd's port closes, if the slave is running."""
+        """Stop, to send as jamd's port closes, if the slave is running (a Start
+        still pending, e.g. during a count-in, never reached it: nothing to stop)."""
+        if self.master.withdraw(self.clock.now_step()):
+            return None
         return (STOP,) if self.master.running else None
 
 

@@ -256,3 +256,15 @@ def test_slave_loses_the_clock_stops_cleanly_and_resumes_on_continue():
     n = len(out.sent)
     drive(s, clock, m.messages, m.t)
     assert s.engine.playing and [msg for t, msg in out.sent[n:] if msg[0] == ON]
+
+
+def test_stop_during_the_count_in_takes_the_pending_start_back():
+    s, clock, out = master_session(**{"metronome.count_in_bars": 2})
+    run_to(s, clock, 20)  # inside the count-in; Start is queued for step 48 - 1/12
+    s.engine.control(23, 0)
+    run_to(s, clock, 60)
+    assert timeline(clock, out, {START, STOP, CONTINUE, 0xF2}) == []  # the slave never started
+    assert not [st for st, m in timeline(clock, out) if m[0] == ON and st >= 20]  # no note, no click
+    s.engine.control(23, 127)  # start again: a count-in, then a Start (not a Continue)
+    run_to(s, clock, 100)
+    assert timeline(clock, out, {START, STOP, CONTINUE, 0xF2}) == [(round(96 - 1 / 12, 4), (START,))]
