@@ -23,7 +23,7 @@ from .errors import ConfigError
 MODES = ("continuous", "call-response", "accompany")
 MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
 PROVIDERS = ("auto", "cpu", "cuda")
-CLOCK_SOURCES = ("internal", "midi")
+CLOCK_SOURCES = ("internal", "midi", "link")
 
 
 def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
@@ -59,6 +59,7 @@ class ClockConfig:
     tick_spin_us: int = _spec(250, lo=0, hi=20000)  # spin before each 0xF8 (spin_us is for the rest)
     loss_timeout_ms: int = _spec(1000, lo=100, hi=10000)  # source midi: silence that means the clock is gone
     follow_window: int = _spec(24, lo=6, hi=96)  # source midi: clocks in the tempo fit (24 = one beat)
+    link_start_stop: bool = _spec(False)  # source link: follow the session's start/stop too
 
 
 @dataclass(frozen=True)
@@ -303,10 +304,10 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 
 def _cross_checks(cfg: Config, source: str) -> None:
-    if cfg.clock.send and cfg.clock.source != "internal":
+    if cfg.clock.send and cfg.clock.source == "midi":
         raise ConfigError(
-            f"{source}: clock.send needs clock.source: internal (received clock.source {cfg.clock.source!r}: "
-            "jamd cannot be master and follow another clock at once)"
+            f"{source}: clock.send needs clock.source internal or link (received clock.source "
+            f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)"
         )
     if cfg.output.note_min > cfg.output.note_max:
         raise ConfigError(

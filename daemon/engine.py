@@ -33,6 +33,7 @@ from .bar_source import BarSource
 from .clock import Clock
 from .clock_follower import ClockFollower, FollowedClock, SyncEvent
 from .config import MODES, Config
+from .link_sync import LINK_POLL_S, LinkFollower
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
 from .scheduler import NoteHandle, Scheduler, ask_realtime
 from .shaping import Shaper
@@ -163,6 +164,9 @@ class Engine:
         if cfg.clock.send:
             self.master = MasterSync(clock, clock_scheduler or scheduler, clock_scheduler is None,
                                      cfg.clock.send_while_stopped)
+        # jamd as a Link peer (clock.source: link): the session sets the clock's grid.
+        self.link: LinkFollower | None = None
+        self._link_offset: int | None = None
         # jamd as slave (clock.source: midi): the follower sets the clock's grid.
         self.follower: ClockFollower | None = None
         self.step_offset = 0  # jamd step s is the master's song 16th s - step_offset
@@ -173,7 +177,13 @@ class Engine:
             self.playing = False  # until the master's Start or Continue
             log.info("waiting for Start or Continue from the MIDI clock on the input")
         else:
-            self._start_playing(self.cfg.metronome.count_in_bars, master_start=True)
+            if cfg.clock.source == "link":
+                if not isinstance(clock, FollowedClock):
+                    raise TypeError("clock.source: link needs a FollowedClock")
+                self.link = LinkFollower(cfg.clock.bpm, clock.beats_per_bar, cfg.clock.link_start_stop)
+                self._link_sync(starting=True)
+            if self.link is None or self.playing:
+                self._start_playing(self.cfg.metronome.count_in_bars, master_start=True)
             if self.master is not None:
                 # queued now, so the clock runs from the start, through the warm-up
                 self.master.fill(self.clock.now_step() + self._lookahead_steps())
@@ -187,6 +197,8 @@ class Engine:
         self.inbox.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
+        if self.link is not None:
+            self.link.close()
 
     def midi_in(self, message: list[int], t_ns: int | None = None) -> None:
         """The input callback's whole job: timestamp and enqueue."""
@@ -242,6 +254,8 @@ class Engine:
             todo.append(deadline - self._lead_steps())
         if self.capture.active and self.capture.start is not None:
             todo.append(self.capture.start + self.cfg.live.max_phrase_bars * self.clock.steps_per_bar)
+        if self.link is not None:
+            todo.append(now + LINK_POLL_S * 1e9 / self.clock.step_ns)
         if self.follower is not None:
             lost_at = self.follower.loss_deadline_ns()
             if lost_at is not None:
@@ -385,7 +399,11 @@ class Engine:
         """A reloaded config.yaml: tempo, shaping, modes and controls change live."""
         old = self.cfg
         self.cfg = cfg
-        if self.follower is None and (cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit) != (
+        if self.link is not None and cfg.clock.bpm != old.clock.bpm:
+            self.link.set_tempo(cfg.clock.bpm)  # proposed to the session; every peer follows
+            log.info("Link: proposed %g BPM", cfg.clock.bpm)
+        elif self.follower is None and self.link is None and (
+                cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit) != (
                 old.clock.bpm, old.clock.beats_per_bar, old.clock.beat_unit):
             self.clock.set_tempo(cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit)
             log.info("clock %s", self.clock.describe())
@@ -490,6 +508,8 @@ class Engine:
                  self.last_key.name if self.last_key else "default key")
 
     def tick(self) -> None:
+        if self.link is not None:
+            self._link_sync()
         if self.follower is not None:
             for ev in self.follower.check(self.now_ns()):
                 self._sync_event(ev)
@@ -502,6 +522,44 @@ class Engine:
             self.metronome.fill(horizon)
         if self.master is not None:
             self.master.fill(horizon)
+
+    # -- following an Ableton Link session (clock.source: link) ----------------
+    def _link_sync(self, starting: bool = False) -> None:
+        """Put the clock on the session's grid; act on a jump of its beat timeline
+        (jamd joined a session that counts beats from elsewhere) and on start/stop."""
+        link = self.link
+        assert link is not None and isinstance(self.clock, FollowedClock)
+        spb = self.clock.steps_per_bar
+        per_beat = max(1, 16 // self.clock.beat_unit)
+        beat, (origin_ns, origin_step, step_ns), playing = link.state(per_beat)
+        here = self.clock.now_step()
+        if self._link_offset is None or abs(beat * per_beat + self._link_offset - here) > per_beat:
+            # Link's bars are jamd's bars (the offset is whole bars) and jamd's
+            # steps never run backwards.
+            self._link_offset = spb * math.ceil((here - beat * per_beat) / spb)
+            if not starting:
+                log.info("Link: the session's beat timeline moved; re-aligned on its bar lines")
+                self.clock.follow((origin_ns, origin_step + self._link_offset, step_ns))
+                self.silence()
+                return
+        self.clock.follow((origin_ns, origin_step + self._link_offset, step_ns))
+        peers = link.poll_peers()
+        if peers is not None:
+            log.info("Link: %d peer(s), %.1f BPM", peers, 60e9 / step_ns / per_beat)
+        if starting:
+            self.playing = playing
+            if not playing:
+                log.info("Link: waiting for the session to start playing")
+        elif playing and not self.playing:
+            log.info("Link: the session started")
+            self._start_playing(0)
+        elif not playing and self.playing:
+            log.info("Link: the session stopped")
+            self.playing = False
+            self.silence()
+            self.metronome.stop()
+            if self.master is not None:
+                self.master.stop(self.clock.now_step())
 
     # -- following an external MIDI clock (clock.source: midi) ---------------
     def _sync(self, t_ns: int, data: list[int]) -> None:

@@ -30,7 +30,7 @@ class LiveSession:
         """`clock_output`: the separate port for MIDI clock (`clock.port`); None: `output`."""
         if clock is None:
             # Following an external clock, the grid is the master's: its timebase is set from outside.
-            clock = (FollowedClock if cfg.clock.source == "midi" else Clock).from_config(cfg.clock)
+            clock = (Clock if cfg.clock.source == "internal" else FollowedClock).from_config(cfg.clock)
         self.clock = clock
         self.output = output
         self.echo = EchoGuard()

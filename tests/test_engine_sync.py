@@ -108,7 +108,7 @@ def test_count_in_alone_clicks_only_during_the_count_in():
 
 
 def test_clock_send_with_midi_source_is_refused():
-    with pytest.raises(ConfigError, match=r"clock.send needs clock.source: internal"):
+    with pytest.raises(ConfigError, match=r"clock.send needs clock.source internal or link"):
         Config().replace(**{"clock.send": True, "clock.source": "midi"})
 
 

@@ -57,6 +57,8 @@ sync with a DAW (--clock or clock.*):
   --clock follow   jamd is slave: it follows the clock and transport the DAW
                    sends to "jamd in" (tempo, Start, Stop, Continue, position);
                    after clock.loss_timeout_ms without clock it stops cleanly
+  --clock link     jamd joins an Ableton Link session (pip install 'jamd[link]',
+                   GPLv2+): tempo and bar phase from the network's peers
   output.offset_ms lines jamd up with the DAW's latency (negative: later).
   --count-in BARS and --metronome click on metronome.channel (10: drums).
 
@@ -76,9 +78,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", metavar="NAME|PATH", help="model name or .onnx path (default: model.name)")
     p.add_argument("--bpm", type=float, help="tempo (default: clock.bpm)")
     p.add_argument("--api", choices=config_mod.MIDI_APIS, help="MIDI system (default: midi.api)")
-    p.add_argument("--clock", choices=("internal", "send", "follow"),
+    p.add_argument("--clock", choices=("internal", "send", "follow", "link"),
                    help="internal: jamd's own clock; send: also be MIDI clock master; "
-                        "follow: slave to the MIDI clock on the input (default: clock.source/clock.send)")
+                        "follow: slave to the MIDI clock on the input; link: join an Ableton Link "
+                        "session (jamd[link]) (default: clock.source/clock.send)")
     p.add_argument("--count-in", type=int, metavar="BARS", help="bars of clicks before jamd starts "
                    "(default: metronome.count_in_bars)")
     p.add_argument("--metronome", action="store_true", default=None, help="click every beat (metronome.enabled)")
@@ -96,7 +99,7 @@ def _option_overrides(args: argparse.Namespace) -> dict:
             out[key] = value
     sync = getattr(args, "clock", None)
     if sync is not None:
-        out["clock.source"] = "midi" if sync == "follow" else "internal"
+        out["clock.source"] = {"follow": "midi", "link": "link"}.get(sync, "internal")
         out["clock.send"] = sync == "send"
     return out
 
@@ -218,6 +221,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 def _describe_sync(cfg: Config, session: LiveSession, ports) -> str:
     if cfg.clock.source == "midi":
         return f"following the MIDI clock on {ports.input_name!r}"
+    if cfg.clock.source == "link":
+        return "following Ableton Link" + (", sending MIDI clock" if cfg.clock.send else "")
     text = session.clock.describe()
     if cfg.clock.send:
         text += f", sending MIDI clock on {ports.clock_output_name or ports.output_name!r}"
