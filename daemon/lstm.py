@@ -1,8 +1,11 @@
 """The seed's LSTM, run one 16th-note step at a time with ONNX Runtime.
 
-The exported model has inputs ``token [batch, 1]``, ``h``, ``c`` and outputs
-``logits``, ``h_out``, ``c_out``: one call per step, with the recurrent state
-held here, instead of re-running a 64-step window as the seed's loop does.
+The exported model has inputs ``token``, ``h``, ``c`` and outputs ``logits``,
+``h_out``, ``c_out``: one call per step, with the recurrent state held here,
+instead of re-running a 64-step window as the seed's loop does.  The shapes
+are read from the model: current exports take ``token [1]`` and keep the state
+in the LSTM op's layout ``[1, 1, units]``; earlier ones took ``token [batch,
+1]`` and ``h``/``c`` as ``[batch, units]``.  Both run, at batch 1.
 """
 
 from __future__ import annotations
@@ -38,7 +41,14 @@ class LstmGenerator(SymbolSampler):
         outputs = [o.name for o in session.get_outputs()]
         if inputs != ["token", "h", "c"] or outputs[:3] != ["logits", "h_out", "c_out"]:
             raise ModelError(f"{info.path}: not an LSTM step model (inputs {inputs}, outputs {outputs})")
-        self._token_dtype = np.int32 if "int32" in session.get_inputs()[0].type else np.int64
+        tok_in, h_in = session.get_inputs()[:2]
+        self._token_dtype = np.int32 if "int32" in tok_in.type else np.int64
+        self._token_shape = _batch_one(tok_in.shape)
+        self._state_shape = _batch_one(h_in.shape)
+        self._logits_shape = _batch_one(session.get_outputs()[0].shape)
+        if self._state_shape[-1] != self.units or np.prod(self._logits_shape) != len(self.vocab):
+            raise ModelError(f"{info.path}: model shapes (state {h_in.shape}) do not match its metadata "
+                             f"({self.units} units, {len(self.vocab)} symbols)")
         self._reset_state = self._start_state()
         self._bind()
         self.reset()
@@ -55,15 +65,15 @@ class LstmGenerator(SymbolSampler):
 
     # -- state --------------------------------------------------------------
     def _run(self, token_id: int, h: np.ndarray, c: np.ndarray):
-        token = np.array([[token_id]], dtype=self._token_dtype)
+        token = np.full(self._token_shape, token_id, dtype=self._token_dtype)
         logits, h, c = self.session.run(["logits", "h_out", "c_out"], {"token": token, "h": h, "c": c})
-        return logits[0], h, c
+        return logits.reshape(-1), h, c
 
     def _start_state(self):
         # As in the seed's generator, melodies begin after 64 delimiters, the
         # padding that separates songs in training; computed once and reused.
-        h = np.zeros((1, self.units), np.float32)
-        c = np.zeros((1, self.units), np.float32)
+        h = np.zeros(self._state_shape, np.float32)
+        c = np.zeros(self._state_shape, np.float32)
         logits = None
         for _ in range(self.start_symbols):
             logits, h, c = self._run(self._delimiter, h, c)
@@ -74,15 +84,17 @@ class LstmGenerator(SymbolSampler):
 
         Step n reads h/c from buffer `cur` and writes them into the other;
         step n+1 uses the other binding.  Nothing is allocated or copied per
-        step, which takes ~20-30 µs off a ~120 µs call (docs/BENCHMARKS.md).
+        step, which saves ~20-30 µs per call against `session.run` (the bare
+        step both ways in `jamd bench --suite lstm`).
         `bind_cpu_input` wraps the NumPy buffer, so writing `_tok` in place
         is what the next run reads.
         """
-        V, U = len(self.vocab), self.units
-        self._tok = np.zeros((1, 1), self._token_dtype)
-        self._hbuf = [np.zeros((1, U), np.float32) for _ in range(2)]
-        self._cbuf = [np.zeros((1, U), np.float32) for _ in range(2)]
-        self._lbuf = np.zeros((1, V), np.float32)
+        self._tok = np.zeros(self._token_shape, self._token_dtype)
+        self._tok_flat = self._tok.reshape(-1)  # a view: writing [0] writes the bound input
+        self._hbuf = [np.zeros(self._state_shape, np.float32) for _ in range(2)]
+        self._cbuf = [np.zeros(self._state_shape, np.float32) for _ in range(2)]
+        self._lbuf = np.zeros(self._logits_shape, np.float32)
+        self._lflat = self._lbuf.reshape(-1)
         self._bindings = []
         for i in (0, 1):
             io = self.session.io_binding()
@@ -102,10 +114,10 @@ class LstmGenerator(SymbolSampler):
 
     def feed(self, symbol_id: int) -> np.ndarray:
         """Advance the state by one known symbol; returns the next logits."""
-        self._tok[0, 0] = symbol_id
+        self._tok_flat[0] = symbol_id
         self.session.run_with_iobinding(self._bindings[self._cur])
         self._cur ^= 1
-        self._logits = self._lbuf[0].copy()
+        self._logits = self._lflat.copy()
         return self._logits
 
     def prime(self, symbols: Sequence[str]) -> None:
@@ -119,3 +131,8 @@ class LstmGenerator(SymbolSampler):
     @property
     def next_logits(self) -> np.ndarray:
         return self._logits
+
+
+def _batch_one(shape) -> tuple[int, ...]:
+    """A model input's shape with symbolic dimensions (the batch) as 1."""
+    return tuple(d if isinstance(d, int) else 1 for d in shape)

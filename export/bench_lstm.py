@@ -7,8 +7,9 @@ Per-step latency at batch 1 on the CPU, measured side by side:
   as the seed's ``MelodyGenerator`` does (appendix A.1.3);
 * **(b) window ONNX**: the same 64-step window model exported to ONNX and
   re-run every step;
-* **(c) identity ONNX**: a model that copies its inputs, the floor of ONNX
-  Runtime's call overhead;
+* **(c) identity ONNX**: a model that copies its inputs (the step model's
+  names, types and shapes), the floor of ONNX Runtime's call overhead; the
+  bare step and (c) are timed both with ``session.run`` and over IO bindings;
 * **arith**: one LSTM step plus the output layer in NumPy, the model's own
   arithmetic.
 
@@ -33,22 +34,46 @@ from jamd.bench_timing import stats, timeit_us
 from jamd.config import Config
 
 
-def _identity_model(path: Path, units: int) -> None:
+def _identity_model(path: Path, inputs: list[tuple[str, str, list[int]]]) -> None:
+    """A model that copies its inputs: same names, types and shapes as the step model's."""
     import onnx
     from onnx import TensorProto, helper
 
-    inputs = [helper.make_tensor_value_info("token", TensorProto.INT32, [1, 1]),
-              helper.make_tensor_value_info("h", TensorProto.FLOAT, [1, units]),
-              helper.make_tensor_value_info("c", TensorProto.FLOAT, [1, units])]
-    outputs = [helper.make_tensor_value_info(n, t, s) for n, t, s in
-               (("token_out", TensorProto.INT32, [1, 1]), ("h_out", TensorProto.FLOAT, [1, units]),
-                ("c_out", TensorProto.FLOAT, [1, units]))]
-    nodes = [helper.make_node("Identity", [i], [o]) for i, o in (("token", "token_out"), ("h", "h_out"),
-                                                                 ("c", "c_out"))]
-    graph = helper.make_graph(nodes, "identity", inputs, outputs)
+    def dtype(ort_type: str) -> int:
+        return TensorProto.INT32 if "int32" in ort_type else TensorProto.INT64 if "int64" in ort_type \
+            else TensorProto.FLOAT
+
+    ins = [helper.make_tensor_value_info(n, dtype(t), s) for n, t, s in inputs]
+    outs = [helper.make_tensor_value_info(f"{n}_out", dtype(t), s) for n, t, s in inputs]
+    nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n, _, _ in inputs]
+    graph = helper.make_graph(nodes, "identity", ins, outs)
     # IR version 9 keeps the file loadable by older ONNX Runtime releases too
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
     onnx.save(model, str(path))
+
+
+def _bound(session, feeds: dict[str, np.ndarray]):
+    """session.run over IO bindings to preallocated outputs, as the daemon calls its model."""
+    io = session.io_binding()
+    keep = []
+    for name, value in feeds.items():
+        io.bind_cpu_input(name, value)
+    for o in session.get_outputs():
+        dt = np.int32 if "int32" in o.type else np.int64 if "int64" in o.type else np.float32
+        buf = np.zeros([d if isinstance(d, int) else 1 for d in o.shape], dt)
+        keep.append(buf)
+        io.bind_output(o.name, "cpu", 0, dt, list(buf.shape), buf.ctypes.data)
+    return lambda: (session.run_with_iobinding(io), keep)
+
+
+def _interleaved(fns: dict[str, Any], n: int, turns: int = 10) -> dict[str, dict[str, float]]:
+    """`n` timed calls of each function, taken in `turns` rounds that go through all of them."""
+    times: dict[str, list[np.ndarray]] = {k: [] for k in fns}
+    per_turn = max(1, n // turns)
+    for _ in range(turns):
+        for k, fn in fns.items():
+            times[k].append(timeit_us(fn, per_turn))
+    return {k: stats(np.concatenate(v)) for k, v in times.items()}
 
 
 def _seed_window_model(vocab_size: int, units: int):
@@ -93,6 +118,7 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
     from jamd.lstm import LstmGenerator
     from jamd.runtime import make_session
+    from jamd.sampling import sample
 
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     n = 200 if args.quick else args.steps
@@ -103,17 +129,28 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
                                "onnxruntime": ort.__version__, "cpu_threads": cfg.model.intra_op_threads}
 
     rng = np.random.default_rng(0)
-    figures["step"] = stats(timeit_us(lambda: gen.next_symbol(0.9, rng), n))
-    h = np.zeros((1, U), np.float32)
-    tok = np.array([[3]], np.int32)
-    figures["step_raw_run"] = stats(timeit_us(lambda: gen.session.run(None, {"token": tok, "h": h, "c": h}), n))
+    logits = gen.next_logits.copy()
+    shapes = [(i.name, i.type, [d if isinstance(d, int) else 1 for d in i.shape]) for i in gen.session.get_inputs()]
+    feeds = {name: np.full(shape, 3, np.int32) if "int32" in t else np.zeros(shape, np.float32)
+             for name, t, shape in shapes}
+    figures["model_io"] = {name: shape for name, _, shape in shapes}
 
     with tempfile.TemporaryDirectory() as tmp:
         ident = Path(tmp) / "identity.onnx"
-        _identity_model(ident, U)
+        _identity_model(ident, shapes)
         s_id = make_session(ident, "cpu", cfg.model.intra_op_threads)
-        figures["identity"] = stats(timeit_us(lambda: s_id.run(None, {"token": tok, "h": h, "c": h}), n))
-        figures["arith"] = stats(timeit_us(_lstm_arith(V, U), n))
+        # the per-step variants in turns of n/10 calls each, so that a change
+        # in the machine's load hits all of them alike (their ratios are the figures)
+        figures.update(_interleaved({
+            "step": lambda: gen.next_symbol(0.9, rng),
+            "sample": lambda: sample(logits, 0.9, rng),
+            "step_feed": lambda: gen.feed(3),
+            "step_raw_run": lambda: gen.session.run(None, feeds),
+            "step_raw_bound": _bound(gen.session, feeds),
+            "identity": lambda: s_id.run(None, feeds),
+            "identity_bound": _bound(s_id, feeds),
+            "arith": _lstm_arith(V, U),
+        }, n))
         figures["flops_per_step"] = 2 * (U * 4 * U + U * V)  # recurrent matvec + output layer
 
         import tensorflow as tf
@@ -138,6 +175,8 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     figures["speedup_vs_seed_loop"] = figures["seed_keras_predict"]["median_us"] / step
     figures["speedup_vs_window_onnx"] = figures["window_onnx"]["median_us"] / step
     figures["step_over_floor"] = figures["step_raw_run"]["median_us"] / floor
+    figures["step_over_floor_bound"] = figures["step_raw_bound"]["median_us"] / (
+        figures["identity_bound"]["median_us"] + figures["arith"]["median_us"])
     _print_table(figures)
     return figures
 
@@ -187,13 +226,18 @@ def _print_table(f: dict[str, Any]) -> None:
           f"(vocab {f['vocab']}, {f['units']} units, onnxruntime {f['onnxruntime']})\n")
     print("| variant | median µs | p99 µs | calls |\n|---|---|---|---|")
     print(row("step model, sample + feed back (jamd)", "step"))
+    print(row("  of which: sampling alone", "sample"))
+    print(row("  of which: feed (IO-bound run + logits copy)", "step_feed"))
     print(row("step model, bare session.run", "step_raw_run"))
+    print(row("step model, bare run over IO bindings", "step_raw_bound"))
     print(row("(a) seed loop: Keras predict on a 64-step one-hot window", "seed_keras_predict"))
     print(row("(b) 64-step window model in ONNX Runtime", "window_onnx"))
     print(row("(c) identity ONNX model (call overhead)", "identity"))
+    print(row("(c) identity ONNX model over IO bindings", "identity_bound"))
     print(row("LSTM step + output layer in NumPy (arithmetic)", "arith"))
     print(f"\nspeed-up vs (a): {f['speedup_vs_seed_loop']:.0f}x; vs (b): {f['speedup_vs_window_onnx']:.1f}x; "
-          f"bare step / ((c) + arithmetic): {f['step_over_floor']:.2f}")
+          f"bare step / ((c) + arithmetic): {f['step_over_floor']:.2f} "
+          f"(over IO bindings: {f['step_over_floor_bound']:.2f})")
     t = f["training"]
     print(f"\ntraining, {t['tokens']} tokens per epoch: targets at every step {t['ours_epoch_s']:.1f} s/epoch "
           f"({t['ours_batches_timed']} batches timed); the seed's one target per window "
