@@ -63,8 +63,9 @@ class LiveSession:
         return self.engine.error or self.scheduler.error or (
             self.clock_scheduler.error if self.clock_scheduler is not None else None)
 
-    def midi_in(self, message: list[int]) -> None:
-        self.engine.midi_in(message)
+    def midi_in(self, message: list[int], t_ns: int | None = None) -> None:
+        """`t_ns`: when it arrived (perf_counter_ns); None: now."""
+        self.engine.midi_in(message, t_ns)
 
     def start(self) -> None:
         self.scheduler.start()

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -104,6 +105,84 @@ def _find(ports: list[str], wanted: str, what: str, api: str) -> int:
     raise MidiSystemError(f"no {what} port matching {wanted!r} on {DISPLAY[api]} (ports: {listed})")
 
 
+class ArrivalStamper:
+    """When the MIDI system received each message, as a `perf_counter_ns` time.
+
+    The input callback runs on the MIDI system's thread once it holds the GIL,
+    which the sender's spin or the engine may keep for a while: stamping the
+    callback itself would add that wait to every arrival, and a clock slave fits
+    its tempo on those arrivals.  RtMidi also hands over each message's time
+    since the previous one, taken where the message was received (JACK's process
+    cycle, ALSA's event time), before any of that.  Summed, those deltas place
+    the messages exactly relative to one another; the offset to `perf_counter_ns`
+    is the smallest (callback time - that position) seen, i.e. the callback that
+    waited least.  It may creep up by `LEAK_NS_PER_S`, so a clock that runs at a
+    slightly different rate from `perf_counter` cannot leave it stale.
+    """
+
+    LEAK_NS_PER_S = 20_000  # 20 us per second of input
+
+    def __init__(self) -> None:
+        self._rel_ns: float | None = None  # the last message's position on RtMidi's time
+        self._offset: float = 0.0
+        self._last_cb_ns = 0
+
+    def stamp(self, delta_s: float, now_ns: int) -> int:
+        if self._rel_ns is None:
+            self._rel_ns, self._offset = 0.0, float(now_ns)
+        else:
+            self._rel_ns += max(0.0, delta_s) * 1e9
+            leak = (now_ns - self._last_cb_ns) * self.LEAK_NS_PER_S / 1e9
+            self._offset = min(self._offset + leak, now_ns - self._rel_ns)
+        self._last_cb_ns = now_ns
+        return int(self._offset + self._rel_ns)
+
+
+# How often the input reader drains rtmidi's queue: the added handling delay
+# (arrival times come from rtmidi, not from the reader).
+POLL_S = 0.002
+
+
+class InputReader:
+    """Drains a python-rtmidi input from a thread of its own, by polling.
+
+    A python-rtmidi callback runs on the MIDI system's thread and must take the
+    GIL first.  Under JACK that thread is the client's process cycle: while the
+    sender or the engine held the GIL, the cycle overran and JACK dropped that
+    cycle's input (measured: jamd as a clock slave lost 1-2 of ~400 clocks in a
+    quarter of its runs, and with them its song position).  Polled, rtmidi's
+    own thread only queues each message in C++ (`queue_size_limit` deep) with
+    the time it was received, and never waits for Python; this thread takes
+    them out every `POLL_S`, stamps them (`ArrivalStamper`) and hands them on.
+    """
+
+    def __init__(self, midiin, on_message: Callable[[list[int], int], None], priority: int = 0):
+        self._in = midiin
+        self._on_message = on_message
+        self._priority = priority
+        self._stop = threading.Event()
+        self.stamper = ArrivalStamper()
+        self._thread = threading.Thread(target=self._run, name="jamd-midi-in", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        from .scheduler import ask_realtime
+
+        ask_realtime(self._priority, "input")
+        get = self._in.get_message
+        while not self._stop.wait(POLL_S):
+            while (item := get()) is not None:
+                message, delta = item
+                self._on_message(message, self.stamper.stamp(delta, time.perf_counter_ns()))
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(1.0)
+
+
 @dataclass
 class MidiPorts:
     api: str
@@ -113,6 +192,7 @@ class MidiPorts:
     input_name: str
     clock_output: RtMidiOutput | None = None  # `clock.port`: MIDI clock on a port of its own
     clock_output_name: str | None = None
+    reader: InputReader | None = None
 
     def close(self) -> None:
         """Close the input first (no more callbacks), then the output.
@@ -123,8 +203,9 @@ class MidiPorts:
         note-offs and CC 123 (the likely cause of one note left sounding at the
         JACK rig's recorder on a busy machine).
         """
+        if self.reader is not None:
+            self.reader.stop()
         with contextlib.suppress(Exception):
-            self.midiin.cancel_callback()
             self.midiin.close_port()
             # Free the RtMidi object (and its JACK client) now, while the
             # interpreter is whole, not during interpreter teardown, where a
@@ -138,13 +219,15 @@ class MidiPorts:
                 self.clock_output.close()
 
 
-def open_ports(cfg: MidiConfig, on_message: Callable[[list[int]], None], *, clock_in: bool = False,
-               clock_port: str | None = None) -> MidiPorts:
+def open_ports(cfg: MidiConfig, on_message: Callable[[list[int], int], None], *, clock_in: bool = False,
+               clock_port: str | None = None, reader_priority: int = 0) -> MidiPorts:
     """Open jamd's output and input on the first usable API; or one-line error.
 
     `clock_in`: pass MIDI clock and transport to `on_message` (clock.source:
     midi); otherwise rtmidi drops them.  `clock_port`: also open a virtual
-    output of that name for the clock (clock.port).
+    output of that name for the clock (clock.port).  `on_message(bytes,
+    arrival_ns)` is called on the input reader's thread and must only enqueue;
+    `reader_priority`: SCHED_FIFO asked for that thread (0: none).
     """
     rt = _rtmidi()
     ids = api_ids()
@@ -159,17 +242,20 @@ def open_ports(cfg: MidiConfig, on_message: Callable[[list[int]], None], *, cloc
                 # JACK makes one client per rtmidi object and renames a second
                 # "jamd" to "jamd-01"; a name of our own is easier to find.
                 in_client = f"{cfg.client_name}-in" if name == "jack" else cfg.client_name
-                inp = rt.MidiIn(ids[name], name=in_client)
+                # room for a burst: 10,000 messages/s fill only 20 per poll
+                inp = rt.MidiIn(ids[name], name=in_client, queue_size_limit=4096)
         except rt.RtMidiError as exc:
             tried.append(f"{DISPLAY[name]}: {_describe_failure(name, exc)}")
             continue
-        ports = _open_on(name, out, inp, cfg, on_message, in_client, clock_in)
+        ports = _open_on(name, out, inp, cfg, in_client, clock_in)
         if clock_port:
             try:
                 ports.clock_output, ports.clock_output_name = _open_clock_port(name, cfg, clock_port)
             except MidiSystemError:
                 ports.close()
                 raise
+        ports.reader = InputReader(ports.midiin, on_message, reader_priority)
+        ports.reader.start()
         return ports
     raise MidiSystemError(f"no usable MIDI system (tried {'; '.join(tried)}): {HINT}")
 
@@ -190,8 +276,7 @@ def _open_clock_port(api: str, cfg: MidiConfig, port: str) -> tuple[RtMidiOutput
     return RtMidiOutput(out, name), name
 
 
-def _open_on(api: str, out, inp, cfg: MidiConfig, on_message: Callable[[list[int]], None],
-             in_client: str, clock_in: bool = False) -> MidiPorts:
+def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool = False) -> MidiPorts:
     rt = _rtmidi()
     if api == "winmm" and not (cfg.connect_output and cfg.connect_input):
         raise MidiSystemError("Windows MM has no virtual ports: set midi.connect_output and "
@@ -208,8 +293,6 @@ def _open_on(api: str, out, inp, cfg: MidiConfig, on_message: Callable[[list[int
         # SysEx and active sensing are never used: drop them in rtmidi; MIDI
         # clock too, unless jamd follows it (clock.source: midi).
         inp.ignore_types(sysex=True, timing=not clock_in, active_sense=True)
-        # The callback's whole job: hand the bytes over (timestamped by the receiver).
-        inp.set_callback(lambda event, _data: on_message(event[0]))
         if cfg.connect_input:
             ports = inp.get_ports()
             i = _find(ports, cfg.connect_input, "input", api)

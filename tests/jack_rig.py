@@ -174,27 +174,19 @@ class Player:
         """Send each `(t_ns, message)` at its perf_counter time (sleep, then spin);
         return when each really went (in time order), which a busy machine can delay.
 
-        The sending thread asks for SCHED_FIFO where allowed (root in CI), as a
-        DAW's MIDI thread would have; the old policy is restored afterwards.
+        At normal priority on purpose: a real-time thread spinning here, with
+        jamd's real-time sender spinning on the other core, starves the rig's
+        non-realtime JACK server, which then drops MIDI events.
         """
-        policy = None
-        with contextlib.suppress(AttributeError, OSError):
-            policy = os.sched_getscheduler(0)
-            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(20))
         sent = []
-        try:
-            for t_ns, message in sorted(timed, key=lambda e: e[0]):
-                wait = (t_ns - time.perf_counter_ns()) / 1e9 - 0.002
-                if wait > 0:
-                    time.sleep(wait)
-                while time.perf_counter_ns() < t_ns:
-                    pass
-                self.out.send_message(list(message))
-                sent.append(time.perf_counter_ns())
-        finally:
-            if policy is not None:
-                with contextlib.suppress(OSError):
-                    os.sched_setscheduler(0, policy, os.sched_param(0))
+        for t_ns, message in sorted(timed, key=lambda e: e[0]):
+            wait = (t_ns - time.perf_counter_ns()) / 1e9 - 0.002
+            if wait > 0:
+                time.sleep(wait)
+            while time.perf_counter_ns() < t_ns:
+                pass
+            self.out.send_message(list(message))
+            sent.append(time.perf_counter_ns())
         return sent
 
     def close(self) -> None:

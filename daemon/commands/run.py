@@ -185,12 +185,13 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             # the model loaded before the ports opened is used once, not loaded twice
             return preloaded.pop(name, None) or open_bar_source(name, model_cfg)
 
-        def on_message(message: list[int]) -> None:
+        def on_message(message: list[int], t_ns: int) -> None:
             if session_ref:
-                session_ref[0].midi_in(message)
+                session_ref[0].midi_in(message, t_ns)
 
         ports = open_ports(cfg.midi, on_message, clock_in=cfg.clock.source == "midi",
-                           clock_port=cfg.clock.port if cfg.clock.send else None)
+                           clock_port=cfg.clock.port if cfg.clock.send else None,
+                           reader_priority=cfg.clock.realtime_priority - 1)
         if ports.api == "jack":
             # rtmidi keeps playing into a dead server without a word: listen for its shutdown
             watch = JackWatch.open(f"{cfg.midi.client_name}-watch", waiter.wake_from_thread)
