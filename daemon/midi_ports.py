@@ -120,7 +120,7 @@ class ArrivalStamper:
     slightly different rate from `perf_counter` cannot leave it stale.
     """
 
-    LEAK_NS_PER_S = 20_000  # 20 us per second of input
+    LEAK_NS_PER_S = 200_000  # 200 us per second: follows a clock up to 200 ppm slower
 
     def __init__(self) -> None:
         self._rel_ns: float | None = None  # the last message's position on RtMidi's time
