@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -239,7 +240,11 @@ def slave_run(cfg: Config, period: int, offset_ms: float, beats1: int, beats2: i
         return {"skipped": f"no click matched the master's beats ({clicks.size} clicks recorded)"}
     latency = float(np.nanmedian(steady))
     after = e[beats1:]
-    ok = np.abs(after - latency) < SETTLE_MS
+    # settled: back within the steady run's own spread (at least 2 ms), which through
+    # the rig is mostly the JACK period's quantisation, not jamd
+    fine = steady[np.isfinite(steady)]
+    threshold = max(SETTLE_MS, float(np.percentile(np.abs(fine - latency), 99)) if fine.size else SETTLE_MS)
+    ok = np.abs(after - latency) <= threshold
     settle = next((i for i in range(len(ok)) if ok[i:].all()), None)
     return {"period_frames": period, "period_ms": period / 48.0, "offset_ms": offset_ms,
             "beats": int(np.isfinite(e).sum()), "missing_clicks": int(np.isnan(e).sum()),
@@ -247,7 +252,52 @@ def slave_run(cfg: Config, period: int, offset_ms: float, beats1: int, beats2: i
             "abs_error_steady": _stats_ms(steady[np.isfinite(steady)] * 1e6),
             "abs_error_after_change_settled": _stats_ms(after[settle:][np.isfinite(after[settle:])] * 1e6)
             if settle is not None else None,
-            "beats_to_settle": settle, "tempo": [bpm1, bpm2]}
+            "beats_to_settle": settle, "settle_threshold_ms": threshold, "tempo": [bpm1, bpm2]}
+
+
+def slave_model(period_ms: float, seeds: int = 20, beats: tuple[int, int] = (24, 24),
+                bpm1: float = 120.0, bpm2: float = 140.0, window: int = 24) -> dict:
+    """jamd's follower alone, without any port: clocks at `bpm1` then `bpm2`,
+    each arriving at the end of the JACK period it fell in (RtMidi stamps a
+    period's input together) plus up to 0.3 ms of jitter.  After each clock the
+    grid jamd would schedule on predicts the next beat; its error against the
+    master's true beat is what jamd itself adds, before any output latency."""
+    import random
+
+    from .clock_follower import ClockFollower
+
+    period = period_ms * 1e6
+    errors, settle = [], []
+    for seed in range(seeds):
+        rng = random.Random(seed)
+        f = ClockFollower(window)
+        t = 1e9 + rng.uniform(0, period)
+        f.feed(int(t), [START])
+        k = 0
+        seed_err, after_change = [], []
+        for n_beats, bpm in ((beats[0], bpm1), (beats[1], bpm2)):
+            tick = 60e9 / bpm / 24
+            for _ in range(n_beats * 24):
+                t += tick
+                arrival = math.ceil(t / period) * period + rng.uniform(0, 0.3e6)
+                f.feed(int(arrival), [CLOCK])
+                k += 1
+                # where jamd now expects the next clock (a note due then is sent then)
+                predicted = f.time_of_tick(k)
+                e = (predicted - (t + tick)) / 1e6 if predicted is not None else float("nan")
+                (after_change if bpm == bpm2 else seed_err).append(e)
+        steady = np.asarray(seed_err[4 * 24:])
+        errors += list(steady - np.median(steady))  # the latency itself is offset_ms's job
+        dev = np.abs(np.asarray(after_change) - np.median(steady))
+        ticks = next((i for i in range(len(dev)) if (dev[i:] < SETTLE_MS).all()), None)
+        settle.append(None if ticks is None else ticks / 24)
+    e = np.abs(np.asarray(errors))
+    ok = [x for x in settle if x is not None]
+    return {"period_ms": period_ms, "seeds": seeds, "beats": int(e.size), "window": window,
+            "p50_ms": float(np.percentile(e, 50)), "p99_ms": float(np.percentile(e, 99)), "max_ms": float(e.max()),
+            "beats_to_settle_median": float(np.median(ok)) if ok else None,
+            "beats_to_settle_max": float(max(ok)) if ok else None, "never_settled": len(settle) - len(ok),
+            "predictions": "every clock's prediction of the next one"}
 
 
 def slave_jack(cfg: Config, period: int, quick: bool) -> dict:
@@ -267,7 +317,8 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
     conditions = {"cores": os.cpu_count(), "load_average_at_start": os.getloadavg()[0],
                   "spin_us": cfg.clock.spin_us}
     figures: dict = {"conditions": conditions,
-                     "master_sender": master_sender(cfg, 8.0 if quick else 40.0)}
+                     "master_sender": master_sender(cfg, 8.0 if quick else 40.0),
+                     "slave_model": [slave_model(p, 5 if quick else 50) for p in (0.0001, 1.33, 5.33)]}
     if sys.platform.startswith("linux"):
         # The rig's 256-frame period only: at 128 and 64 frames this VM's non-realtime
         # dummy JACK server drops MIDI events between two plain rtmidi clients
@@ -305,6 +356,13 @@ def _print_table(f: dict) -> None:
         rows.append(("Master over JACK: slave's tempo estimate, worst error", f"period {j['period_ms']:.2f} ms",
                      f"{j['tempo_error_1_beat_max_percent']:.3f} % (1 beat), "
                      f"{j['tempo_error_2_beats_max_percent']:.3f} % (2 beats)"))
+    for sm in f["slave_model"]:
+        rows.append(("Slave, follower alone: next-clock prediction error p50 / p99 / max",
+                     f"arrivals quantised to {sm['period_ms']:g} ms + 0.3 ms jitter, {sm['beats']} clocks",
+                     f"{sm['p50_ms']:.2f} / {sm['p99_ms']:.2f} / {sm['max_ms']:.2f} ms"))
+        rows.append(("Slave, follower alone: beats to settle within 2 ms after 120 -> 140",
+                     f"{sm['seeds']} runs", f"median {sm['beats_to_settle_median']:.2f}, max "
+                     f"{sm['beats_to_settle_max']}, never {sm['never_settled']}"))
     for s in f.get("slave_jack", []):
         if "skipped" in s:
             rows.append(("Slave over JACK", "-", s["skipped"]))
@@ -315,7 +373,8 @@ def _print_table(f: dict) -> None:
                      f"period {w['period_ms']:.2f} ms, offset_ms {w['offset_ms']:g} "
                      f"(latency {cal['median_error_ms']:.2f} ms), {w['beats']} beats",
                      f"{st['p50_ms']:.2f} / {st['p99_ms']:.2f} / {st['max_ms']:.2f} ms"))
-        rows.append(("Slave: beats to settle after 120 -> 140 BPM", f"within {SETTLE_MS:g} ms",
+        rows.append(("Slave: beats to settle after 120 -> 140 BPM",
+                     f"back within the steady spread ({w['settle_threshold_ms']:.1f} ms)",
                      f"{w['beats_to_settle']} (calibration run: {cal['beats_to_settle']})"))
     print("| Measure | Conditions | Result |\n|---|---|---|")
     for r in rows:
