@@ -3,10 +3,13 @@
 For each shipped GAN model (or `--set model.name=...` when it is a GAN):
 
 * **latency per bar at batch 1**: `BarGenerator.next_bar`, what the daemon
-  calls once per bar (z drawn, one `session.run`, each step sampled), and
-  the bare `session.run` under it;
+  calls once per bar (z drawn for each of the model's `selection.candidates`
+  candidate bars, one `session.run` over them, each step sampled, the best
+  continuation chosen), the same with one candidate (the bare model), and
+  the bare `session.run` of one bar under it;
 * **bars per second in batches** of 16, 64 and 256 (`BarGenerator.bars`,
-  what `jamd generate` and `jamd eval` use).
+  what `jamd generate` and `jamd eval` use; each bar chosen among its
+  candidates, so a batch of 64 bars runs 64 x candidates rows).
 
 No TensorFlow: this is the daemon's own path.
 """
@@ -20,7 +23,7 @@ import numpy as np
 
 from .bench_timing import timeit_us
 from .config import Config
-from .gan import KINDS, BarGenerator
+from .gan import BARE, KINDS, BarGenerator
 from .model_store import load_info, resolve, shipped_model_names
 
 BATCHES = (16, 64, 256)
@@ -39,6 +42,8 @@ def measure(name: str, cfg: Config, calls: int) -> dict[str, Any]:
     z = rng.standard_normal((1, gen.latent_dim)).astype(np.float32)
     prev_ids = gen.encode_bar(prev)[None, :] if gen.conditional else None
     bar = timeit_us(lambda: gen.next_bar(prev, 0.9, rng), calls, warmup=10)
+    bare = BarGenerator(gen.session, gen.info, BARE)
+    bar1 = timeit_us(lambda: bare.next_bar(prev, 0.9, rng), calls, warmup=10)
     raw = timeit_us(lambda: gen.logits(z, prev_ids), calls, warmup=10)
     batches = {}
     for b in BATCHES:
@@ -48,7 +53,10 @@ def measure(name: str, cfg: Config, calls: int) -> dict[str, Any]:
     return {
         "model": name, "kind": gen.kind, "steps_per_bar": gen.steps_per_bar, "latent_dim": gen.latent_dim,
         "onnx_bytes": gen.info.path.stat().st_size,
+        "candidates": gen.selection.candidates,
         "next_bar": {"median_us": float(np.median(bar)), "p99_us": float(np.percentile(bar, 99)), "n": calls},
+        "next_bar_one_candidate": {"median_us": float(np.median(bar1)), "p99_us": float(np.percentile(bar1, 99)),
+                                   "n": calls},
         "session_run": {"median_us": float(np.median(raw)), "p99_us": float(np.percentile(raw, 99)), "n": calls},
         "batches": batches,
     }
@@ -60,10 +68,12 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
                "models": [measure(name, cfg, calls) for name in _models(cfg)]}
     print(f"\nGAN generators, CPU, {cfg.model.intra_op_threads} intra-op thread (model.intra_op_threads)\n")
     head = " | ".join(f"bars/s at batch {b}" for b in BATCHES)
-    print(f"| model | kind | size | next_bar median µs | p99 µs | bare run median µs | {head} |")
-    print("|---" * (6 + len(BATCHES)) + "|")
+    print(f"| model | kind | size | candidates | next_bar median µs | p99 µs | one candidate median µs | "
+          f"bare run median µs | {head} |")
+    print("|---" * (8 + len(BATCHES)) + "|")
     for m in figures["models"]:
         per = " | ".join(f"{m['batches'][b]['bars_per_second']:,.0f}" for b in BATCHES)
-        print(f"| {m['model']} | {m['kind']} | {m['onnx_bytes'] / 1e6:.1f} MB | {m['next_bar']['median_us']:.0f} | "
-              f"{m['next_bar']['p99_us']:.0f} | {m['session_run']['median_us']:.0f} | {per} |")
+        print(f"| {m['model']} | {m['kind']} | {m['onnx_bytes'] / 1e6:.1f} MB | {m['candidates']} | "
+              f"{m['next_bar']['median_us']:.0f} | {m['next_bar']['p99_us']:.0f} | "
+              f"{m['next_bar_one_candidate']['median_us']:.0f} | {m['session_run']['median_us']:.0f} | {per} |")
     return figures

@@ -42,6 +42,7 @@ class ModelConfig:
     intra_op_threads: int = _spec(1, lo=1, hi=64)
     temperature: float = _spec(0.9, lo=0.0, hi=5.0)
     random_seed: int | None = _spec(None, lo=0, hi=2**32 - 1)
+    gan_candidates: int | None = _spec(None, lo=1, hi=1024)  # bars sampled per bar line; None: the model's
 
 
 @dataclass(frozen=True)

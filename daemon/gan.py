@@ -20,12 +20,27 @@ Kinds (in the model's metadata):
 
 `GanBars` adapts a generator to the engine's `BarSource` protocol
 (`reseed`, `next_bar(n_steps, ...)`).
+
+Choosing among the model's own bars (`Selection`): at each bar line the
+generator may draw several candidate bars in one batched call (each from its
+own z, each conditioned on the same bar before) and keep the one that best
+continues the bar before: the smallest leap over the bar line, the nearest
+register and the smoothest line inside the bar.  Nothing is generated that
+the model would not have sampled; the choice only replaces "the first
+sample" with "the best-joined of k samples".  The unconditional model then
+follows the bar before too, which it cannot do on its own.  The setting
+travels with the model (``selection`` in its metadata), else
+`DEFAULT_SELECTION` for its kind; ``candidates: 1`` is the bare model.  `jamd generate`,
+`jamd eval` and the daemon (`GanBars`) all go through `BarGenerator.bar_ids`,
+so they choose alike.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
@@ -103,12 +118,140 @@ def sample_steps(logits: np.ndarray, temperature: float, rng: np.random.Generato
     return np.minimum(idx, p.shape[-1] - 1)
 
 
+# -- choosing among the model's own bars ------------------------------------------
+
+@dataclass(frozen=True)
+class Selection:
+    """How a bar is chosen among `candidates` bars the model sampled for the same bar line.
+
+    Each candidate costs ``leap * |its first pitch - the last pitch before the
+    bar line| + register * |its mean pitch - the register| + motion * the
+    mean |interval| between its notes`` (semitones); the cheapest is played.
+    The register is the bar before's mean pitch, or, along a chain of bars,
+    a running mean: ``memory * the register before + (1 - memory) * the mean
+    pitch of the bar just played`` (0: the bar before alone; near 1: the
+    register the chain started in, e.g. the player's), so that a long chain
+    does not drift towards the middle of the range, where most candidates lie.
+    A term that cannot be measured (a bar without notes, a silent bar before,
+    a one-note bar) costs the candidates' mean for that term, so it neither
+    wins nor loses by it.  ``candidates: 1`` plays the model's first sample
+    (the bare model).
+    """
+
+    candidates: int = 1
+    leap: float = 1.0
+    register: float = 1.0
+    motion: float = 0.0
+    memory: float = 0.0
+    free: float = 0.0
+
+    def __post_init__(self):
+        c = self.candidates
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not 1 <= c <= 1024:
+            raise ModelError(f"selection.candidates must be an integer from 1 to 1024 (received {self.candidates})")
+        for f in ("leap", "register", "motion", "memory", "free"):
+            v = getattr(self, f)
+            if isinstance(v, bool) or not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ModelError(f"selection.{f} must be a number >= 0 (received {v!r})")
+        if self.memory >= 1:
+            raise ModelError(f"selection.memory must be below 1 (received {self.memory})")
+
+    @classmethod
+    def from_dict(cls, d: Mapping | None, base: Selection | None = None) -> Selection:
+        base = base or BARE
+        if not d:
+            return base
+        if not isinstance(d, Mapping):
+            raise ModelError(f"selection must be a mapping (received {d!r})")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ModelError(f"selection: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+        return replace(base, **dict(d))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+BARE = Selection(candidates=1)
+# What a model of each kind plays with unless its metadata says otherwise (chosen
+# with `jamd eval` and the bar figures; docs/MODELS.md gives both with and without).
+DEFAULT_SELECTION = {
+    GAN_KIND: Selection(candidates=16, leap=1.0, register=1.0, motion=0.5, memory=0.9),
+    CGAN_KIND: Selection(candidates=8, leap=1.0, register=1.0, motion=0.5, memory=0.0),
+}
+
+
+def _first_last_mean(pitch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """First and last struck pitch and mean pitch of each row of `pitch [..., steps]` (NaN: no note)."""
+    valid = ~np.isnan(pitch)
+    anyv = valid.any(axis=-1)
+    first = np.take_along_axis(pitch, valid.argmax(axis=-1)[..., None], -1)[..., 0]
+    last = np.take_along_axis(pitch, (valid.shape[-1] - 1 - valid[..., ::-1].argmax(axis=-1))[..., None], -1)[..., 0]
+    total = np.where(valid, pitch, 0.0).sum(axis=-1)
+    mean = np.divide(total, valid.sum(axis=-1), out=np.full(total.shape, np.nan), where=anyv)
+    return np.where(anyv, first, np.nan), np.where(anyv, last, np.nan), mean
+
+
+def _motion(pitch: np.ndarray, free: float = 0.0) -> np.ndarray:
+    """Mean of (|interval| - `free`, at least 0) between consecutive notes of each row of
+    `pitch [..., steps]` (NaN: fewer than 2 notes)."""
+    valid = ~np.isnan(pitch)
+    steps = pitch.shape[-1]
+    idx = np.where(valid, np.arange(steps), -1)
+    before = np.maximum.accumulate(idx, axis=-1)
+    before = np.concatenate([np.full(before.shape[:-1] + (1,), -1), before[..., :-1]], axis=-1)
+    has = valid & (before >= 0)
+    prev_pitch = np.take_along_axis(pitch, np.maximum(before, 0), -1)
+    d = np.where(has, np.maximum(np.abs(np.nan_to_num(pitch) - np.nan_to_num(prev_pitch)) - free, 0.0), 0.0)
+    n = has.sum(axis=-1)
+    return np.divide(d.sum(axis=-1), n, out=np.full(n.shape, np.nan), where=n > 0)
+
+
+def _neutral(term: np.ndarray) -> np.ndarray:
+    """`term [n, k]` with NaN replaced by the row's mean over the candidates where it is measured (else 0)."""
+    with np.errstate(invalid="ignore"):
+        counts = (~np.isnan(term)).sum(axis=1, keepdims=True)
+        mean = np.divide(np.nansum(term, axis=1, keepdims=True), counts,
+                         out=np.zeros((term.shape[0], 1)), where=counts > 0)
+    return np.where(np.isnan(term), mean, term)
+
+
+def register_of(pitch_table: np.ndarray, prev_ids: np.ndarray, register: np.ndarray | None) -> np.ndarray:
+    """The register each of `prev_ids [n, steps]` is continued in: `register [n]` where known, else
+    the bar's mean pitch (NaN: no notes)."""
+    _, _, mean = _first_last_mean(pitch_table[np.asarray(prev_ids)])
+    if register is None:
+        return mean
+    register = np.asarray(register, float)
+    return np.where(np.isnan(register), mean, register)
+
+
+def continuation_cost(pitch_table: np.ndarray, prev_ids: np.ndarray | None, cand_ids: np.ndarray,
+                      selection: Selection, register: np.ndarray | None = None) -> np.ndarray:
+    """`Selection`'s cost of each candidate: `cand_ids [n, k, steps]` after `prev_ids [n, steps]` -> [n, k];
+    `register [n]`: the chain's running register (None or NaN: the bar before's mean pitch)."""
+    cand = pitch_table[np.asarray(cand_ids)]
+    first, _, mean = _first_last_mean(cand)
+    cost = np.zeros(cand.shape[:2])
+    if prev_ids is not None and (selection.leap or selection.register):
+        _, last_before, _ = _first_last_mean(pitch_table[np.asarray(prev_ids)])
+        if selection.leap:
+            cost += selection.leap * _neutral(np.maximum(np.abs(first - last_before[:, None]) - selection.free, 0))
+        if selection.register:
+            ref = register_of(pitch_table, prev_ids, register)
+            cost += selection.register * _neutral(np.abs(mean - ref[:, None]))
+    if selection.motion:
+        cost += selection.motion * _neutral(_motion(cand, selection.free))
+    return cost
+
+
 # -- the ONNX generator ---------------------------------------------------------
 
 class BarGenerator:
     """One ONNX Runtime session that turns (z[, previous bar]) into bars; not thread-safe."""
 
-    def __init__(self, session, info: model_store.ModelInfo):
+    def __init__(self, session, info: model_store.ModelInfo, selection: Selection | None = None):
         self.session = session
         self.info = info
         self.vocab: Vocabulary = info.vocab
@@ -128,15 +271,37 @@ class BarGenerator:
         self._mask = np.ones(len(self.vocab), bool)
         self._mask[self.vocab.id(DELIMITER)] = False
         self._silent = self.vocab.encode(silent_bar(self.steps_per_bar))
+        self._pitch = np.array([float(s) if is_pitch(s) else np.nan for s in self.vocab.symbols])
+        if selection is None:
+            try:
+                selection = Selection.from_dict(info.raw.get("selection"), DEFAULT_SELECTION[info.kind])
+            except (ModelError, TypeError) as exc:
+                raise ModelError(f"{info.path}: bad selection in model metadata ({exc})") from None
+        self.selection: Selection = selection
+        # the last bar next_bar made and the register it leaves (Selection.memory)
+        self._last: tuple[np.ndarray, float] | None = None
 
     @classmethod
-    def load(cls, name_or_path: str, model_cfg: ModelConfig | None = None) -> BarGenerator:
+    def load(cls, name_or_path: str, model_cfg: ModelConfig | None = None,
+             selection: Selection | Mapping | None = None) -> BarGenerator:
+        """The model's selection is its metadata's ``selection`` (else `DEFAULT_SELECTION`); a
+        `model.gan_candidates` setting, where the configuration has one, overrides its count, and
+        `selection` (a `Selection`, or a mapping of some of its fields) overrides both."""
         cfg = model_cfg or ModelConfig()
         path = model_store.resolve(name_or_path)
         info = model_store.load_info(path)
         if info.kind not in KINDS:
             raise ModelError(f"{path}: is a {info.kind} model, not a per-bar GAN model")
-        return cls(make_session(path, cfg.providers, cfg.intra_op_threads), info)
+        gen = cls(make_session(path, cfg.providers, cfg.intra_op_threads), info)
+        candidates = getattr(cfg, "gan_candidates", None)
+        if candidates is not None:
+            gen.selection = replace(gen.selection, candidates=int(candidates))
+        if isinstance(selection, Mapping):
+            selection = Selection.from_dict(selection, gen.selection)
+        if selection is not None:
+            gen.selection = selection
+        log.debug("%s: %d candidate bars per bar line (%s)", gen.name, gen.selection.candidates, gen.selection)
+        return gen
 
     @property
     def name(self) -> str:
@@ -165,37 +330,71 @@ class BarGenerator:
         return self.session.run(["logits"], feeds)[0]
 
     def bar_ids(self, n: int, temperature: float, rng: np.random.Generator,
-                prev_ids: np.ndarray | None = None, first_note: bool = False) -> np.ndarray:
-        """`n` bars as ids [n, steps] from one batched call; `prev_ids` [n, steps] or [steps]."""
-        z = rng.standard_normal((n, self.latent_dim)).astype(np.float32)
+                prev_ids: np.ndarray | None = None, first_note: bool = False,
+                register: np.ndarray | None = None) -> np.ndarray:
+        """`n` bars as ids [n, steps] from one batched call; `prev_ids` [n, steps] or [steps]
+        is the bar before each (None: nothing before).  The conditional model is
+        conditioned on it; with `selection.candidates` k > 1, k bars are sampled for
+        each of the n (n * k rows in the one call) and the one that best continues
+        its bar before is kept (`Selection`), for either kind of model; `register [n]` is
+        each chain's running register (None: the bars before)."""
+        k = self.selection.candidates
+        z = rng.standard_normal((n * k, self.latent_dim)).astype(np.float32)
         if prev_ids is not None:
             prev_ids = np.broadcast_to(np.asarray(prev_ids), (n, self.steps_per_bar))
+        cond = None
+        if self.conditional and prev_ids is not None:
+            cond = np.repeat(prev_ids, k, axis=0) if k > 1 else prev_ids
         mask = np.broadcast_to(self._mask, (self.steps_per_bar, len(self.vocab))).copy()
         if first_note:  # the bar must open with a struck note (an answer starts on its bar line)
             mask[0] = False
             mask[0, self.vocab.pitch_ids()] = True
-        return sample_steps(self.logits(z, prev_ids), temperature, rng, mask)
+        ids = sample_steps(self.logits(z, cond), temperature, rng, mask)
+        if k == 1:
+            return ids
+        ids = ids.reshape(n, k, self.steps_per_bar)
+        choice = continuation_cost(self._pitch, prev_ids, ids, self.selection, register).argmin(axis=1)
+        return ids[np.arange(n), choice]
+
+    def next_register(self, prev_ids: np.ndarray | None, bar_ids: np.ndarray,
+                      register: np.ndarray | None = None) -> np.ndarray:
+        """The register after `bar_ids [n, steps]` followed `prev_ids` in `register` (`Selection.memory`)."""
+        _, _, mean = _first_last_mean(self._pitch[np.asarray(bar_ids)])
+        if prev_ids is None:
+            return mean
+        before = register_of(self._pitch, prev_ids, register)
+        m = self.selection.memory
+        return np.where(np.isnan(before), mean, np.where(np.isnan(mean), before, m * before + (1 - m) * mean))
 
     def bars(self, n: int, temperature: float, rng: np.random.Generator,
              prev: Sequence[str] | None = None) -> list[list[str]]:
-        """`n` independent bars in one batch; for the conditional model, each continues `prev`."""
-        prev_ids = self.encode_bar(prev) if self.conditional else None
+        """`n` independent bars in one batch, each after `prev` (None: after nothing)."""
+        prev_ids = self.encode_bar(prev) if prev is not None else None
         return [self.vocab.decode(row) for row in self.bar_ids(n, temperature, rng, prev_ids)]
 
     def continue_ids(self, prev_ids: np.ndarray | None, temperature: float, rng: np.random.Generator,
-                     first_note: bool = False, n: int = 1) -> np.ndarray:
+                     first_note: bool = False, n: int = 1, register: np.ndarray | None = None) -> np.ndarray:
         """The next bar after each of `prev_ids [n, steps]` (None: `n` bars after nothing), as ids.
-        Only the conditional model is conditioned; the unconditional one draws fresh bars."""
+        The conditional model is conditioned on it; both kinds choose by it (`Selection`)."""
         if prev_ids is not None:
             prev_ids = np.asarray(prev_ids).reshape(-1, self.steps_per_bar)
             n = len(prev_ids)
-        return self.bar_ids(n, temperature, rng, prev_ids if self.conditional else None, first_note)
+        return self.bar_ids(n, temperature, rng, prev_ids, first_note, register)
 
     def next_bar(self, prev: Sequence[str] | None, temperature: float, rng: np.random.Generator,
                  first_note: bool = False) -> list[str]:
-        """One bar after `prev` (the bar before, or None: silence); only the conditional model uses it."""
-        prev_ids = self.encode_bar(prev)[None, :] if self.conditional else None
-        return self.vocab.decode(self.continue_ids(prev_ids, temperature, rng, first_note)[0])
+        """One bar after `prev` (the bar before, or None: silence).
+
+        When `prev` is the bar this method returned last, the chain goes on in
+        its running register (`Selection.memory`); any other bar (the player's)
+        starts a chain in that bar's register."""
+        prev_ids = self.encode_bar(prev)[None, :] if prev is not None else None
+        register = None
+        if prev_ids is not None and self._last is not None and np.array_equal(prev_ids[0], self._last[0]):
+            register = np.array([self._last[1]])
+        ids = self.continue_ids(prev_ids, temperature, rng, first_note, register=register)
+        self._last = (ids[0].copy(), float(self.next_register(prev_ids, ids, register)[0]))
+        return self.vocab.decode(ids[0])
 
     def melody(self, n_steps: int, temperature: float, rng: np.random.Generator,
                prev: Sequence[str] | None = None) -> list[str]:
@@ -207,9 +406,14 @@ class BarGenerator:
         """`n` melodies of `n_steps`, batched across melodies (bar k of every melody in one call)."""
         n_bars = -(-n_steps // self.steps_per_bar)
         rows: list[list[str]] = [[] for _ in range(n)]
-        prev_ids = np.broadcast_to(self.encode_bar(prev), (n, self.steps_per_bar)) if self.conditional else None
+        prev_ids = None
+        if self.conditional or prev is not None:
+            prev_ids = np.broadcast_to(self.encode_bar(prev), (n, self.steps_per_bar))
+        register = None
         for _ in range(n_bars):
-            prev_ids = self.continue_ids(prev_ids, temperature, rng, n=n)
+            ids = self.continue_ids(prev_ids, temperature, rng, n=n, register=register)
+            register = self.next_register(prev_ids, ids, register)
+            prev_ids = ids
             for row, bar in zip(rows, prev_ids, strict=True):
                 row += self.vocab.decode(bar)
         return [row[:n_steps] for row in rows]
@@ -219,8 +423,9 @@ class GanBars:
     """The engine's `BarSource` over a `BarGenerator`.
 
     `reseed` keeps the last bar of what was played (the player's phrase, in
-    C/Am); each `next_bar` continues from it (conditional model) and then
-    from the bar it just made.  A bar length other than the model's
+    C/Am); each `next_bar` continues from it and then from the bar it just
+    made (the conditional model is conditioned on it; both kinds choose their
+    bar by it, `Selection`).  A bar length other than the model's
     (another meter on the clock) is cut from, or filled with, further bars.
     """
 
@@ -247,12 +452,13 @@ def continue_melody(gen: BarGenerator, seed: Sequence[str], n_bars: int, bar_ste
                     temperature: float, rng: np.random.Generator) -> list[str]:
     """`n_bars` bars of `bar_steps` after `seed` (what `jamd generate` writes after the seed).
 
-    The unconditional model makes all its bars in one batched call when the
-    clock's bar is the model's; otherwise (the conditional model, or another
-    meter) bars come one at a time through `GanBars`, the conditional model
-    continuing from the seed's last bar.
+    The unconditional model without a choice (`Selection.candidates` 1) makes
+    all its bars in one batched call when the clock's bar is the model's;
+    otherwise bars come one at a time through `GanBars`, continuing from the
+    seed's last bar (each one batched call of its candidates), exactly as the
+    daemon plays them.
     """
-    if not gen.conditional and bar_steps == gen.steps_per_bar:
+    if not gen.conditional and gen.selection.candidates == 1 and bar_steps == gen.steps_per_bar:
         return [s for bar in gen.bars(n_bars, temperature, rng) for s in bar]
     source = GanBars(gen)
     source.reseed(seed)

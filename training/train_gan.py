@@ -54,6 +54,20 @@ def _objective(variant: str) -> str:
     return "bce" if variant == "gan" else "wasserstein"
 
 
+def limit_threads(tf) -> None:
+    """Honour TensorFlow's own TF_NUM_INTRAOP_THREADS / TF_NUM_INTEROP_THREADS explicitly
+    (so `TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 nice -n 19 jamd train ...` keeps
+    a run to one core on a shared machine); no-op once TensorFlow's runtime has started."""
+    for var, setter in (("TF_NUM_INTRAOP_THREADS", tf.config.threading.set_intra_op_parallelism_threads),
+                        ("TF_NUM_INTEROP_THREADS", tf.config.threading.set_inter_op_parallelism_threads)):
+        value = os.environ.get(var, "").strip()
+        if value.isdigit():
+            try:
+                setter(int(value))
+            except RuntimeError:  # the runtime is already initialised (another Trainer in this process)
+                pass
+
+
 def build_networks(variant: str, gc: GanConfig, vocab_size: int):
     from .gan_models import build_discriminator, build_generator
 
@@ -75,6 +89,7 @@ class Trainer:
 
         if variant not in VARIANTS:
             raise UsageError(f"unknown GAN variant {variant!r} (choose from {', '.join(VARIANTS)})")
+        limit_threads(tf)
         self.tf = tf
         self.variant, self.gc, self.vocab_size = variant, gc, vocab_size
         self.conditional = variant == "cgan"
