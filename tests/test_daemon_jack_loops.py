@@ -132,7 +132,8 @@ def test_own_output_echoed_back_through_the_patchbay_is_ignored(rig):
 
 # -- per-bar GAN models -------------------------------------------------------------
 
-@pytest.mark.parametrize("model", ["gan", "cgan"])
+# all three shipped GAN variants: the WGAN (gan), the conditional one and the seed's plain GAN
+@pytest.mark.parametrize("model", ["gan", "cgan", "gan_seed"])
 def test_per_bar_model_plays_one_bar_per_bar_line_and_ends_every_note(rig, model):
     d, _player, rec = rig("--model", _shipped(model), "--mode", "continuous", "--log-level", "debug",
                           "--set", "model.random_seed=5")
