@@ -51,7 +51,7 @@ class ClockConfig:
     beats_per_bar: int = _spec(4, lo=1, hi=16)
     beat_unit: int = _spec(4, choices=(2, 4, 8, 16))
     lookahead_bars: float = _spec(1.0, lo=1.0, hi=8.0)
-    spin_us: int = _spec(500, lo=0, hi=20000)
+    spin_us: int = _spec(1000, lo=0, hi=20000)
     realtime_priority: int = _spec(10, lo=0, hi=99)  # SCHED_FIFO for the sender where allowed; 0: never
     source: str = _spec("internal", choices=CLOCK_SOURCES)  # who owns tempo and bar position
     send: bool = _spec(False)  # master: send MIDI clock, Start/Stop/Continue, Song Position Pointer

@@ -141,9 +141,9 @@ class ArrivalStamper:
 # How often the input reader drains rtmidi's queue: the added handling delay
 # (arrival times come from rtmidi, not from the reader).  Each wake-up costs:
 # on the project's VM a thread waking every 2 ms took 1.8% of a core (3% with
-# an Event), every 10 ms about 0.4%.  10 ms is nothing next to a 16th (125 ms
+# an Event), every 10 ms about 0.4%.  20 ms is little next to a 16th (125 ms
 # at 120 BPM), and a clock slave's grid is predicted from arrival times.
-POLL_S = 0.01
+POLL_S = 0.02
 
 
 class InputReader:
