@@ -147,7 +147,8 @@ POLL_S = 0.02
 
 
 class InputReader:
-    """Drains a python-rtmidi input from a thread of its own, by polling.
+    """Drains a python-rtmidi input from a thread of its own, by polling (when
+    jamd follows MIDI clock; otherwise the input uses a callback).
 
     A python-rtmidi callback runs on the MIDI system's thread and must take the
     GIL first.  Under JACK that thread is the client's process cycle: while the
@@ -210,6 +211,7 @@ class MidiPorts:
         if self.reader is not None:
             self.reader.stop()
         with contextlib.suppress(Exception):
+            self.midiin.cancel_callback()
             self.midiin.close_port()
             # Free the RtMidi object (and its JACK client) now, while the
             # interpreter is whole, not during interpreter teardown, where a
@@ -258,8 +260,16 @@ def open_ports(cfg: MidiConfig, on_message: Callable[[list[int], int], None], *,
             except MidiSystemError:
                 ports.close()
                 raise
-        ports.reader = InputReader(ports.midiin, on_message, reader_priority)
-        ports.reader.start()
+        if clock_in:
+            # following MIDI clock, one lost message costs the song position: poll
+            ports.reader = InputReader(ports.midiin, on_message, reader_priority)
+            ports.reader.start()
+        else:
+            # otherwise a callback, which costs nothing while no input comes (the
+            # reader's wake-ups took jamd's CPU while playing from 1.9% to 2.2%)
+            stamp = ArrivalStamper().stamp
+            ports.midiin.set_callback(
+                lambda event, _data, stamp=stamp: on_message(event[0], stamp(event[1], time.perf_counter_ns())))
         return ports
     raise MidiSystemError(f"no usable MIDI system (tried {'; '.join(tried)}): {HINT}")
 
