@@ -547,6 +547,7 @@ class Engine:
         if peers is not None:
             log.info("Link: %d peer(s), %.1f BPM", peers, 60e9 / step_ns / per_beat)
         if starting:
+            log.info("Link: enabled, %d peer(s) so far, %.1f BPM", link.peers, 60e9 / step_ns / per_beat)
             self.playing = playing
             if not playing:
                 log.info("Link: waiting for the session to start playing")
