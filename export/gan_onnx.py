@@ -14,20 +14,17 @@ file under ``jamd`` and into the ``.json`` sidecar beside it.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from jamd.gan import CGAN_KIND, GAN_KIND
-from jamd.model_store import METADATA_KEY
 from jamd.sampling import softmax
 
-from .lstm_onnx import OPSET, PARITY_TOLERANCE, ExportError, _rename_outputs
+from .lstm_onnx import OPSET, _rename_outputs, check_vocabulary, load_checkpoint, parity_checked, save_with_metadata
 
 log = logging.getLogger(__name__)
 
@@ -68,20 +65,11 @@ def export_gan(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any]
                parity_prev: np.ndarray | None = None) -> dict[str, Any]:
     """Export `checkpoint` (a generator .keras) to `out` (.onnx) plus its .json sidecar."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import onnx
-
-    from jamd.training.lstm_model import OneHot
-
     checkpoint, out = Path(checkpoint), Path(out)
-    if not checkpoint.is_file():
-        raise ExportError(f"{checkpoint}: generator checkpoint not found (train first: jamd train --model wgan)")
-    generator = keras.models.load_model(checkpoint, custom_objects={"OneHot": OneHot})
+    generator = load_checkpoint(checkpoint, "generator checkpoint not found (train first: jamd train --model wgan)")
     conditional = len(generator.inputs) == 2
     latent, steps, vocab_size = generator.inputs[0].shape[-1], generator.output.shape[1], generator.output.shape[2]
-    if len(metadata.get("vocabulary", [])) != vocab_size:
-        raise ExportError(f"{checkpoint}: generator has {vocab_size} outputs per step but the vocabulary has "
-                          f"{len(metadata.get('vocabulary', []))} symbols")
+    check_vocabulary(checkpoint, "generator", vocab_size, metadata, " per step")
     onnx_model = convert(generator, conditional)
     meta = {
         "kind": CGAN_KIND if conditional else GAN_KIND,
@@ -103,20 +91,10 @@ def export_gan(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any]
         if parity_prev is None:
             parity_prev = rng.integers(0, vocab_size, (PARITY_BATCH, steps))
         prev = np.resize(np.asarray(parity_prev), (PARITY_BATCH, steps))  # repeats rows when there are fewer
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / out.name
-        onnx.save(onnx_model, str(candidate))
-        err = parity(candidate, generator, z, prev)
-        if not err <= PARITY_TOLERANCE:
-            raise ExportError(f"export parity failed: ONNX and Keras differ by {err:.3g} over {PARITY_BATCH} bars "
-                              f"(tolerance {PARITY_TOLERANCE:g}); nothing written")
+    err = parity_checked(onnx_model, out, lambda path: parity(path, generator, z, prev), f"{PARITY_BATCH} bars")
     meta["export"] = {"opset": OPSET, "parity_bars": PARITY_BATCH, "parity_max_abs_diff": err,
                       "tf2onnx_ops": sorted({n.op_type for n in onnx_model.graph.node})}
-    entry = onnx_model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(out))
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    save_with_metadata(onnx_model, out, meta)
     log.info("exported %s (%s, parity %.2g over %d bars, %.1f MB)", out, meta["kind"], err, PARITY_BATCH,
              out.stat().st_size / 1e6)
     return meta

@@ -191,24 +191,63 @@ def parity(onnx_path: Path, sequence_model, tokens: np.ndarray) -> float:
     return float(np.abs(np.array(onnx_probs) - keras_probs).max())
 
 
+# -- shared by the LSTM's and the GANs' exports ----------------------------------
+
+def load_checkpoint(checkpoint: Path, missing: str):
+    """The Keras model saved at `checkpoint`; `missing` finishes the one-line error when there is none."""
+    import keras
+
+    from jamd.training.lstm_model import OneHot
+
+    if not checkpoint.is_file():
+        raise ExportError(f"{checkpoint}: {missing}")
+    return keras.models.load_model(checkpoint, custom_objects={"OneHot": OneHot})
+
+
+def check_vocabulary(checkpoint: Path, what: str, outputs: int, metadata: dict[str, Any], per: str = "") -> None:
+    """`what` ("model", "generator") must have as many `outputs` (`per` step...) as the vocabulary has symbols."""
+    symbols = len(metadata.get("vocabulary", []))
+    if symbols != outputs:
+        raise ExportError(f"{checkpoint}: {what} has {outputs} outputs{per} but the vocabulary has {symbols} symbols")
+
+
+def parity_checked(onnx_model, out: Path, measure, over: str) -> float:
+    """Save `onnx_model` to a scratch file, `measure(path)` its largest difference from Keras,
+    and refuse it (nothing written at `out`) beyond `PARITY_TOLERANCE`; `over` says over what."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        candidate = Path(tmp) / out.name
+        onnx.save(onnx_model, str(candidate))
+        err = measure(candidate)
+    if not err <= PARITY_TOLERANCE:
+        raise ExportError(f"export parity failed: ONNX and Keras differ by {err:.3g} over {over} "
+                          f"(tolerance {PARITY_TOLERANCE:g}); nothing written")
+    return err
+
+
+def save_with_metadata(onnx_model, out: Path, meta: dict[str, Any]) -> None:
+    """Write the model with `meta` embedded (under `METADATA_KEY`) and as the .json sidecar beside it."""
+    import onnx
+
+    entry = onnx_model.metadata_props.add()
+    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx_model, str(out))
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+
+
 def export_lstm(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any],
                 parity_tokens: np.ndarray | None = None) -> dict[str, Any]:
     """Export `checkpoint` (a .keras sequence model) to `out` (.onnx) plus its .json sidecar."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
-    import onnx
-
-    from jamd.training.lstm_model import OneHot, build_step_model
+    from jamd.training.lstm_model import build_step_model
 
     checkpoint, out = Path(checkpoint), Path(out)
-    if not checkpoint.is_file():
-        raise ExportError(f"{checkpoint}: checkpoint not found (train first: jamd train)")
-    model = keras.models.load_model(checkpoint, custom_objects={"OneHot": OneHot})
+    model = load_checkpoint(checkpoint, "checkpoint not found (train first: jamd train)")
     step = build_step_model(model)
     vocab_size = model.get_layer("output").units
-    if len(metadata.get("vocabulary", [])) != vocab_size:
-        raise ExportError(f"{checkpoint}: model has {vocab_size} outputs but the vocabulary has "
-                          f"{len(metadata.get('vocabulary', []))} symbols")
+    check_vocabulary(checkpoint, "model", vocab_size, metadata)
     converted = convert(step)
     onnx_model = lean_step_graph(converted)
     meta = {
@@ -225,24 +264,15 @@ def export_lstm(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any
     if parity_tokens is None:
         parity_tokens = np.random.default_rng(0).integers(0, vocab_size, PARITY_STEPS)
     parity_tokens = np.asarray(parity_tokens[:PARITY_STEPS])
-    with tempfile.TemporaryDirectory() as tmp:
-        candidate = Path(tmp) / out.name
-        onnx.save(onnx_model, str(candidate))
-        err = parity(candidate, model, parity_tokens)
-        if not err <= PARITY_TOLERANCE:
-            raise ExportError(f"export parity failed: ONNX and Keras differ by {err:.3g} over "
-                              f"{len(parity_tokens)} steps (tolerance {PARITY_TOLERANCE:g}); nothing written")
+    err = parity_checked(onnx_model, out, lambda path: parity(path, model, parity_tokens),
+                         f"{len(parity_tokens)} steps")
     meta["export"] = {"opset": OPSET, "parity_steps": int(len(parity_tokens)), "parity_max_abs_diff": err,
                       "tf2onnx_ops": tf2onnx_ops(converted),
                       "ops": [n.op_type for n in onnx_model.graph.node],
                       "graph": "batch 1; Gather picks the token's column of the LSTM input weights (bias folded "
                                "in) as the LSTM's W over a constant input 1.0; state in the LSTM op's layout; "
                                "output layer as one Gemm"}
-    entry = onnx_model.metadata_props.add()
-    entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(out))
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    save_with_metadata(onnx_model, out, meta)
     log.info("exported %s (parity %.2g over %d steps, ops: %s)", out, err, len(parity_tokens),
              ", ".join(meta["export"]["ops"]))
     return meta
