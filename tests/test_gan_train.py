@@ -7,10 +7,10 @@ bars) train for a few steps on the tunes of music21's erk5.abc.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
+from corpora import erk5_folder
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -28,13 +28,8 @@ TINY = ["gan.latent_dim=4", "gan.generator_units=[8]", "gan.lstm_units=4", "gan.
 
 @pytest.fixture(scope="module")
 def erk5(tmp_path_factory):
-    import music21
-
     tmp = tmp_path_factory.mktemp("gan")
-    src = tmp / "tunes"
-    src.mkdir()
-    shutil.copy(music21.corpus.getWork("essenFolksong/erk5.abc"), src / "erk5.abc")
-    overrides = [*TINY, f"corpus.source={src}", f"corpus.cache_dir={tmp / 'cache'}"]
+    overrides = [*TINY, *erk5_folder(tmp)]
     return tmp, overrides
 
 

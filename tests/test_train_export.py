@@ -8,10 +8,10 @@ parity check and generates from the export.
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pytest
+from corpora import erk5_folder
 
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
@@ -23,13 +23,8 @@ from jamd.lstm import LstmGenerator  # noqa: E402
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    import music21
-
     tmp = tmp_path_factory.mktemp("train")
-    src = tmp / "tunes"
-    src.mkdir()
-    shutil.copy(music21.corpus.getWork("essenFolksong/erk5.abc"), src / "erk5.abc")
-    overrides = [f"corpus.source={src}", f"corpus.cache_dir={tmp / 'cache'}", "corpus.workers=1",
+    overrides = [*erk5_folder(tmp), "corpus.workers=1",
                  "training.units=16", "training.batch_size=8", "training.max_steps_per_epoch=3",
                  "training.sequence_length=16", "corpus.validation_fraction=0.2"]
     sets = [a for o in overrides for a in ("--set", o)]
