@@ -331,11 +331,7 @@ class Engine:
                     self._start_playing(self.cfg.metronome.count_in_bars)
             elif value < 64 and self.playing:
                 log.info("stop")
-                self.playing = False
-                self.silence()
-                self.metronome.stop()
-                if self.master is not None:
-                    self.master.stop(self.clock.now_step())
+                self._stop_playing()
         elif number == ctl.response_length_cc:
             self.response_bars = value
             log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
@@ -358,6 +354,15 @@ class Engine:
             self.master.after_panic(now, dropped)
         if self.mode == "continuous" and self.playing:
             self._begin_stream()
+
+    def _stop_playing(self) -> None:
+        """Stop (CC, Link, the master's Stop or a lost clock): silence, no more bars or
+        clicks, and a slaved DAW stops too."""
+        self.playing = False
+        self.silence()
+        self.metronome.stop()
+        if self.master is not None:
+            self.master.stop(self.clock.now_step())
 
     def _start_playing(self, count_in_bars: int, master_start: bool = False) -> None:
         """Start on jamd's own clock: count-in, then the first bar (and the slave's Start)."""
@@ -556,11 +561,7 @@ class Engine:
             self._start_playing(0)
         elif not playing and self.playing:
             log.info("Link: the session stopped")
-            self.playing = False
-            self.silence()
-            self.metronome.stop()
-            if self.master is not None:
-                self.master.stop(self.clock.now_step())
+            self._stop_playing()
 
     # -- following an external MIDI clock (clock.source: midi) ---------------
     def _sync(self, t_ns: int, data: list[int]) -> None:
@@ -582,9 +583,7 @@ class Engine:
                             self.cfg.clock.loss_timeout_ms)
             else:
                 log.info("clock: Stop at song position %s", _where(ev.position_16th, spb))
-            self.playing = False
-            self.silence()
-            self.metronome.stop()
+            self._stop_playing()
         elif ev.kind in ("start", "continue") or (ev.kind == "position" and follower.running):
             self.silence()
             # Song 16th p becomes jamd step p + step_offset: a whole number of bars
