@@ -76,6 +76,11 @@ class Clock:
         tb = self._tb
         return int(round(tb.origin_ns - tb.origin_step * tb.step_ns))
 
+    @property
+    def steps_per_beat(self) -> int:
+        """16ths in one beat of the time signature (a quarter: 4; an eighth: 2)."""
+        return max(1, 16 // self.beat_unit)
+
     def now_ns(self) -> int:
         return self._now_ns()
 

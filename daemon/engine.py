@@ -535,19 +535,19 @@ class Engine:
         link = self.link
         assert link is not None and isinstance(self.clock, FollowedClock)
         spb = self.clock.steps_per_bar
-        per_beat = max(1, 16 // self.clock.beat_unit)
+        per_beat = self.clock.steps_per_beat
         beat, (origin_ns, origin_step, step_ns), playing = link.state(per_beat)
         here = self.clock.now_step()
-        if self._link_offset is None or abs(beat * per_beat + self._link_offset - here) > per_beat:
+        jumped = self._link_offset is not None and abs(beat * per_beat + self._link_offset - here) > per_beat
+        if self._link_offset is None or jumped:
             # Link's bars are jamd's bars (the offset is whole bars) and jamd's
             # steps never run backwards.
             self._link_offset = spb * math.ceil((here - beat * per_beat) / spb)
-            if not starting:
-                log.info("Link: the session's beat timeline moved; re-aligned on its bar lines")
-                self.clock.follow((origin_ns, origin_step + self._link_offset, step_ns))
-                self.silence()
-                return
         self.clock.follow((origin_ns, origin_step + self._link_offset, step_ns))
+        if jumped:
+            log.info("Link: the session's beat timeline moved; re-aligned on its bar lines")
+            self.silence()
+            return
         peers = link.poll_peers()
         if peers is not None:
             log.info("Link: %d peer(s), %.1f BPM", peers, 60e9 / step_ns / per_beat)

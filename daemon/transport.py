@@ -110,9 +110,6 @@ class Metronome:
         self.first_step = 0  # where the clicks began (a panic never rewinds before it)
         self.until: float = math.inf  # clicks stop here (end of a count-in alone)
 
-    def beat_steps(self) -> int:
-        return max(1, 16 // self.clock.beat_unit)
-
     def start(self, first_bar: int, count_in_bars: int = 0) -> int:
         """Click from bar line `first_bar`; return the bar line after the count-in."""
         spb = self.clock.steps_per_bar
@@ -127,7 +124,7 @@ class Metronome:
     def start_at(self, step: float) -> None:
         """Click (if enabled) from the first beat at or after `step`."""
         if self.cfg.enabled:
-            b = self.beat_steps()
+            b = self.clock.steps_per_beat
             self.next_step = self.first_step = int(math.ceil(step / b - 1e-9)) * b
             self.until = math.inf
 
@@ -137,14 +134,14 @@ class Metronome:
     def after_panic(self, now_step: float) -> None:
         """A panic dropped the queued clicks: go on from the next beat."""
         if self.next_step is not None:
-            b = self.beat_steps()
+            b = self.clock.steps_per_beat
             self.next_step = max(self.first_step, int(math.ceil(now_step / b - 1e-9)) * b)
             if self.next_step >= self.until:
                 self.next_step = None
 
     def fill(self, until_step: float) -> None:
         cfg = self.cfg
-        b = self.beat_steps()
+        b = self.clock.steps_per_beat
         spb = self.clock.steps_per_bar
         while self.next_step is not None and self.next_step < until_step:
             step = self.next_step
