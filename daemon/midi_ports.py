@@ -290,41 +290,35 @@ def _open_clock_port(api: str, cfg: MidiConfig, port: str) -> tuple[RtMidiOutput
     return RtMidiOutput(out, name), name
 
 
+def _open_one(port, connect: str | None, port_name: str, client: str, what: str, api: str) -> str:
+    """Connect `port` to the existing port matching `connect`, or open a virtual one; its name."""
+    if connect:
+        names = port.get_ports()
+        i = _find(names, connect, what, api)
+        port.open_port(i, port_name)
+        return names[i]
+    port.open_virtual_port(port_name)
+    return f"{client}:{port_name}"
+
+
 def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool = False) -> MidiPorts:
     rt = _rtmidi()
     if api == "winmm" and not (cfg.connect_output and cfg.connect_input):
         raise MidiSystemError("Windows MM has no virtual ports: set midi.connect_output and "
                               "midi.connect_input to existing ports (e.g. loopMIDI ports)")
     try:
-        if cfg.connect_output:
-            ports = out.get_ports()
-            i = _find(ports, cfg.connect_output, "output", api)
-            out.open_port(i, cfg.output_port)
-            out_name = ports[i]
-        else:
-            out.open_virtual_port(cfg.output_port)
-            out_name = f"{cfg.client_name}:{cfg.output_port}"
+        out_name = _open_one(out, cfg.connect_output, cfg.output_port, cfg.client_name, "output", api)
         # SysEx and active sensing are never used: drop them in rtmidi; MIDI
         # clock too, unless jamd follows it (clock.source: midi).
         inp.ignore_types(sysex=True, timing=not clock_in, active_sense=True)
-        if cfg.connect_input:
-            ports = inp.get_ports()
-            i = _find(ports, cfg.connect_input, "input", api)
-            inp.open_port(i, cfg.input_port)
-            in_name = ports[i]
-        else:
-            inp.open_virtual_port(cfg.input_port)
-            in_name = f"{in_client}:{cfg.input_port}"
-    except rt.RtMidiError as exc:
+        in_name = _open_one(inp, cfg.connect_input, cfg.input_port, in_client, "input", api)
+    except (rt.RtMidiError, MidiSystemError) as exc:
         with contextlib.suppress(Exception):
             out.close_port()
             inp.close_port()
+        if isinstance(exc, MidiSystemError):
+            raise
         raise MidiSystemError(f"cannot open MIDI ports on {DISPLAY[api]}: {exc}") from None
-    except MidiSystemError:
-        with contextlib.suppress(Exception):
-            out.close_port()
-            inp.close_port()
-        raise
     return MidiPorts(api, RtMidiOutput(out, out_name), inp, out_name, in_name)
 
 
