@@ -34,6 +34,7 @@ import numpy as np
 
 from .bar_source import open_bar_source
 from .bench_realtime import SWITCH_INTERVAL_S, _private_jack, _proc_cpu_s, _Recorder, _start_daemon
+from .bench_timing import send_at_times
 from .clock import Clock
 from .clock_master import CLOCK, START, STOP
 from .config import Config
@@ -164,26 +165,6 @@ def _master_script(bpm1: float, bpm2: float, beats1: int, beats2: int, t0: int):
     return timed, beats
 
 
-def _play(out, timed) -> list[int]:
-    """Send each message at its time (sleep, then spin); return when each went.
-
-    At normal priority on purpose: a SCHED_FIFO thread spinning here, with jamd's
-    real-time sender spinning on the other core, starved the rig's non-realtime
-    JACK server, which then dropped MIDI events (clocks lost, song position gone).
-    Lateness costs nothing: the figures use the times each message really went.
-    """
-    sent = []
-    for t_ns, message in timed:
-        wait = (t_ns - time.perf_counter_ns()) / 1e9 - 0.002
-        if wait > 0:
-            time.sleep(wait)
-        while time.perf_counter_ns() < t_ns:
-            pass
-        out.send_message(message)
-        sent.append(time.perf_counter_ns())
-    return sent
-
-
 def master_client(target: str, bpm1: float, bpm2: float, beats1: int, beats2: int) -> None:
     """The DAW master, in a process of its own (so the recorder's callbacks and
     the master's spin never wait for one GIL); prints its beats' send times as JSON."""
@@ -195,7 +176,8 @@ def master_client(target: str, bpm1: float, bpm2: float, beats1: int, beats2: in
     out.open_port(next(i for i, n in enumerate(ports) if target in n), "master")
     # half a second after the port is open, however long this process took to start
     timed, beats = _master_script(bpm1, bpm2, beats1, beats2, time.perf_counter_ns() + 500_000_000)
-    sent = _play(out, timed)
+    # at normal priority, see send_at_times; `timed` is in time order, as `sent` is
+    sent = send_at_times(out.send_message, timed)
     at = {t: s for (t, _), s in zip(timed, sent, strict=True)}
     time.sleep(0.3)
     out.close_port()

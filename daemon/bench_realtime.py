@@ -28,6 +28,7 @@ import numpy as np
 from .bar_source import open_bar_source
 from .clock import Clock
 from .config import Config
+from .jack_server import JackServerError, private_jack_server
 from .outputs import MemoryOutput
 from .scheduler import Scheduler, ask_realtime
 from .tokens import Note
@@ -141,35 +142,9 @@ def _proc_memory_mb(pid: int) -> dict:
     return out
 
 
-def _wait_for_jack(jackd: subprocess.Popen, timeout_s: float = 10.0) -> bool:
-    """Until the server answers a client (a fixed sleep loses the race on a busy
-    machine); False if it exited instead."""
-    import rtmidi
-
-    from .midi_ports import quiet_stderr
-
-    end = time.monotonic() + timeout_s
-    while jackd.poll() is None and time.monotonic() < end:
-        try:
-            with quiet_stderr():
-                probe = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="bench-probe")
-                probe.get_ports()
-                probe.delete()
-            # a live server of the same name answers too, while ours is still
-            # finding that out and about to exit: give it a moment to do so
-            time.sleep(0.3)
-            return jackd.poll() is None
-        except rtmidi.RtMidiError:
-            time.sleep(0.1)
-    return jackd.poll() is None
-
-
-# JACK keeps at most 8 servers in its shared-memory registry and frees the
-# entry of a server that died uncleanly (SIGKILL, a killed test run) only when
-# a server of the same name starts again.  Unique names would leak a slot per
-# crash until jackd refuses with "Too many servers already active", so the
-# bench takes the first free name of a small fixed pool: a stale entry is
-# reclaimed, a live one (another run) makes jackd exit and the next name is tried.
+# The bench's own pool of server names (see jack_server.private_jack_server for
+# why a small fixed pool), apart from the test rig's so a bench and a test run
+# never fight over one.
 _JACK_NAMES = tuple(f"jamd-bench-{i}" for i in range(4))
 
 
@@ -177,34 +152,15 @@ _JACK_NAMES = tuple(f"jamd-bench-{i}" for i in range(4))
 def _private_jack(force: bool = False, period: int = 256) -> Iterator[dict[str, str]]:
     """The environment for JACK clients: a private dummy-driver `jackd` (48 kHz,
     `period` frames) when no ALSA sequencer is present (or `force`), else the
-    caller's environment."""
-    env = dict(os.environ)
-    jackd = None
-    saved = os.environ.get("JACK_DEFAULT_SERVER")
-    if shutil.which("jackd") and (force or not os.path.exists("/dev/snd/seq")):
-        for name in _JACK_NAMES:
-            # this process's own JACK clients (the flood bench's recorder) use it too
-            env["JACK_DEFAULT_SERVER"] = os.environ["JACK_DEFAULT_SERVER"] = name
-            jackd = subprocess.Popen(["jackd", "-n", name, "--no-realtime", "-d", "dummy", "-r", "48000",
-                                      "-p", str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if _wait_for_jack(jackd):
-                break
-            jackd.wait()
-            jackd = None
-    try:
-        yield env
-    finally:
-        if saved is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = saved
-        if jackd is not None:
-            jackd.terminate()
-            try:
-                jackd.wait(10)
-            except subprocess.TimeoutExpired:
-                jackd.kill()
-                jackd.wait()
+    caller's environment (also when the server could not be started: the
+    figures then say what failed)."""
+    with contextlib.ExitStack() as server:
+        if force or not os.path.exists("/dev/snd/seq"):
+            with contextlib.suppress(JackServerError):
+                # JACK_DEFAULT_SERVER is set in this process too: its own JACK
+                # clients (the flood bench's recorder) use the server as well
+                server.enter_context(private_jack_server(_JACK_NAMES, period, die_with_parent=True))
+        yield dict(os.environ)
 
 
 def _start_daemon(model_name: str, cfg: Config, env: dict[str, str], *extra: str) -> subprocess.Popen:

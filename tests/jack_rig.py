@@ -1,10 +1,12 @@
 """The JACK rig: a private JACK server plus python-rtmidi test clients.
 
 `private_jack_server()` (used by the session fixture `jack_server` in
-conftest.py, so there is exactly one per test session) starts Debian's `jackd`
-with the dummy driver under a unique server name, points JACK_DEFAULT_SERVER
-at it for this process and its children, and stops it afterwards.  No sound
-card and no ALSA sequencer are needed.
+conftest.py, so there is exactly one per test session) is
+`jamd.jack_server.private_jack_server` as tests want it: Debian's `jackd` with
+the dummy driver under a server name of its own, JACK_DEFAULT_SERVER pointed
+at it for this process and its children, stopped afterwards; a skip without
+JACK, a failure when it will not start.  No sound card and no ALSA sequencer
+are needed.
 
 `Player` plays timed messages into a port; `Recorder` records what a port
 sends, with arrival times (`perf_counter_ns`, which is CLOCK_MONOTONIC on
@@ -21,12 +23,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
 
 import pytest
+
+from jamd import jack_server
+from jamd.bench_timing import send_at_times
 
 # 256 frames at 48 kHz: a 5.3 ms period, small enough for timing checks and
 # large enough that a non-realtime server on a busy 2-core machine keeps up.
@@ -40,99 +44,26 @@ def _rtmidi():
     return rtmidi
 
 
-def _server_answers() -> bool:
-    rtmidi = _rtmidi()
-    try:
-        rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="rig-probe").get_ports()
-    except rtmidi.RtMidiError:
-        return False
-    return True
-
-
-def _die_with_parent() -> None:
-    # If pytest is killed (timeout, Ctrl-C twice) the fixture's teardown never
-    # runs; the kernel then ends jackd for us, so no stale server piles up
-    # (JACK refuses new servers once too many are active).
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-# JACK's registry holds 8 servers and frees the entry of one that died uncleanly
-# (a killed test run: SIGKILL, PR_SET_PDEATHSIG) only when a server of the same
-# name starts again; unique names leaked a slot per crash until jackd refused to
-# start ("Too many servers already active").  A small pool of fixed names
-# reclaims those; a name a live server holds makes jackd exit, and the next is tried.
+# JACK's registry holds 8 servers; a small pool of fixed names reclaims the
+# entries of crashed runs (see jamd.jack_server.private_jack_server).  The
+# tests' pool is apart from the bench's.
 SERVER_NAMES = tuple(f"jamd-test-{i}" for i in range(4))
-
-
-def _started(proc: subprocess.Popen, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while proc.poll() is None and time.monotonic() < deadline:
-        if _server_answers():
-            # a live server of the same name answers too, while ours is still
-            # finding out and about to exit: give it a moment to do so
-            time.sleep(0.3)
-            break
-        time.sleep(0.05)
-    return proc.poll() is None and _server_answers()
-
-
-def _name_in_use(name: str) -> bool:
-    # Starting a second jackd under a live server's name can unlink that
-    # server's socket on its way out, cutting off every client of the live one
-    # (seen when two test modules each started "their" session server).
-    before = os.environ.get("JACK_DEFAULT_SERVER")
-    os.environ["JACK_DEFAULT_SERVER"] = name
-    try:
-        return _server_answers()
-    finally:
-        if before is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = before
 
 
 @contextlib.contextmanager
 def private_jack_server() -> Iterator[str]:
-    jackd = shutil.which("jackd")
-    if jackd is None:
-        pytest.skip("jackd is not installed (Debian: apt-get install jackd2)")
-    rtmidi = _rtmidi()
-    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
-        pytest.skip("python-rtmidi was built without JACK")
-    old = os.environ.get("JACK_DEFAULT_SERVER")
-    # jackd's chatter goes to a file: an unread pipe fills up and blocks the
-    # server, and every client with it.
-    log = tempfile.TemporaryFile()
-    for name in SERVER_NAMES:
-        if _name_in_use(name):
-            continue
-        os.environ["JACK_DEFAULT_SERVER"] = name
-        proc = subprocess.Popen([jackd, "-n", name, "--no-realtime", "-d", "dummy", "-r", str(RATE),
-                                 "-p", str(PERIOD)], stdout=log, stderr=log,
-                                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        if _started(proc):
-            break
-        proc.wait()  # the name is taken by a live server (another test run): try the next
-    else:
-        log.seek(0)
-        pytest.fail(f"jackd did not start: {log.read().decode(errors='replace')[-500:]}")
-    try:
-        yield name
-    finally:
-        proc.terminate()
+    """A private server for tests: skips when JACK is missing, fails when jackd
+    will not start, and dies with pytest (PR_SET_PDEATHSIG) if pytest is killed
+    before its teardown runs."""
+    with contextlib.ExitStack() as server:
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        if old is None:
-            os.environ.pop("JACK_DEFAULT_SERVER", None)
-        else:
-            os.environ["JACK_DEFAULT_SERVER"] = old
+            name = server.enter_context(jack_server.private_jack_server(
+                SERVER_NAMES, PERIOD, RATE, die_with_parent=True, stop_timeout_s=5.0))
+        except jack_server.JackUnavailable as e:
+            pytest.skip(str(e))
+        except jack_server.JackServerError as e:
+            pytest.fail(str(e))
+        yield name
 
 
 def _connect(port, wanted: str, client_name: str, deadline_s: float = 5.0) -> str:
@@ -174,20 +105,10 @@ class Player:
         """Send each `(t_ns, message)` at its perf_counter time (sleep, then spin);
         return when each really went (in time order), which a busy machine can delay.
 
-        At normal priority on purpose: a real-time thread spinning here, with
-        jamd's real-time sender spinning on the other core, starves the rig's
-        non-realtime JACK server, which then drops MIDI events.
+        At normal priority on purpose (see `send_at_times`): a real-time spin
+        here starves the rig's non-realtime JACK server, which then drops MIDI events.
         """
-        sent = []
-        for t_ns, message in sorted(timed, key=lambda e: e[0]):
-            wait = (t_ns - time.perf_counter_ns()) / 1e9 - 0.002
-            if wait > 0:
-                time.sleep(wait)
-            while time.perf_counter_ns() < t_ns:
-                pass
-            self.out.send_message(list(message))
-            sent.append(time.perf_counter_ns())
-        return sent
+        return send_at_times(self.out.send_message, timed)
 
     def close(self) -> None:
         self.out.close_port()
