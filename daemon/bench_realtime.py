@@ -122,12 +122,14 @@ def _proc_cpu_s(pid: int) -> float:
 
 def _proc_memory_mb(pid: int) -> dict:
     """VmRSS and its parts. RssShmem is mostly JACK's shared memory segments,
-    mapped by every JACK client and owned by the server, not by jamd."""
+    mapped by every JACK client and owned by the server, not by jamd; VmLck is
+    what the process holds locked (libjack mlock()s those segments, and jamd
+    gives the lock back: midi_ports.release_jack_shared_memory)."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             key = line.split(":")[0]
-            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem"):
+            if key in ("VmRSS", "RssAnon", "RssFile", "RssShmem", "VmLck"):
                 out[key] = int(line.split()[1]) / 1024
     # Proportional set size: shared pages (JACK's segment, held by jackd and by
     # every client alike; shared libraries) divided among the processes mapping them.
@@ -197,6 +199,7 @@ def daemon_figures(model_name: str, play_s: float, cfg: Config) -> dict:
                 "rss_private_mb": mem.get("RssAnon", 0) + mem.get("RssFile", 0),
                 "rss_jack_shm_mb": mem.get("RssShmem"), "pss_mb": mem.get("Pss"),
                 "pss_jack_shm_mb": mem.get("Pss_Shmem"), "locked_mb": mem.get("Locked"),
+                "vmlck_mb": mem.get("VmLck"), "root": os.geteuid() == 0,
                 "cpu_percent_of_one_core": 100 * (cpu1 - cpu0) / (w1 - w0), "measured_s": w1 - w0}
 
 
@@ -469,8 +472,10 @@ def _print_table(f: dict) -> None:
     if d is not None and "skipped" in d:
         rows.append(("jamd run figures", "-", d["skipped"]))
     elif d is not None:
-        rows += [("Daemon RSS while playing", "continuous mode; VmRSS (without JACK's shared memory); PSS",
-                  f"{d['rss_mb']:.0f} MB ({d['rss_private_mb']:.0f} MB); {d.get('pss_mb') or 0:.0f} MB"),
+        rows += [("Daemon RSS while playing", "continuous mode; private jackd -d dummy, default 2048 ports; "
+                  "VmRSS / own (anon + file) / JACK shm / PSS / locked",
+                  f"{d['rss_mb']:.0f} / {d['rss_private_mb']:.0f} / {d.get('rss_jack_shm_mb') or 0:.1f} / "
+                  f"{d.get('pss_mb') or 0:.0f} / {d.get('vmlck_mb') or 0:.1f} MB"),
                  ("Daemon CPU while playing", f"continuous, {d['measured_s']:.0f} s",
                   f"{d['cpu_percent_of_one_core']:.2f} % of one core"),
                  ("Launch -> ready", "ports open, model loaded", f"{d['launch_to_ready_s']:.2f} s")]

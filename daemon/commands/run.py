@@ -27,7 +27,7 @@ from ..config import Config
 from ..errors import ConfigError, JamdError, UsageError
 from ..jack_watch import JackWatch
 from ..live import LiveSession
-from ..midi_ports import DISPLAY, open_ports
+from ..midi_ports import DISPLAY, open_ports, release_jack_shared_memory
 from ..scheduler import ask_realtime
 
 log = logging.getLogger("jamd.run")
@@ -195,6 +195,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         if ports.api == "jack":
             # rtmidi keeps playing into a dead server without a word: listen for its shutdown
             watch = JackWatch.open(f"{cfg.midi.client_name}-watch", waiter.wake_from_thread)
+            # every JACK client is open: drop libjack's lock on the server's
+            # segment (~100 MB that jackd owns and keeps locked) from jamd's RSS
+            release_jack_shared_memory()
         session = LiveSession(cfg, ports.output, open_model, clock_output=ports.clock_output)
         session_ref.append(session)
         session.on_error(lambda _exc: waiter.wake_from_thread())
