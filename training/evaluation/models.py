@@ -87,6 +87,14 @@ class BarSource:
             out.append(from_symbols(f"{self.name}-{i:03d}", symbols, n_steps))
         return out
 
+    def generate_batch(self, lengths: Sequence[int], temperature: float, rng: np.random.Generator,
+                       progress: bool = False) -> list[Melody]:
+        """The same, all melodies chained side by side (bar k of every melody in one call) and
+        each cut to its length: faster for many melodies (other draws than `generate`'s)."""
+        rows = self.generator.melodies(len(lengths), max(lengths), temperature, rng)
+        return [from_symbols(f"{self.name}-{i:04d}", row, n) for i, (row, n) in enumerate(zip(rows, lengths,
+                                                                                             strict=True))]
+
 
 def load_source(name: str, model_cfg) -> StepSource | BarSource:
     """A shipped model name or .onnx path, dispatched on the kind in its metadata."""

@@ -19,12 +19,26 @@ from jamd import __version__
 from jamd.config import Config
 from jamd.tokens import STEPS_PER_BAR_4_4
 
-from . import compare, markov, melodies, models, nll, report
+from . import compare, features, markov, melodies, models, nll, report
 
 log = logging.getLogger("jamd.eval")
 
 # The set of real training tunes, measured like a model: the ceiling of every figure.
 REAL = "corpus"
+
+# The pitch-std bar is measured on this many melodies of each model (each as long as a random
+# corpus tune) against the whole corpus, not on the N compared with a random reference draw.
+PITCH_MELODIES = 1000
+# A bar model's distinct share: the mean of this many draws of 1,000 bars (the corpus's: of 20).
+DISTINCT_DRAWS = 5
+CORPUS_DISTINCT_DRAWS = 20
+DISTINCT_BARS = 1000
+
+
+def extra_stream(seed: int, key: int) -> np.random.Generator:
+    """A stream of its own for the measures added after the first ones (the children
+    `run` spawns keep their draws): the same child whatever the number of models."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1000 + key,)))
 
 
 @dataclass(frozen=True)
@@ -161,10 +175,58 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
         for name, model in step_models.items():
             scores[name] = nll.held_out_nll(model, tunes, name, progress)
 
-    ev = compare.evaluate(ref, ref_source, generated, scores, baseline)
+    # -- the pitch bar on a fixed, larger basis; the distinct-bar bar of bar models --
+    checks: dict[str, compare.PitchCheck] = {}
+    distinct: dict[str, dict] = {}
+    if not s.reference_is_folder:
+        c = get_corpus()
+        whole = [melodies.from_symbols(t.name, t.symbols, s.max_steps) for t in c.tunes]
+        corpus_std = features.pitch_stats(whole)["pitch_std"]
+        basis = f"all {len(whole)} tunes of {s.reference}, cut to at most {s.max_steps} steps"
+        all_lengths = np.array([m.n_steps for m in whole])
+        pitch_sources = [(i, src.name, src) for i, src in enumerate(sources)]
+        if baseline is not None:
+            pitch_sources.append((500, baseline, models.StepSource(baseline, chain)))
+        for key, name, src in pitch_sources:
+            rng = extra_stream(s.random_seed, key)
+            lengths = [int(x) for x in rng.choice(all_lengths, PITCH_MELODIES)]
+            make = getattr(src, "generate_batch", src.generate)
+            mel = make(lengths, s.temperature, rng, progress)
+            checks[name] = compare.PitchCheck(features.pitch_stats(mel)["pitch_std"], len(mel), corpus_std, basis)
+        if REAL in generated:
+            checks[REAL] = compare.PitchCheck(features.pitch_stats(generated[REAL][0])["pitch_std"],
+                                              len(generated[REAL][0]), corpus_std, basis)
+        distinct = bar_distinct(c, corpus_cfg, [(i, src) for i, src in enumerate(sources)
+                                                if isinstance(src, models.BarSource)], s)
+
+    ev = compare.evaluate(ref, ref_source, generated, scores, baseline, checks, distinct)
     settings = {
         "command": s.command(), "random_seed": s.random_seed, "n": len(ref), "bars": s.bars,
-        "max_steps": s.max_steps,
+        "max_steps": s.max_steps, "pitch_melodies": PITCH_MELODIES,
         "temperature": s.temperature, "markov_order": s.markov_order, "jamd_version": __version__,
     }
     return report.write(ev, settings, Path(s.out), cfg.eval.piano_roll)
+
+
+def bar_distinct(corpus, corpus_cfg, sources: list, s: Settings) -> dict[str, dict]:
+    """Issue 5's variety bar for bar models: the mean share of distinct bars among 1,000 generated
+    ones (`DISTINCT_DRAWS` draws, each bar after the real bar before a random validation bar)
+    against the corpus's own mean share among 1,000 random training bars."""
+    if not sources:
+        return {}
+    from jamd.training import gan_data
+
+    steps = sources[0][1].generator.steps_per_bar
+    train_idx, val_idx = corpus.split(corpus_cfg.validation_fraction, corpus_cfg.split_seed)
+    train = gan_data.extract_bars(corpus, train_idx, steps)
+    val = gan_data.extract_bars(corpus, val_idx, steps)
+    ref = gan_data.expected_distinct_share(train.bars, DISTINCT_BARS, CORPUS_DISTINCT_DRAWS,
+                                           extra_stream(s.random_seed, 600))
+    out = {}
+    for i, src in sources:
+        if src.generator.steps_per_bar != steps:
+            continue
+        fig = gan_data.model_distinct_share(src.generator, val, DISTINCT_BARS, s.temperature, DISTINCT_DRAWS,
+                                            extra_stream(s.random_seed, 700 + i))
+        out[src.name] = {**fig, "reference": ref}
+    return out

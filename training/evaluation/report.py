@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from . import plots
-from .compare import MATRICES, MIN_OVERLAP_AREA, Evaluation
+from .compare import MATRICES, MIN_DISTINCT_RATIO, MIN_OVERLAP_AREA, Evaluation
 from .features import FEATURES
 
 BAR_TITLES = {
     "nll_below_baseline": "NLL/token below baseline",
     "overlap_area_at_least_0.7": f"every overlap area >= {MIN_OVERLAP_AREA}",
-    "pitch_std_within_25pct": "pitch std within 25%",
+    "pitch_std_within_25pct": "pitch std within 25% of the corpus's",
+    "distinct_bars_at_least_90pct": f"distinct bars >= {MIN_DISTINCT_RATIO:.0%} of the corpus's share",
 }
 
 
@@ -63,6 +64,8 @@ def _bar_cell(bar: dict | None) -> str:
     if bar is None:
         return "–"
     mark = "pass" if bar["ok"] else "**FAIL**"
+    if "ratio_reference_set" in bar:
+        return f"{mark} (ratio {bar['ratio']:.2f}; {bar['ratio_reference_set']:.2f} against the reference set)"
     if "ratio" in bar:
         return f"{mark} (ratio {bar['ratio']:.2f})"
     if "lowest" in bar:
@@ -82,7 +85,7 @@ def markdown(fig: dict[str, Any], images: dict[str, Path | list[Path]], out_dir:
         "## Sets\n" + "\n".join(
             [f"- **reference**: {fig['reference']['source']}"]
             + [f"- **{n}**: {fig['sets'][n]['source']}" for n in names]),
-        "## Quality bars (issue 3, section 5)\n" + _table(
+        "## Quality bars (issue 3, section 5; issue 5, section 2)\n" + _bar_notes(fig) + _table(
             ["set", *BAR_TITLES.values()],
             [[n, *(_bar_cell(fig["sets"][n]["quality_bars"].get(k)) for k in BAR_TITLES)] for n in names]),
     ]
@@ -141,6 +144,27 @@ def markdown(fig: dict[str, Any], images: dict[str, Path | list[Path]], out_dir:
     parts.append("## Piano rolls\n" + "\n\n".join(
         f"![{p.stem}]({_rel(p, out_dir)})" for p in images["piano_rolls"]))
     return "\n\n".join(parts) + "\n"
+
+
+def _bar_notes(fig: dict[str, Any]) -> str:
+    """How the pitch and distinct-bar bars were measured (they use more than the N melodies)."""
+    notes = []
+    for s in fig["sets"].values():
+        p = s["quality_bars"].get("pitch_std_within_25pct", {})
+        if "ratio_reference_set" in p:
+            notes.append(f"Pitch std: each model's {p['basis']} (pitch std {p['reference']:.2f}); the "
+                         "ratio against the reference set's N melodies is given beside it.")
+            break
+    for s in fig["sets"].values():
+        d = s["quality_bars"].get("distinct_bars_at_least_90pct")
+        if d:
+            r = d["reference"]
+            notes.append(f"Distinct bars (bar models): the mean share of distinct bars among {d['n']:,} "
+                         f"generated bars over {d['draws']} draws, each after the real bar before a random "
+                         f"validation bar, against the corpus's mean share among {r['n']:,} random training "
+                         f"bars over {r['draws']} draws ({r['distinct_share']:.3f}).")
+            break
+    return "".join(f"{n}\n\n" for n in notes)
 
 
 def _pitch_cells(p: dict) -> list[str]:
