@@ -120,7 +120,7 @@ def _proc_cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _proc_memory_mb(pid: int) -> dict:
+def proc_memory_mb(pid: int) -> dict:
     """VmRSS and its parts. RssShmem is mostly JACK's shared memory segments,
     mapped by every JACK client and owned by the server, not by jamd; VmLck is
     what the process holds locked (libjack mlock()s those segments, and jamd
@@ -192,7 +192,7 @@ def daemon_figures(model_name: str, play_s: float, cfg: Config) -> dict:
         cpu0, w0 = _proc_cpu_s(proc.pid), time.perf_counter()
         time.sleep(play_s)
         cpu1, w1 = _proc_cpu_s(proc.pid), time.perf_counter()
-        mem = _proc_memory_mb(proc.pid)
+        mem = proc_memory_mb(proc.pid)
         proc.terminate()
         proc.wait(10)
         return {"launch_to_ready_s": ready, "rss_mb": mem.get("VmRSS"),
@@ -358,7 +358,7 @@ def flood_figures(model_name: str, cfg: Config, phase_s: float) -> dict:
             flood_out = flood.communicate(timeout=30)[0].strip()
             time.sleep(0.5)  # the last notes arrive
             alive = proc.poll() is None
-            mem = _proc_memory_mb(proc.pid) if alive else {}
+            mem = proc_memory_mb(proc.pid) if alive else {}
         finally:
             if flood is not None and flood.poll() is None:
                 flood.kill()

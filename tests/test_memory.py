@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from jamd.bench_realtime import proc_memory_mb
 from jamd.midi_ports import _locked_jack_segments
 
 SMAPS = """\
@@ -58,16 +59,6 @@ def test_the_command_line_does_not_import_mido():
     assert out.strip() == "False"
 
 
-def _status_mb(pid: int) -> dict[str, float]:
-    out = {}
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmLck", "RssShmem"):
-                out[key] = int(value.split()[0]) / 1024
-    return out
-
-
 @pytest.mark.jack
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
@@ -78,7 +69,7 @@ def test_jamd_run_keeps_no_more_of_jacks_segment_than_it_uses(jamd_rig, shipped_
     d, _player, _recorder = jamd_rig("--model", str(shipped_lstm), "--api", "jack", "--mode", "continuous",
                                      "--set", "midi.client_name=jamd")
     time.sleep(3.0)  # playing, past the key finder's warm-up
-    mem = _status_mb(d.proc.pid)
+    mem = proc_memory_mb(d.proc.pid)
     assert d.proc.poll() is None, d.log()
     assert mem["VmLck"] < 1, mem
     assert mem["RssShmem"] < 8, mem

@@ -230,8 +230,7 @@ def expected_distinct_share(bar_ids: np.ndarray, n: int = 1000, draws: int = 20,
     bar_ids = np.asarray(bar_ids)
     shares = [distinct_share(bar_ids[rng.choice(len(bar_ids), size=min(n, len(bar_ids)), replace=False)])
               for _ in range(draws)]
-    return {"distinct_share": float(np.mean(shares)), "min": float(min(shares)), "max": float(max(shares)),
-            "draws": draws, "n": min(n, len(bar_ids))}
+    return _share_summary(shares, min(n, len(bar_ids)))
 
 
 def model_distinct_share(gen, val: BarSet, n: int = 1000, temperature: float = 1.0, draws: int = 5,
@@ -244,8 +243,13 @@ def model_distinct_share(gen, val: BarSet, n: int = 1000, temperature: float = 1
     for _ in range(draws):
         prev = val.prev[rng.choice(len(val), size=n, replace=len(val) < n)]
         shares.append(distinct_share(gen.continue_ids(prev, temperature, rng)))
+    return _share_summary(shares, n)
+
+
+def _share_summary(shares: list[float], n: int) -> dict:
+    """The mean distinct share over draws of `n` bars, with its range."""
     return {"distinct_share": float(np.mean(shares)), "min": float(min(shares)), "max": float(max(shares)),
-            "draws": draws, "n": n}
+            "draws": len(shares), "n": n}
 
 
 def plain(figures: dict) -> dict:
