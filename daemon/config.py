@@ -150,9 +150,16 @@ class GanConfig:
     steps_per_bar: int = _spec(16, lo=2, hi=64)  # 16th steps per generated bar (16: 4/4)
     latent_dim: int = _spec(100, lo=1, hi=4096)
     generator_units: tuple[int, ...] = _spec(factory=lambda: (256, 512, 1024), lo=1, hi=8192)
+    head: str = _spec("auto", choices=("auto", "flat", "autoregressive"))  # auto: flat for gan, else autoregressive
+    head_units: int = _spec(128, lo=1, hi=4096)  # the autoregressive head's GRU
+    pretrain_steps: int = _spec(2000, lo=0, hi=10**7)  # autoregressive head: maximum-likelihood steps first
+    pretrain_learning_rate: float = _spec(0.001, lo=1e-7, hi=1.0)
+    critic_warmup: int = _spec(300, lo=0, hi=10**7)  # after pretraining: critic-only steps
+    finetune_learning_rate: float = _spec(0.00002, lo=1e-9, hi=1.0)  # a pretrained generator's adversarial rate
     lstm_units: int = _spec(64, lo=1, hi=4096)  # discriminator LSTM and BiLSTM (seed: 512)
     dense_units: tuple[int, ...] = _spec(factory=lambda: (512, 256), lo=1, hi=8192)
     dropout: float = _spec(0.5, lo=0.0, hi=0.9)
+    pitch_line: bool = _spec(True)  # the critic also reads each note's pitch and interval (not the seed's)
     minibatch_std: bool = _spec(True)  # the critic sees the batch's spread (against mode collapse)
     critic_input: str = _spec("sampled", choices=("sampled", "soft"))  # what generated bars look like to it
     mismatched_pairs: bool = _spec(True)  # cgan: real bars after a wrong previous bar count as fake
@@ -163,7 +170,7 @@ class GanConfig:
     clip_value: float = _spec(0.01, lo=1e-6, hi=10.0)
     gp_weight: float = _spec(10.0, lo=0.0, hi=1000.0)
     noise_std: float = _spec(0.1, lo=0.0, hi=10.0)
-    l2: float = _spec(0.01, lo=0.0, hi=10.0)
+    l2: float = _spec(0.0001, lo=0.0, hi=10.0)  # the seed: 0.01 (code) or 0.1 (text); see config.yaml
     learning_rate: float = _spec(0.0002, lo=1e-7, hi=1.0)
     beta_1: float = _spec(0.5, lo=0.0, hi=0.999)
     beta_2: float = _spec(0.9, lo=0.0, hi=0.9999)

@@ -1,12 +1,20 @@
 """Per-bar GAN generators, run with ONNX Runtime (no TensorFlow here).
 
 A GAN model writes a whole bar at once: ``steps_per_bar`` 16th steps, each a
-distribution over the LSTM's vocabulary (pitch, ``r`` rest, ``_`` hold), so a
-bar carries rhythm as well as pitch.  The exported ONNX graph has inputs
+symbol of the LSTM's vocabulary (pitch, ``r`` rest, ``_`` hold), so a bar
+carries rhythm as well as pitch.  The exported ONNX graph has inputs
 ``z float32 [batch, latent]`` (and, for the conditional model,
-``prev int32 [batch, steps]``: the bar before, as vocabulary ids) and one
-output ``logits float32 [batch, steps, vocab]``; each step is then sampled
-here at a temperature (0: argmax, so the bar depends on z alone).
+``prev int32 [batch, steps]``: the bar before, as vocabulary ids).  Two heads:
+
+* flat (the seed's): one output ``logits float32 [batch, steps, vocab]``;
+  each step is sampled here, independently, at a temperature (0: argmax).
+* autoregressive: a further input ``noise float32 [batch, steps, vocab]``
+  and the outputs ``ids`` and ``logits``: the model draws each step after
+  the ones before it, as argmax(logits + noise); `draw_noise` makes the
+  noise (temperature x Gumbel noise, so the draw is exactly a sample at that
+  temperature, with masked symbols set far below any logit).
+
+`BarGenerator.draw` hides the difference.
 
 Kinds (in the model's metadata):
 
@@ -116,6 +124,27 @@ def sample_steps(logits: np.ndarray, temperature: float, rng: np.random.Generato
     u = rng.random(p.shape[:-1] + (1,)) * cdf[..., -1:]
     idx = (cdf <= u).sum(axis=-1)
     return np.minimum(idx, p.shape[-1] - 1)
+
+
+# A masked symbol's entry in the noise of a model that draws its own steps: far below any
+# logit, so argmax(logits + noise) never takes it (float32 keeps its sum exact enough).
+MASKED = -1e9
+
+
+def draw_noise(shape: tuple[int, ...], temperature: float, rng: np.random.Generator,
+               mask: np.ndarray | None = None) -> np.ndarray:
+    """The ``noise`` input of a model that draws its own steps (`AutoregressiveBar`):
+    float32 `shape` [..., vocab] of temperature x Gumbel(0, 1), so that argmax(logits +
+    noise) is a draw from softmax(logits / temperature) (0: zeros, the argmax); `mask`
+    (bool, broadcast to `shape`) puts `MASKED` where a symbol is excluded."""
+    if temperature < ARGMAX_BELOW:
+        noise = np.zeros(shape, np.float32)
+    else:
+        u = rng.random(shape)
+        noise = (temperature * -np.log(-np.log(np.clip(u, 1e-12, 1.0 - 1e-12)))).astype(np.float32)
+    if mask is not None:
+        noise = np.where(np.broadcast_to(mask, shape), noise, np.float32(MASKED)).astype(np.float32)
+    return noise
 
 
 # -- choosing among the model's own bars ------------------------------------------
@@ -260,9 +289,12 @@ class BarGenerator:
         self.steps_per_bar = int(info.raw["steps_per_bar"])
         self.latent_dim = int(info.raw["latent_dim"])
         inputs = [i.name for i in session.get_inputs()]
-        expected = ["z", "prev"] if self.conditional else ["z"]
         outputs = [o.name for o in session.get_outputs()]
-        if inputs != expected or outputs[:1] != ["logits"]:
+        # the model draws its own steps (autoregressive head) when it takes noise
+        self.autoregressive = "noise" in inputs
+        expected = (["z", "prev"] if self.conditional else ["z"]) + (["noise"] if self.autoregressive else [])
+        wanted = ["ids", "logits"] if self.autoregressive else ["logits"]
+        if inputs != expected or outputs[:len(wanted)] != wanted:
             raise ModelError(f"{info.path}: not a {self.kind} model (inputs {inputs}, outputs {outputs})")
         self._prev_dtype = np.int64
         if self.conditional and "int32" in session.get_inputs()[1].type:
@@ -320,14 +352,32 @@ class BarGenerator:
         return self.vocab.encode(bar)
 
     # -- generation -------------------------------------------------------------
-    def logits(self, z: np.ndarray, prev_ids: np.ndarray | None = None) -> np.ndarray:
-        """Raw generator output for a batch: logits [batch, steps, vocab]."""
+    def _feeds(self, z: np.ndarray, prev_ids: np.ndarray | None) -> dict[str, np.ndarray]:
         feeds = {"z": np.asarray(z, np.float32)}
         if self.conditional:
             if prev_ids is None:
                 prev_ids = np.broadcast_to(self._silent, (len(z), self.steps_per_bar))
             feeds["prev"] = np.asarray(prev_ids, self._prev_dtype)
+        return feeds
+
+    def logits(self, z: np.ndarray, prev_ids: np.ndarray | None = None, noise: np.ndarray | None = None) -> np.ndarray:
+        """Raw generator output for a batch: logits [batch, steps, vocab].  For a model that draws
+        its own steps, each step's logits follow the steps drawn with `noise` (None: the argmax's)."""
+        feeds = self._feeds(z, prev_ids)
+        if self.autoregressive:
+            feeds["noise"] = (np.zeros((len(z), self.steps_per_bar, len(self.vocab)), np.float32)
+                              if noise is None else np.asarray(noise, np.float32))
         return self.session.run(["logits"], feeds)[0]
+
+    def draw(self, z: np.ndarray, prev_ids: np.ndarray | None, temperature: float, rng: np.random.Generator,
+             mask: np.ndarray | None = None) -> np.ndarray:
+        """Bars as ids [batch, steps] for `z` (after `prev_ids`, for the conditional model), each step
+        drawn at `temperature` (0: argmax) among the symbols `mask` allows (bool [vocab] or [steps, vocab])."""
+        if not self.autoregressive:
+            return sample_steps(self.logits(z, prev_ids), temperature, rng, mask)
+        feeds = self._feeds(z, prev_ids)
+        feeds["noise"] = draw_noise((len(z), self.steps_per_bar, len(self.vocab)), temperature, rng, mask)
+        return self.session.run(["ids"], feeds)[0]
 
     def bar_ids(self, n: int, temperature: float, rng: np.random.Generator,
                 prev_ids: np.ndarray | None = None, first_note: bool = False,
@@ -349,7 +399,7 @@ class BarGenerator:
         if first_note:  # the bar must open with a struck note (an answer starts on its bar line)
             mask[0] = False
             mask[0, self.vocab.pitch_ids()] = True
-        ids = sample_steps(self.logits(z, cond), temperature, rng, mask)
+        ids = self.draw(z, cond, temperature, rng, mask)
         if k == 1:
             return ids
         ids = ids.reshape(n, k, self.steps_per_bar)

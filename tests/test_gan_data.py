@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jamd.gan import last_bar, normalise_bar, sample_steps, silent_bar
+from jamd.gan import draw_noise, last_bar, normalise_bar, sample_steps, silent_bar
+from jamd.sampling import softmax
 from jamd.tokens import Note, Vocabulary, symbols_to_notes
 from jamd.training.corpus import Tune
 from jamd.training.gan_data import (
@@ -99,6 +100,17 @@ def test_reference_figures_on_real_bars():
     assert ref["distinct_share"] == pytest.approx(0.5) and ref["notes_per_bar"] == pytest.approx(6.5)
 
 
+def test_the_bar_profile_sees_the_intervals_inside_bars():
+    from jamd.training.gan_data import INTERVAL_BINS, bar_profile
+
+    tune_like = VOCAB.encode("60 _ 62 _ 64 _ 65 _ 67 _ _ _ 67 _ _ _".split())
+    leaping = VOCAB.encode("55 _ 79 _ 57 _ 70 _ r _ _ _ 56 _ _ _".split())
+    hist = bar_profile(np.stack([tune_like]), VOCAB)["interval"]
+    assert len(hist) == INTERVAL_BINS and hist[[0, 1, 2]] == pytest.approx([0.2, 0.2, 0.6])
+    hist = bar_profile(np.stack([leaping]), VOCAB)["interval"]
+    assert hist[13] == pytest.approx(1.0)  # 24, 22, 13 and 14 semitones: all beyond an octave
+
+
 def test_sample_steps_masks_and_argmax():
     logits = np.zeros((3, 4, 5))
     logits[..., 2] = 5.0
@@ -110,6 +122,26 @@ def test_sample_steps_masks_and_argmax():
     # at temperature 1 the likely symbol dominates
     many = sample_steps(np.repeat(logits, 200, axis=0), 1.0, rng)
     assert 0.9 < (many == 2).mean() < 1.0
+
+
+def test_gumbel_noise_draws_as_the_softmax_at_each_temperature():
+    # an autoregressive model draws argmax(logits + noise): with draw_noise that must be a
+    # sample of softmax(logits / T), the same distribution sample_steps draws from
+    logits = np.array([2.0, 1.0, 0.0, -1.0, 0.5])
+    rng = np.random.default_rng(0)
+    for temperature in (0.5, 1.0, 2.0):
+        noise = draw_noise((40000, 5), temperature, rng)
+        freq = np.bincount(np.argmax(logits + noise, axis=-1), minlength=5) / 40000
+        want = softmax(logits, temperature)
+        assert np.abs(freq - want).max() < 0.012, (temperature, freq, want)
+        ref = np.bincount(sample_steps(np.broadcast_to(logits, (40000, 5)), temperature, rng), minlength=5) / 40000
+        assert np.abs(freq - ref).max() < 0.015
+    # temperature 0 is the argmax; a mask excludes its symbols whatever the logits
+    assert not draw_noise((3, 5), 0.0, rng).any()
+    mask = np.array([False, True, True, True, True])
+    noise = draw_noise((1000, 5), 1.0, rng, mask)
+    assert (np.argmax(logits + noise, axis=-1) != 0).all()
+    assert (np.argmax(logits + draw_noise((4, 5), 0.0, rng, mask), axis=-1) == 1).all()
 
 
 def test_join_figures_measure_how_bars_follow_their_predecessors():

@@ -35,6 +35,24 @@ def test_bars_have_the_model_shape_and_decode_to_notes(shipped):
     assert a == gen.bars(4, 0.0, np.random.default_rng(3))
 
 
+def test_the_shipped_generators_draw_each_step_after_the_one_before(shipped):
+    from jamd.gan import MASKED
+
+    gen = BarGenerator.load(shipped)
+    assert gen.autoregressive  # the seed's flat head drew every step independently (docs/MODELS.md)
+    z = np.repeat(np.random.default_rng(0).standard_normal((1, gen.latent_dim)).astype(np.float32), 2, 0)
+    prev = np.broadcast_to(gen.encode_bar(SEED.split()[:16]), (2, 16)) if gen.conditional else None
+    noise = np.zeros((2, 16, len(gen.vocab)), np.float32)
+    noise[:, 0] = MASKED  # the first step is forced: 60 in one bar, 72 in the other
+    noise[0, 0, gen.vocab.id("60")] = 0.0
+    noise[1, 0, gen.vocab.id("72")] = 0.0
+    feeds = {"z": z, "noise": noise, **({"prev": prev.astype(np.int32)} if prev is not None else {})}
+    ids, logits = gen.session.run(["ids", "logits"], feeds)
+    assert gen.vocab.decode(ids[:, 0]) == ["60", "72"]
+    # same z, same bar before: the second step's distribution differs only by the first step drawn
+    assert np.abs(logits[0, 1] - logits[1, 1]).max() > 0.1
+
+
 def test_batched_and_single_bars_agree():
     gen = BarGenerator.load("gan")
     z = np.random.default_rng(0).standard_normal((8, gen.latent_dim)).astype(np.float32)
@@ -50,7 +68,7 @@ def test_the_condition_follows_the_players_bar():
     z = np.random.default_rng(0).standard_normal((200, gen.latent_dim)).astype(np.float32)
     mean_pitch = {}
     for name, bar in (("low", low), ("high", high)):
-        ids = gen.logits(z, np.broadcast_to(gen.encode_bar(bar), (200, 16))).argmax(-1)
+        ids = gen.draw(z, np.broadcast_to(gen.encode_bar(bar), (200, 16)), 0.0, np.random.default_rng(0))
         pitches = [int(s) for row in ids for s in gen.vocab.decode(row) if is_pitch(s)]
         mean_pitch[name] = np.mean(pitches)
     # the same z continues a high bar higher than a low one (by little: see docs/MODELS.md)

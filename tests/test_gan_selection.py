@@ -25,7 +25,6 @@ from jamd.gan import (
     Selection,
     continuation_cost,
     continue_melody,
-    sample_steps,
 )
 from jamd.midifile import read_midi_notes
 from jamd.model_store import load_info, resolve, shipped_model_names, shipped_models_dir
@@ -118,7 +117,7 @@ def test_one_candidate_is_the_bare_model(model):
     rng = np.random.default_rng(5)
     z = rng.standard_normal((6, gen.latent_dim)).astype(np.float32)
     mask = np.broadcast_to(gen._mask, (16, len(gen.vocab)))
-    want = sample_steps(gen.logits(z, prev if gen.conditional else None), 1.0, rng, mask)
+    want = gen.draw(z, prev if gen.conditional else None, 1.0, rng, mask)
     assert np.array_equal(got, want)
 
 
@@ -129,7 +128,7 @@ def test_the_chosen_bar_is_the_cheapest_of_the_models_own_samples(model):
     rng = np.random.default_rng(7)
     z = rng.standard_normal((24, gen.latent_dim)).astype(np.float32)
     mask = np.broadcast_to(gen._mask, (16, len(gen.vocab)))
-    cand = sample_steps(gen.logits(z, np.repeat(prev, 8, 0) if gen.conditional else None), 1.0, rng, mask)
+    cand = gen.draw(z, np.repeat(prev, 8, 0) if gen.conditional else None, 1.0, rng, mask)
     cand = cand.reshape(3, 8, 16)
     cost = continuation_cost(gen._pitch, prev, cand, gen.selection)
     assert np.array_equal(got, cand[np.arange(3), cost.argmin(1)])

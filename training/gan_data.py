@@ -144,19 +144,30 @@ def _histogram(values: list[int], bins: int) -> np.ndarray:
     return h / max(h.sum(), 1.0)
 
 
+# |interval| histogram bins: unison to an octave, then "more than an octave"
+INTERVAL_BINS = 14
+
+
 def bar_profile(bar_ids: np.ndarray, vocab: Vocabulary) -> dict[str, np.ndarray]:
-    """Pitch-class, note-length and notes-per-bar histograms of a set of bars."""
+    """Pitch-class, note-length, notes-per-bar and interval histograms of a set of bars.
+
+    The interval histogram (|semitones| between consecutive notes inside a bar)
+    is what tells a bar that moves like a tune from one whose steps leap at
+    random: the other three cannot see the order of the notes.
+    """
     pcs: list[int] = []
     lengths: list[int] = []
     counts: list[int] = []
+    intervals: list[int] = []
     steps = np.asarray(bar_ids).shape[1]
     for row in np.asarray(bar_ids):
         notes = symbols_to_notes(vocab.decode(row))
         pcs += [n.pitch % 12 for n in notes]
         lengths += [n.duration for n in notes]
         counts.append(len(notes))
+        intervals += [abs(b.pitch - a.pitch) for a, b in zip(notes[:-1], notes[1:], strict=True)]
     return {"pitch_class": _histogram(pcs, 12), "note_length": _histogram(lengths, steps + 1),
-            "notes_per_bar": _histogram(counts, steps + 1)}
+            "notes_per_bar": _histogram(counts, steps + 1), "interval": _histogram(intervals, INTERVAL_BINS)}
 
 
 # The distinct share's weight in `score`, counted below the corpus's own share: a
@@ -172,7 +183,7 @@ def collapse_figures(bar_ids: np.ndarray, vocab: Vocabulary, reference: dict | N
     `reference` is this function's result on real bars; with it, `score`
     (lower is better) sums |log pitch-std ratio|, twice the shortfall of the
     distinct share below the corpus's (`DISTINCT_WEIGHT`), and the total-variation
-    distances of the three histograms: the number training keeps its best
+    distances of the four histograms: the number training keeps its best
     generator by, since GAN losses do not measure quality.
     """
     bar_ids = np.asarray(bar_ids)

@@ -13,6 +13,15 @@ One variant per call (`jamd train --model gan|wgan|cgan`):
   previous bar; trained with the ``wgan`` objective and its settings, and
   (`gan.mismatched_pairs`) real bars after a wrong previous bar count as fake.
 
+With the autoregressive head (`gan.head`, the default for ``wgan`` and
+``cgan``), the first `gan.pretrain_steps` steps train the generator by
+maximum likelihood on real bars instead (teacher forcing: each step's
+cross-entropy given the real steps before it), as SeqGAN and RelGAN
+pretrain theirs, so that the adversarial steps start from a generator whose
+lines already move like tunes; the critic rests meanwhile, and only
+generators from the adversarial steps are kept (the pretrained one is saved
+as ``pretrained_generator.keras`` for comparison).
+
 Batches are drawn with replacement from the training tunes' bars, as in the
 seed.  Every step's losses go to ``losses.csv`` and the progress bar.  Every
 `gan.monitor_every` steps the generator (inference mode, as exported) makes
@@ -68,22 +77,40 @@ def limit_threads(tf) -> None:
                 pass
 
 
-def build_networks(variant: str, gc: GanConfig, vocab_size: int):
+def generator_head(variant: str, gc: GanConfig) -> str:
+    """`gan.head`, with ``auto`` resolved: the seed's flat output for ``gan``, else autoregressive."""
+    if gc.head != "auto":
+        return gc.head
+    return "flat" if variant == "gan" else "autoregressive"
+
+
+def build_networks(variant: str, gc: GanConfig, vocab_size: int, pitches=None):
     from .gan_models import build_discriminator, build_generator
 
     wasserstein = _objective(variant) == "wasserstein"
     noise, l2 = (gc.noise_std, gc.l2) if wasserstein else (0.0, 0.0)
     conditional = variant == "cgan"
-    g = build_generator(vocab_size, gc.steps_per_bar, gc.latent_dim, gc.generator_units, noise, l2, conditional)
+    g = build_generator(vocab_size, gc.steps_per_bar, gc.latent_dim, gc.generator_units, noise, l2, conditional,
+                        head=generator_head(variant, gc), head_units=gc.head_units)
     d = build_discriminator(vocab_size, gc.steps_per_bar, gc.lstm_units, gc.dense_units, gc.dropout, noise, l2,
-                            linear=wasserstein, conditional=conditional, minibatch_std=gc.minibatch_std)
+                            linear=wasserstein, conditional=conditional, minibatch_std=gc.minibatch_std,
+                            pitches=pitches if gc.pitch_line else None)
     return g, d
+
+
+def vocab_pitches(vocab) -> list[float | None]:
+    """Each symbol's MIDI pitch, None for rest, hold and delimiter (for `PitchLine`)."""
+    from jamd.tokens import is_pitch
+
+    return [float(s) if is_pitch(s) else None for s in vocab.symbols]
 
 
 class Trainer:
     """The networks, their optimisers and one compiled update of each."""
 
-    def __init__(self, variant: str, gc: GanConfig, vocab_size: int):
+    def __init__(self, variant: str, gc: GanConfig, vocab_size: int, pitches=None):
+        """`pitches`: each vocabulary symbol's MIDI pitch (None: not a pitch), for the critic's
+        view of the melodic line (`gan.pitch_line`); without them the critic reads symbols only."""
         import keras
         import tensorflow as tf
 
@@ -94,10 +121,15 @@ class Trainer:
         self.variant, self.gc, self.vocab_size = variant, gc, vocab_size
         self.conditional = variant == "cgan"
         self.wasserstein = _objective(variant) == "wasserstein"
-        self.generator, self.critic = build_networks(variant, gc, vocab_size)
+        self.generator, self.critic = build_networks(variant, gc, vocab_size, pitches)
+        self.autoregressive = generator_head(variant, gc) == "autoregressive"
         # The seed's optimiser for every variant: Adam 2e-4, beta_1 0.5 (A.2, A.4);
         # beta_2 0.9 follows Gulrajani et al. for the penalty.
-        self.g_opt = keras.optimizers.Adam(gc.learning_rate, beta_1=gc.beta_1, beta_2=gc.beta_2)
+        # a pretrained generator is fine-tuned: at the critic's rate, 100 adversarial steps undid
+        # what pretraining taught it (docs/MODELS.md)
+        self.pretrain_steps = gc.pretrain_steps if self.autoregressive else 0
+        g_rate = gc.finetune_learning_rate if self.pretrain_steps else gc.learning_rate
+        self.g_opt = keras.optimizers.Adam(g_rate, beta_1=gc.beta_1, beta_2=gc.beta_2)
         self.d_opt = keras.optimizers.Adam(gc.learning_rate, beta_1=gc.beta_1, beta_2=gc.beta_2)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, generator=self.generator, critic=self.critic,
@@ -105,12 +137,37 @@ class Trainer:
         # compiled graphs run several times faster per step but take a minute to build
         self.d_step = tf.function(self._d_step) if gc.compile else self._d_step
         self.g_step = tf.function(self._g_step) if gc.compile else self._g_step
+        # after pretraining, the critic first learns alone against the pretrained generator,
+        # so that its first gradients do not undo what the generator learnt (SeqGAN's
+        # discriminator pretraining)
+        self.warmup_end = self.pretrain_steps + (gc.critic_warmup if self.pretrain_steps else 0)
+        if self.pretrain_steps:
+            # the trunk's plan and start state, and the head, for teacher forcing
+            trunk_inputs = [i for i in self.generator.inputs if i.name != "noise"]
+            self.trunk = keras.Model(trunk_inputs, [self.generator.get_layer("g_plan_steps").output,
+                                                    self.generator.get_layer("g_start").output])
+            self.walk = self.generator.get_layer("g_walk")
+            self.mle_opt = keras.optimizers.Adam(gc.pretrain_learning_rate)
+            self.checkpoint.mle_opt = self.mle_opt
+            self.m_step = tf.function(self._m_step) if gc.compile else self._m_step
+
+    def set_rates(self) -> None:
+        """The optimisers' learning rates from the settings (a checkpoint restores its own)."""
+        gc = self.gc
+        self.g_opt.learning_rate.assign(gc.finetune_learning_rate if self.pretrain_steps else gc.learning_rate)
+        self.d_opt.learning_rate.assign(gc.learning_rate)
 
     # -- pieces -----------------------------------------------------------------
     def _fake(self, z, prev, training: bool):
         """Generated bars as the critic sees them: [batch, steps, vocab]."""
         tf = self.tf
-        logits = self.generator([z, prev] if self.conditional else [z], training=training)
+        inputs = [z, prev] if self.conditional else [z]
+        if self.autoregressive:
+            # the head draws each step itself (straight-through Gumbel-softmax at temperature 1)
+            shape = [tf.shape(z)[0], self.gc.steps_per_bar, self.vocab_size]
+            u = tf.random.uniform(shape, 1e-9, 1.0)
+            return self.generator([*inputs, -tf.math.log(-tf.math.log(u))], training=training)[0]
+        logits = self.generator(inputs, training=training)
         if self.gc.critic_input == "soft":
             return tf.nn.softmax(logits, axis=-1)
         # Straight-through Gumbel-softmax: the forward pass is a one-hot sample
@@ -187,12 +244,38 @@ class Trainer:
         self.g_opt.apply_gradients(zip(grads, self.generator.trainable_variables, strict=True))
         return loss
 
+    def _m_step(self, real_ids, prev, z):
+        """One maximum-likelihood (teacher-forced) update of the generator on real bars."""
+        tf = self.tf
+        real = tf.one_hot(real_ids, self.vocab_size)
+        with tf.GradientTape() as tape:
+            plan, start = self.trunk([z, prev] if self.conditional else [z], training=True)
+            logits = self.walk.teacher_forced(plan, start, real, training=True)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=real_ids, logits=logits))
+            reg = tf.add_n(self.generator.losses) if self.generator.losses else 0.0
+            total = loss + reg
+        variables = self.generator.trainable_variables
+        grads = tape.gradient(total, variables)
+        # the noise input feeds nothing in teacher forcing: its layers get no gradient
+        pairs = [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
+        self.mle_opt.apply_gradients(pairs)
+        return loss
+
     def _tensors(self, *arrays: np.ndarray):
         return [self.tf.convert_to_tensor(a) for a in arrays]
 
     def train_step(self, bars: BarSet, rng: np.random.Generator) -> dict[str, float]:
-        """One generator update after its critic updates; returns this step's losses."""
+        """One generator update after its critic updates; returns this step's losses.  During the
+        first `gan.pretrain_steps` (autoregressive head) the update is a maximum-likelihood one
+        instead: ``mle`` is its cross-entropy, and the critic rests (its losses are NaN); the
+        `gan.critic_warmup` steps after them update the critic only (``g_loss`` NaN)."""
         gc = self.gc
+        if int(self.step.numpy()) < self.pretrain_steps:
+            pick = rng.integers(0, len(bars), gc.batch_size)
+            z = rng.standard_normal((gc.batch_size, gc.latent_dim)).astype(np.float32)
+            mle = float(self.m_step(*self._tensors(bars.bars[pick].astype(np.int32), bars.prev[pick], z)))
+            self.step.assign_add(1)
+            return {"d_loss": float("nan"), "g_loss": float("nan"), "distance": float("nan"), "mle": mle}
         n_critic = gc.n_critic if self.wasserstein else 1
         d_losses, distances = [], []
         for _ in range(n_critic):
@@ -201,15 +284,27 @@ class Trainer:
             d_loss, dist = self.d_step(*self._tensors(bars.bars[pick], bars.prev[pick], z))
             d_losses.append(float(d_loss))
             distances.append(float(dist))
+        if int(self.step.numpy()) < self.warmup_end:
+            self.step.assign_add(1)
+            return {"d_loss": float(np.mean(d_losses)), "g_loss": float("nan"), "distance": float(np.mean(distances)),
+                    "mle": float("nan")}
         pick = rng.integers(0, len(bars), gc.batch_size)
         z = rng.standard_normal((gc.batch_size, gc.latent_dim)).astype(np.float32)
         g_loss = float(self.g_step(*self._tensors(bars.prev[pick], z)))
         self.step.assign_add(1)
-        return {"d_loss": float(np.mean(d_losses)), "g_loss": g_loss, "distance": float(np.mean(distances))}
+        return {"d_loss": float(np.mean(d_losses)), "g_loss": g_loss, "distance": float(np.mean(distances)),
+                "mle": float("nan")}
 
-    def generate_logits(self, z: np.ndarray, prev: np.ndarray) -> np.ndarray:
+    def generate_ids(self, z: np.ndarray, prev: np.ndarray, temperature: float, rng: np.random.Generator,
+                     mask: np.ndarray) -> np.ndarray:
+        """Bars as ids [batch, steps] from the generator in inference mode, as exported and played."""
+        from jamd.gan import draw_noise, sample_steps
+
         inputs = [z, prev] if self.conditional else [z]
-        return np.asarray(self.generator(inputs, training=False))
+        if self.autoregressive:
+            noise = draw_noise((len(z), self.gc.steps_per_bar, self.vocab_size), temperature, rng, mask)
+            return np.asarray(self.generator([*inputs, noise], training=False)[1])
+        return sample_steps(np.asarray(self.generator(inputs, training=False)), temperature, rng, mask)
 
 
 # -- monitoring and plots ---------------------------------------------------------
@@ -221,14 +316,11 @@ def monitor(trainer: Trainer, z: np.ndarray, prev: np.ndarray, vocab, reference:
     too (`join_figures` against the real pairs'), since a conditional generator
     that ignores its condition can still score well on bars alone.
     """
-    from jamd.gan import sample_steps
-
-    logits = trainer.generate_logits(z, prev)
     mask = np.ones(len(vocab), bool)
     mask[vocab.id("/")] = False
     out = {}
     for label, temperature in (("argmax", 0.0), ("sampled", 1.0)):
-        ids = sample_steps(logits, temperature, np.random.default_rng(1), mask)
+        ids = trainer.generate_ids(z, prev, temperature, np.random.default_rng(1), mask)
         out[label] = plain(collapse_figures(ids, vocab, reference))
         if trainer.conditional:
             join = join_figures(prev, ids, vocab)
@@ -238,7 +330,7 @@ def monitor(trainer: Trainer, z: np.ndarray, prev: np.ndarray, vocab, reference:
                                     + abs(join["leap"] - ref["leap"]) / 12)
     # with sampled critic input the model is the per-step distribution at temperature 1,
     # and that is what is scored; soft input trains towards its argmax as well
-    sampled_only = trainer.gc.critic_input == "sampled"
+    sampled_only = trainer.autoregressive or trainer.gc.critic_input == "sampled"
     out["score"] = out["sampled"]["score"] if sampled_only else 0.5 * (out["argmax"]["score"] + out["sampled"]["score"])
     return out
 
@@ -253,22 +345,30 @@ def plot_history(state: dict, path: Path, variant: str, reference: dict) -> None
     steps = np.arange(1, len(h["d_loss"]) + 1)
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
 
-    def smooth(v: list[float]) -> np.ndarray:
+    def smooth(v: np.ndarray) -> np.ndarray:
         # trailing mean over ~1% of the run: no edge effects at either end
-        v = np.asarray(v, float)
         k = max(1, len(v) // 100)
         c = np.concatenate([[0.0], np.cumsum(v)])
         i = np.arange(1, len(v) + 1)
         lo = np.maximum(0, i - k)
         return (c[i] - c[lo]) / (i - lo)
 
+    def curve(key: str, color: str, label: str, raw: bool = True) -> None:
+        # each loss over the steps that have it (pretraining steps have no critic, and vice versa)
+        v = np.asarray(h.get(key, []), float)
+        keep = np.isfinite(v)
+        if not keep.any():
+            return
+        if raw:
+            a.plot(steps[keep], v[keep], color=color, alpha=0.25, lw=0.5)
+        a.plot(steps[keep], smooth(v[keep]), color=color, label=label)
+
     d_label = "critic loss (-W + penalty)" if variant != "gan" else "discriminator loss"
-    a.plot(steps, h["d_loss"], color="tab:red", alpha=0.25, lw=0.5)
-    a.plot(steps, smooth(h["d_loss"]), color="tab:red", label=d_label)
-    a.plot(steps, h["g_loss"], color="tab:blue", alpha=0.25, lw=0.5)
-    a.plot(steps, smooth(h["g_loss"]), color="tab:blue", label="generator loss")
+    curve("mle", "tab:gray", "generator cross-entropy (maximum-likelihood pretraining)")
+    curve("d_loss", "tab:red", d_label)
+    curve("g_loss", "tab:blue", "generator loss")
     if variant != "gan":
-        a.plot(steps, smooth(h["distance"]), color="tab:green", label="Wasserstein estimate")
+        curve("distance", "tab:green", "Wasserstein estimate", raw=False)
     a.set(xlabel="generator step", ylabel="loss", title=f"{variant}: losses at every step (smoothed lines)")
     a.legend()
     mon = state["monitor"]
@@ -292,11 +392,16 @@ def plot_history(state: dict, path: Path, variant: str, reference: dict) -> None
 
 # -- the run ------------------------------------------------------------------------
 
+# per-step losses: critic, generator, Wasserstein estimate (adversarial steps) and the
+# cross-entropy of the maximum-likelihood pretraining steps; NaN where a step has none
+LOSSES = ("d_loss", "g_loss", "distance", "mle")
+
+
 def _write_csv(path: Path, history: dict[str, list[float]]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["step", "d_loss", "g_loss", "distance"])
-        for i, row in enumerate(zip(history["d_loss"], history["g_loss"], history["distance"], strict=True)):
+        w.writerow(["step", *LOSSES])
+        for i, row in enumerate(zip(*(history[k] for k in LOSSES), strict=True)):
             w.writerow([i + 1, *(f"{x:.6g}" for x in row)])
 
 
@@ -326,20 +431,23 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     device = device_description()
     log.info("training %s on %s", variant, device)
 
-    trainer = Trainer(variant, gc, len(vocab))
+    trainer = Trainer(variant, gc, len(vocab), vocab_pitches(vocab))
     state_path, csv_path, ckpt_dir = out / "state.json", out / "losses.csv", out / "ckpt"
-    state: dict[str, Any] = {"variant": variant, "step": 0, "history": {"d_loss": [], "g_loss": [], "distance": []},
-                             "monitor": [], "best": None, "seconds": 0.0}
+    state: dict[str, Any] = {"variant": variant, "step": 0, "history": {k: [] for k in LOSSES},
+                             "monitor": [], "best": None, "pretrained": None, "seconds": 0.0}
     manager = trainer.tf.train.CheckpointManager(trainer.checkpoint, str(ckpt_dir), max_to_keep=2)
     if not fresh and state_path.is_file() and manager.latest_checkpoint:
         state = json.loads(state_path.read_text())
         if state.get("vocabulary") != list(vocab.symbols) or state.get("variant") != variant:
             raise DataError(f"{out}: checkpoint is of another variant or vocabulary; use --fresh or another --out")
         trainer.checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        trainer.set_rates()  # the settings' rates, not those saved with the optimisers
         if int(trainer.step.numpy()) != state["step"]:
             raise DataError(f"{out}: checkpoint step {int(trainer.step.numpy())} does not match state.json "
                             f"({state['step']}); use --fresh")
         log.info("resuming %s from step %d", out, state["step"])
+        for k in LOSSES:  # runs from before the pretraining phase existed
+            state["history"].setdefault(k, [float("nan")] * state["step"])
     state.update(vocabulary=list(vocab.symbols), bars=bars.stats, device=device,
                  reference={k: v for k, v in plain(reference).items()},
                  config={"gan": asdict(gc), "corpus": asdict(cfg.corpus)})
@@ -362,30 +470,44 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
         writer = csv.writer(f)
         for step in range(start, gc.steps):
             rng = np.random.default_rng([gc.batch_size, step])  # resumable: depends on the step only
+            pretraining = step < trainer.pretrain_steps
             losses = trainer.train_step(bars, rng)
-            for k, v in losses.items():
-                state["history"][k].append(v)
-            if not all(np.isfinite(list(losses.values()))):
+            for k in LOSSES:
+                state["history"][k].append(losses[k])
+            expected = ("mle",) if pretraining else ("d_loss", "distance") if step < trainer.warmup_end \
+                else ("d_loss", "g_loss", "distance")
+            if not all(np.isfinite(losses[k]) for k in expected):
                 raise DataError(f"{variant}: losses became non-finite at step {step + 1} ({losses})")
             state["step"] = step + 1
-            writer.writerow([step + 1, *(f"{losses[k]:.6g}" for k in ("d_loss", "g_loss", "distance"))])
+            writer.writerow([step + 1, *(f"{losses[k]:.6g}" for k in LOSSES)])
             f.flush()
             bar.update()
-            bar.set_postfix(d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", refresh=False)
+            if pretraining:
+                bar.set_postfix(mle=f"{losses['mle']:.3f}", refresh=False)
+            else:
+                bar.set_postfix(d=f"{losses['d_loss']:.3f}", g=f"{losses['g_loss']:.3f}", refresh=False)
             if not progress:
                 log.debug("step %d: %s", step + 1, losses)
             last = step + 1 == gc.steps
             if (step + 1) % gc.monitor_every == 0 or last:
                 m = {"step": step + 1, **monitor(trainer, mon_z, mon_prev, vocab, reference)}
                 state["monitor"].append(m)
-                if state["best"] is None or m["score"] < state["best"]["score"]:
+                if step + 1 == trainer.pretrain_steps:
+                    # the maximum-likelihood generator alone, kept to compare with what the GAN makes of it
+                    state["pretrained"] = m
+                    trainer.generator.save(out / "pretrained_generator.keras")
+                # only adversarially trained generators are kept: this is a GAN's run
+                eligible = step + 1 > trainer.warmup_end
+                if eligible and (state["best"] is None or m["score"] < state["best"]["score"]):
                     state["best"] = m
                     trainer.generator.save(out / "best_generator.keras")
                 a, sm = m["argmax"], m["sampled"]
-                log.info("step %d: d %.4f g %.4f | argmax: pitch std %.2f (x%.2f), distinct %.3f (x%.2f) | "
-                         "sampled: pitch std x%.2f, distinct x%.2f | score %.3f%s", step + 1, losses["d_loss"],
-                         losses["g_loss"], a["pitch_std"], a["pitch_std_ratio"], a["distinct_share"],
-                         a["distinct_ratio"], sm["pitch_std_ratio"], sm["distinct_ratio"], m["score"],
+                log.info("step %d: %s | argmax: pitch std %.2f (x%.2f), distinct %.3f (x%.2f) | "
+                         "sampled: pitch std x%.2f, distinct x%.2f, intervals TV %.3f | score %.3f%s", step + 1,
+                         f"mle {losses['mle']:.4f}" if pretraining else
+                         f"d {losses['d_loss']:.4f} g {losses['g_loss']:.4f}", a["pitch_std"], a["pitch_std_ratio"],
+                         a["distinct_share"], a["distinct_ratio"], sm["pitch_std_ratio"], sm["distinct_ratio"],
+                         sm["tv"].get("interval", float("nan")), m["score"],
                          " (best)" if state["best"] is m else "")
             if (step + 1) % gc.checkpoint_every == 0 or last:
                 state["seconds"] = seconds0 + time.perf_counter() - t0
@@ -395,10 +517,11 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     elif state["step"] == 0:
         raise UsageError("gan.steps is 0: nothing to train")
     if not (out / "best_generator.keras").is_file():
-        raise DataError(f"{out}: no generator was kept (monitor never ran)")
+        raise DataError(f"{out}: no generator was kept (the monitor never ran after the "
+                        f"{trainer.pretrain_steps} pretraining steps: raise gan.steps)")
 
     h, best = state["history"], state["best"]
-    tail = max(1, len(h["d_loss"]) // 10)
+    tail = max(1, (len(h["d_loss"]) - trainer.pretrain_steps) // 10)
     figures = {
         "variant": variant,
         "corpus": corpus.source,
@@ -410,6 +533,9 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
         "final_distance_mean_last_10pct": float(np.mean(h["distance"][-tail:])),
         "reference": state["reference"],
         "best_monitor": best,
+        "pretrain_steps": trainer.pretrain_steps,
+        "critic_warmup_end": trainer.warmup_end,
+        "pretrained_monitor": state.get("pretrained"),
         "seconds": round(state["seconds"], 1),
         "seconds_per_step": round(state["seconds"] / max(state["step"] - 0, 1), 4),
         "device": device,

@@ -16,6 +16,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR",
                    help="training run folder: state.json and best.keras (LSTM) or best_generator.keras (GAN)")
     p.add_argument("--out", metavar="FILE.onnx", required=True, help="where to write the model (+ .json sidecar)")
+    p.add_argument("--generator", choices=("best", "last", "pretrained"), default="best",
+                   help="GAN runs: which generator to export: best (the monitor's best adversarial step, "
+                        "default), last (the last checkpoint's) or pretrained (the maximum-likelihood "
+                        "pretraining's alone, to compare with what the GAN made of it)")
+    p.add_argument("--selection", metavar="JSON",
+                   help="GAN runs: how the daemon chooses each bar among the model's samples, stored with "
+                        "the model, e.g. '{\"candidates\": 8}' (fields of jamd.gan.Selection; the rest "
+                        "keep the kind's defaults; docs/MODELS.md)")
+
+
+def parse_selection(text: str | None) -> dict | None:
+    """`--selection`'s JSON as a checked mapping of `Selection` fields (None: not given)."""
+    if text is None:
+        return None
+    import json
+
+    from ..errors import ModelError, UsageError
+    from ..gan import Selection
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--selection: not valid JSON ({exc.msg}): {text!r}") from None
+    try:
+        Selection.from_dict(value)
+    except (ModelError, TypeError) as exc:
+        raise UsageError(f"--selection: {exc}") from None
+    return dict(value)
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -23,10 +51,11 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from jamd.export.export_run import export_run
 
     run_dir = Path(args.run_dir)
-    if (run_dir / "best_generator.keras").is_file():  # a GAN run (jamd train --model gan|wgan|cgan)
+    # a GAN run (jamd train --model gan|wgan|cgan) saves its generator at every checkpoint
+    if any((run_dir / f"{which}_generator.keras").is_file() for which in ("best", "last")):
         from jamd.export.gan_onnx import export_gan_run
 
-        export_gan_run(run_dir, Path(args.out), cfg)
+        export_gan_run(run_dir, Path(args.out), cfg, which=args.generator, selection=parse_selection(args.selection))
         return 0
     export_run(run_dir, Path(args.out), cfg)
     return 0
