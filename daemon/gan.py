@@ -143,7 +143,7 @@ def draw_noise(shape: tuple[int, ...], temperature: float, rng: np.random.Genera
         u = rng.random(shape)
         noise = (temperature * -np.log(-np.log(np.clip(u, 1e-12, 1.0 - 1e-12)))).astype(np.float32)
     if mask is not None:
-        noise = np.where(np.broadcast_to(mask, shape), noise, np.float32(MASKED)).astype(np.float32)
+        noise[~np.broadcast_to(mask, shape)] = MASKED
     return noise
 
 

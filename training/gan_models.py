@@ -70,6 +70,27 @@ class MinibatchStd(keras.layers.Layer):
         return ops.concatenate([x, feature], axis=-1)
 
 
+def gumbel(shape):
+    """Gumbel(0, 1) noise of `shape` (TensorFlow): argmax(logits + it) is a draw from softmax(logits)."""
+    import tensorflow as tf  # training/ runs Keras on TensorFlow
+
+    return -tf.math.log(-tf.math.log(tf.random.uniform(shape, 1e-9, 1.0)))
+
+
+def straight_through(drawn, depth: int):
+    """Straight-through Gumbel-softmax of `drawn` (logits + Gumbel noise) [..., depth]:
+    (the one-hot argmax in the forward pass, with its softmax's gradient in the
+    backward pass; the argmax ids).  Both heads feed the critic through it, so the
+    critic sees one-hot draws like real bars (Jang et al. 2017)."""
+    import tensorflow as tf
+
+    # tf.argmax, not keras.ops.argmax: Keras's adds a -0.0 fix (Bitcast, BitwiseAnd)
+    # that tf2onnx cannot convert, and ties at -0.0 do not arise with Gumbel noise
+    idx = tf.argmax(drawn, axis=-1, output_type=tf.int64)
+    soft = tf.nn.softmax(drawn, axis=-1)
+    return tf.one_hot(idx, depth, dtype=drawn.dtype) + soft - tf.stop_gradient(soft), idx
+
+
 @keras.saving.register_keras_serializable(package="jamd")
 class AutoregressiveBar(keras.layers.Layer):
     """(plan [b, steps, d], start state [b, units], noise [b, steps, vocab]) -> (bar, ids, logits).
@@ -98,29 +119,23 @@ class AutoregressiveBar(keras.layers.Layer):
         self.readout.build((None, self.units))
         self.built = True
 
-    def call(self, plan, state, noise, training=False):
-        import tensorflow as tf  # training/ runs Keras on TensorFlow
+    def _step(self, plan_t, y, h, training):
+        """One step of the walk: the step's logits after the symbol `y` (one-hot) and the new state."""
+        out, h = self.cell(keras.ops.concatenate([plan_t, y], axis=-1), h, training=training)
+        return self.readout(out), h
 
+    def call(self, plan, state, noise, training=False):
         ops = keras.ops
-        steps = plan.shape[1]
         y = ops.zeros_like(noise[:, 0])
         h = [state]
         bars, ids, all_logits = [], [], []
-        for t in range(steps):
-            out, h = self.cell(ops.concatenate([plan[:, t], y], axis=-1), h, training=training)
-            logits = self.readout(out)
+        for t in range(plan.shape[1]):
+            logits, h = self._step(plan[:, t], y, h, training)
             if training and self.noise_std > 0:  # the seed's noise injection, on the logits here
                 logits = logits + self.noise_std * keras.random.normal(ops.shape(logits))
-            drawn = logits + noise[:, t]
-            # tf.argmax, not keras.ops.argmax: Keras's adds a -0.0 fix (Bitcast, BitwiseAnd)
-            # that tf2onnx cannot convert, and ties at -0.0 do not arise with Gumbel noise
-            idx = tf.argmax(drawn, axis=-1, output_type=tf.int64)
-            hard = ops.one_hot(idx, self.vocab_size, dtype=logits.dtype)
-            if training:
-                soft = ops.softmax(drawn, axis=-1)
-                y = hard + soft - ops.stop_gradient(soft)
-            else:
-                y = hard
+            relaxed, idx = straight_through(logits + noise[:, t], self.vocab_size)
+            # inference feeds back the draw itself, exactly one-hot (hard + soft - soft is not)
+            y = relaxed if training else ops.one_hot(idx, self.vocab_size, dtype=logits.dtype)
             bars.append(y)
             ids.append(idx)
             all_logits.append(logits)
@@ -134,8 +149,8 @@ class AutoregressiveBar(keras.layers.Layer):
         h = [state]
         all_logits = []
         for t in range(plan.shape[1]):
-            out, h = self.cell(ops.concatenate([plan[:, t], y], axis=-1), h, training=training)
-            all_logits.append(self.readout(out))
+            logits, h = self._step(plan[:, t], y, h, training)
+            all_logits.append(logits)
             y = bar[:, t]
         return ops.stack(all_logits, axis=1)
 

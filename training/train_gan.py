@@ -54,7 +54,7 @@ from jamd.config import Config, GanConfig
 from jamd.errors import DataError, UsageError
 
 from .gan_data import BarSet, collapse_figures, extract_bars, join_figures, plain, reference_figures
-from .gan_models import VARIANTS
+from .gan_models import VARIANTS, gumbel, straight_through
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,7 @@ class Trainer:
         # a pretrained generator is fine-tuned: at the critic's rate, 100 adversarial steps undid
         # what pretraining taught it (docs/MODELS.md)
         self.pretrain_steps = gc.pretrain_steps if self.autoregressive else 0
-        g_rate = gc.finetune_learning_rate if self.pretrain_steps else gc.learning_rate
-        self.g_opt = keras.optimizers.Adam(g_rate, beta_1=gc.beta_1, beta_2=gc.beta_2)
+        self.g_opt = keras.optimizers.Adam(self._generator_rate(), beta_1=gc.beta_1, beta_2=gc.beta_2)
         self.d_opt = keras.optimizers.Adam(gc.learning_rate, beta_1=gc.beta_1, beta_2=gc.beta_2)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.checkpoint = tf.train.Checkpoint(step=self.step, generator=self.generator, critic=self.critic,
@@ -151,11 +150,15 @@ class Trainer:
             self.checkpoint.mle_opt = self.mle_opt
             self.m_step = tf.function(self._m_step) if gc.compile else self._m_step
 
+    def _generator_rate(self) -> float:
+        return self.gc.finetune_learning_rate if self.pretrain_steps else self.gc.learning_rate
+
     def set_rates(self) -> None:
         """The optimisers' learning rates from the settings (a checkpoint restores its own)."""
-        gc = self.gc
-        self.g_opt.learning_rate.assign(gc.finetune_learning_rate if self.pretrain_steps else gc.learning_rate)
-        self.d_opt.learning_rate.assign(gc.learning_rate)
+        self.g_opt.learning_rate.assign(self._generator_rate())
+        self.d_opt.learning_rate.assign(self.gc.learning_rate)
+        if self.pretrain_steps:
+            self.mle_opt.learning_rate.assign(self.gc.pretrain_learning_rate)
 
     # -- pieces -----------------------------------------------------------------
     def _fake(self, z, prev, training: bool):
@@ -164,19 +167,14 @@ class Trainer:
         inputs = [z, prev] if self.conditional else [z]
         if self.autoregressive:
             # the head draws each step itself (straight-through Gumbel-softmax at temperature 1)
-            shape = [tf.shape(z)[0], self.gc.steps_per_bar, self.vocab_size]
-            u = tf.random.uniform(shape, 1e-9, 1.0)
-            return self.generator([*inputs, -tf.math.log(-tf.math.log(u))], training=training)[0]
+            noise = gumbel([tf.shape(z)[0], self.gc.steps_per_bar, self.vocab_size])
+            return self.generator([*inputs, noise], training=training)[0]
         logits = self.generator(inputs, training=training)
         if self.gc.critic_input == "soft":
             return tf.nn.softmax(logits, axis=-1)
-        # Straight-through Gumbel-softmax: the forward pass is a one-hot sample
-        # of each step at temperature 1 (what the daemon plays), the backward
-        # pass the gradient of its softmax relaxation.
-        u = tf.random.uniform(tf.shape(logits), 1e-9, 1.0)
-        soft = tf.nn.softmax(logits - tf.math.log(-tf.math.log(u)), axis=-1)
-        hard = tf.one_hot(tf.argmax(soft, axis=-1), self.vocab_size)
-        return hard + soft - tf.stop_gradient(soft)
+        # one symbol drawn per step at temperature 1 (what the daemon plays), with the
+        # gradient of its softmax relaxation
+        return straight_through(logits + gumbel(tf.shape(logits)), self.vocab_size)[0]
 
     def _score(self, bars, prev):
         return self.critic([bars, prev] if self.conditional else bars, training=True)
