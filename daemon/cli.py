@@ -93,7 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.log_level:
             setup_logging(cfg.logging.level)
             debug = cfg.logging.level == "debug"
-        from .runtime import warn_if_both_runtimes
+        from .inference.runtime import warn_if_both_runtimes
 
         warn_if_both_runtimes()
         return int(args._module.run(args, cfg) or 0)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from jamd.bench_timing import stats, timeit_us
+from jamd.bench.timing import stats, timeit_us
 from jamd.config import Config
 
 
@@ -155,9 +155,9 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
 
     import onnxruntime as ort
 
-    from jamd.lstm import LstmGenerator
-    from jamd.runtime import make_session
-    from jamd.sampling import sample
+    from jamd.inference.lstm import LstmGenerator
+    from jamd.inference.runtime import make_session
+    from jamd.inference.sampling import sample
 
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
     n = 200 if args.quick else args.steps

@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from jamd.gan import CGAN_KIND, GAN_KIND
-from jamd.sampling import softmax
+from jamd.inference.gan import CGAN_KIND, GAN_KIND
+from jamd.inference.sampling import softmax
 from jamd.tokens import DELIMITER
 
 from .lstm_onnx import OPSET, _rename_outputs, check_vocabulary, load_checkpoint, parity_checked, save_with_metadata
@@ -141,7 +141,7 @@ def export_gan(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any]
         prev = np.resize(np.asarray(parity_prev), (PARITY_BATCH, steps))  # repeats rows when there are fewer
     noise = None
     if autoregressive:  # temperature-1 draws, with the delimiter masked as the daemon masks it
-        from jamd.gan import draw_noise
+        from jamd.inference.gan import draw_noise
 
         mask = np.array([s != DELIMITER for s in metadata["vocabulary"]])
         noise = draw_noise((PARITY_BATCH, steps, vocab_size), 1.0, rng, mask)
@@ -160,7 +160,7 @@ def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None
     """Export a GAN training run folder's generator, with its corpus and figures: `which` is
     ``best`` (the monitor's best adversarial step), ``last`` or ``pretrained`` (the
     maximum-likelihood pretraining's generator, before any adversarial step).  `selection`
-    (fields of `jamd.gan.Selection`) goes into the metadata: how the daemon chooses its bars."""
+    (fields of `jamd.inference.gan.Selection`) goes into the metadata: how the daemon chooses its bars."""
     from jamd.export.export_run import read_run
     from jamd.training.corpus import load_corpus
     from jamd.training.gan_data import extract_bars

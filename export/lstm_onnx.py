@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from jamd.errors import JamdError
-from jamd.model_store import METADATA_KEY
-from jamd.sampling import softmax
+from jamd.inference.model_store import METADATA_KEY
+from jamd.inference.sampling import softmax
 
 log = logging.getLogger(__name__)
 

@@ -65,7 +65,7 @@ def repo_root() -> Path:
 
 @pytest.fixture
 def shipped_lstm() -> Path:
-    from jamd.model_store import shipped_models_dir
+    from jamd.inference.model_store import shipped_models_dir
 
     path = shipped_models_dir() / "lstm.onnx"
     assert path.is_file(), f"the shipped model is missing: {path}"

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jamd.bar_source import LstmBars
+from jamd.inference.bar_source import LstmBars
 from jamd.tokens import Vocabulary
 
 PATTERN = ("60", "_", "62", "_", "64", "_", "_", "_", "65", "_", "r", "_", "67", "_", "_", "_")

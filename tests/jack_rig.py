@@ -2,7 +2,7 @@
 
 `private_jack_server()` (used by the session fixture `jack_server` in
 conftest.py, so there is exactly one per test session) is
-`jamd.jack_server.private_jack_server` as tests want it: Debian's `jackd` with
+`jamd.bench.jack_server.private_jack_server` as tests want it: Debian's `jackd` with
 the dummy driver under a server name of its own, JACK_DEFAULT_SERVER pointed
 at it for this process and its children, stopped afterwards; a skip without
 JACK, a failure when it will not start.  No sound card and no ALSA sequencer
@@ -29,8 +29,8 @@ from collections.abc import Iterator, Sequence
 
 import pytest
 
-from jamd import jack_server
-from jamd.bench_timing import send_at_times
+from jamd.bench import jack_server
+from jamd.bench.timing import send_at_times
 
 # 256 frames at 48 kHz: a 5.3 ms period, small enough for timing checks and
 # large enough that a non-realtime server on a busy 2-core machine keeps up.
@@ -45,7 +45,7 @@ def _rtmidi():
 
 
 # JACK's registry holds 8 servers; a small pool of fixed names reclaims the
-# entries of crashed runs (see jamd.jack_server.private_jack_server).  The
+# entries of crashed runs (see jamd.bench.jack_server.private_jack_server).  The
 # tests' pool is apart from the bench's.
 SERVER_NAMES = tuple(f"jamd-test-{i}" for i in range(4))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jamd.clock import Clock, ManualClock, step_ns_for
+from jamd.sync.clock import Clock, ManualClock, step_ns_for
 
 
 def test_step_length_at_120_bpm_is_125_ms():

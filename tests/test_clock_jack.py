@@ -23,8 +23,8 @@ import numpy as np
 import pytest
 from jack_rig import PERIOD_NS, note_pairs, sounding_after_cc123
 
-from jamd import model_store
-from jamd.clock_master import song_position
+from jamd.inference import model_store
+from jamd.sync.clock_master import song_position
 
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.flaky(reruns=2, reruns_delay=1)]
 

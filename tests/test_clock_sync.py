@@ -11,9 +11,10 @@ import random
 
 import pytest
 
-from jamd.clock import ManualClock
-from jamd.clock_follower import ARMED, LOST, RUNNING, STOPPED, ClockFollower, FollowedClock
-from jamd.clock_master import (
+from jamd.midi.outputs import MemoryOutput
+from jamd.sync.clock import ManualClock
+from jamd.sync.clock_follower import ARMED, LOST, RUNNING, STOPPED, ClockFollower, FollowedClock
+from jamd.sync.clock_master import (
     CLOCK,
     CONTINUE,
     START,
@@ -23,8 +24,7 @@ from jamd.clock_master import (
     parse_song_position,
     song_position,
 )
-from jamd.outputs import MemoryOutput
-from jamd.scheduler import Scheduler
+from jamd.sync.scheduler import Scheduler
 
 MS = 1_000_000
 T0 = 10_000_000_000  # an arbitrary perf_counter origin

@@ -25,7 +25,7 @@ from jack_rig import (
     sounding_after_cc123,
 )
 
-from jamd import keys
+from jamd.music import keys
 from jamd.tokens import Note
 
 # Real clients on a non-realtime JACK server on a shared 2-core VM: a phrase
@@ -40,7 +40,7 @@ def _model() -> str:
     wanted = os.environ.get("JAMD_TEST_MODEL")
     if wanted:
         return wanted
-    from jamd import model_store
+    from jamd.inference import model_store
 
     path = model_store.shipped_models_dir() / "lstm.onnx"
     if not path.is_file():

@@ -15,7 +15,7 @@ level: `bar N from MODEL: symbols`), and the note-ons heard in bar N must be
 exactly that bar's struck pitches on its steps.  In call-response mode the
 engine's random generator is seeded (`model.random_seed`) and the answer is
 the first thing that draws from it, so the answer must equal what
-`jamd.gan.BarGenerator.next_bar` gives for the player's bar (moved to C, as
+`jamd.inference.gan.BarGenerator.next_bar` gives for the player's bar (moved to C, as
 the engine does) with a generator of the same seed.
 """
 
@@ -33,7 +33,8 @@ from jack_rig import (
 )
 from test_daemon_jack import BAR_NS, BPM, C_PHRASE, STEP_NS, bar_time, next_bar, phrase_messages
 
-from jamd import keys, model_store
+from jamd.inference import model_store
+from jamd.music import keys
 from jamd.tokens import fit_pitch_to_vocab, is_pitch, notes_to_symbols
 
 # Real clients on a non-realtime JACK server on a shared 2-core VM: a phrase
@@ -176,7 +177,7 @@ def test_per_bar_answer_is_the_models_next_bar_after_the_players_bar(rig, model)
     answer back up.  With the same seed, `BarGenerator.next_bar` must give the
     very bars heard; for cgan the bar after silence differs, so the check
     would fail if the answer were not conditioned on the player's bar."""
-    from jamd.gan import BarGenerator, last_bar
+    from jamd.inference.gan import BarGenerator, last_bar
 
     seed, temperature, shift = 11, 0.9, 2
     d, player, rec = rig("--model", _shipped(model), "--mode", "call-response",

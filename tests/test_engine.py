@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from fakes import PATTERN, FakeGenerator, fake_model
 
-from jamd.bar_source import LstmBars
-from jamd.clock import ManualClock
 from jamd.config import Config
-from jamd.live import LiveSession
-from jamd.outputs import MemoryOutput
+from jamd.inference.bar_source import LstmBars
+from jamd.live.session import LiveSession
+from jamd.midi.outputs import MemoryOutput
+from jamd.sync.clock import ManualClock
 from jamd.tokens import Note
 
 ON, OFF, CC = 0x90, 0x80, 0xB0

@@ -12,13 +12,13 @@ from __future__ import annotations
 import pytest
 from fakes import fake_model
 
-from jamd.clock import ManualClock
-from jamd.clock_follower import FollowedClock
-from jamd.clock_master import song_position
 from jamd.config import Config
 from jamd.errors import ConfigError
-from jamd.live import LiveSession
-from jamd.outputs import MemoryOutput
+from jamd.live.session import LiveSession
+from jamd.midi.outputs import MemoryOutput
+from jamd.sync.clock import ManualClock
+from jamd.sync.clock_follower import FollowedClock
+from jamd.sync.clock_master import song_position
 
 ON, OFF, CC = 0x90, 0x80, 0xB0
 TICK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC

@@ -9,7 +9,7 @@ import mido
 import pytest
 
 from jamd.cli import main
-from jamd.midifile import write_midi
+from jamd.midi.midifile import write_midi
 from jamd.tokens import Note, Vocabulary
 from jamd.training.evaluation import models, pipeline, plots
 from jamd.training.evaluation.markov import MarkovChain

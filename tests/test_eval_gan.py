@@ -15,7 +15,7 @@ import pytest
 from test_eval_cli import TUNES, skip_plots
 
 from jamd.cli import main
-from jamd.gan import BarGenerator
+from jamd.inference.gan import BarGenerator
 from jamd.training import gan_data
 from jamd.training.corpus import Tune
 from jamd.training.evaluation import features, melodies, pipeline

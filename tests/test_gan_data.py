@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from jamd.gan import draw_noise, last_bar, normalise_bar, sample_steps, silent_bar
-from jamd.sampling import softmax
+from jamd.inference.gan import draw_noise, last_bar, normalise_bar, sample_steps, silent_bar
+from jamd.inference.sampling import softmax
 from jamd.tokens import Note, Vocabulary, symbols_to_notes
 from jamd.training.corpus import Tune
 from jamd.training.gan_data import (

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from jamd.cli import main
-from jamd.gan import BarGenerator, GanBars
-from jamd.midifile import read_midi_notes
-from jamd.model_store import shipped_models_dir
+from jamd.inference.gan import BarGenerator, GanBars
+from jamd.inference.model_store import shipped_models_dir
+from jamd.midi.midifile import read_midi_notes
 from jamd.tokens import is_pitch, symbols_to_notes
 
 SEED = "67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _"
@@ -36,7 +36,7 @@ def test_bars_have_the_model_shape_and_decode_to_notes(shipped):
 
 
 def test_the_shipped_generators_draw_each_step_after_the_one_before(shipped):
-    from jamd.gan import MASKED
+    from jamd.inference.gan import MASKED
 
     gen = BarGenerator.load(shipped)
     assert gen.autoregressive  # the seed's flat head drew every step independently (docs/MODELS.md)

@@ -1,4 +1,4 @@
-"""Choosing each bar among the model's own samples (`jamd.gan.Selection`), and the seed's plain GAN shipped.
+"""Choosing each bar among the model's own samples (`jamd.inference.gan.Selection`), and the seed's plain GAN shipped.
 
 The choice must only pick among bars the model sampled, be the bare model
 with one candidate, and be the same in `jamd generate`, `jamd eval`
@@ -16,7 +16,7 @@ import pytest
 
 from jamd.cli import main
 from jamd.errors import ModelError
-from jamd.gan import (
+from jamd.inference.gan import (
     BARE,
     DEFAULT_SELECTION,
     GAN_KIND,
@@ -26,8 +26,8 @@ from jamd.gan import (
     continuation_cost,
     continue_melody,
 )
-from jamd.midifile import read_midi_notes
-from jamd.model_store import load_info, resolve, shipped_model_names, shipped_models_dir
+from jamd.inference.model_store import load_info, resolve, shipped_model_names, shipped_models_dir
+from jamd.midi.midifile import read_midi_notes
 from jamd.tokens import Vocabulary, is_pitch
 
 VOCAB = Vocabulary.from_pitches(range(55, 80))
@@ -200,7 +200,7 @@ def test_melodies_keep_a_running_register(model):
 
 def test_model_gan_candidates_in_config_overrides_the_models_own_choice():
     from jamd.config import Config
-    from jamd.gan import BarGenerator
+    from jamd.inference.gan import BarGenerator
 
     cfg = Config().replace(**{"model.gan_candidates": 1})
     assert BarGenerator.load("gan", cfg.model).selection.candidates == 1

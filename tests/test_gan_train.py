@@ -18,7 +18,7 @@ pytest.importorskip("tf2onnx")
 from jamd import config  # noqa: E402
 from jamd.cli import main  # noqa: E402
 from jamd.errors import JamdError  # noqa: E402
-from jamd.gan import BarGenerator  # noqa: E402
+from jamd.inference.gan import BarGenerator  # noqa: E402
 
 # eager steps: building the compiled graphs takes longer than these few steps
 TINY = ["gan.latent_dim=4", "gan.generator_units=[8]", "gan.lstm_units=4", "gan.dense_units=[8]",
@@ -147,7 +147,7 @@ def test_train_resume_export_generate(erk5, variant):
     assert len(bars) == 5 and all(len(b) == 16 and "/" not in b for b in bars)
     out = tmp / f"{variant}.mid"
     assert main(["generate", "--model", str(model), "--bars", "4", "--random-seed", "1", "--out", str(out)]) == 0
-    from jamd.midifile import read_midi_notes
+    from jamd.midi.midifile import read_midi_notes
 
     notes, _ = read_midi_notes(out)
     assert notes and max(n.end for n in notes) <= 16 + 4 * 16

@@ -6,8 +6,8 @@ import mido
 import pytest
 
 from jamd.cli import main
-from jamd.keys import detect_key
-from jamd.midifile import read_midi_notes, write_midi
+from jamd.midi.midifile import read_midi_notes, write_midi
+from jamd.music.keys import detect_key
 from jamd.tokens import Note, symbols_to_notes
 
 SEED = "67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _"

@@ -2,7 +2,7 @@
 
 The server here is a second private one (not the session's, which other tests
 share), killed while jamd plays.  rtmidi alone would let jamd play on into the
-dead server; `jamd.jack_watch` hears libjack's shutdown callback.
+dead server; `jamd.midi.jack_watch` hears libjack's shutdown callback.
 """
 
 from __future__ import annotations

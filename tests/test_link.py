@@ -15,8 +15,8 @@ import pytest
 from fakes import fake_model
 
 from jamd.config import Config
-from jamd.live import LiveSession
-from jamd.outputs import MemoryOutput
+from jamd.live.session import LiveSession
+from jamd.midi.outputs import MemoryOutput
 
 link = pytest.importorskip("link", reason="the optional extra jamd[link] (LinkPython-extern) is not installed")
 

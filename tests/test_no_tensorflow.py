@@ -34,4 +34,4 @@ def test_daemon_imports_without_tensorflow():
     assert out.returncode == 0, out.stderr
     count, names = out.stdout.split(" ", 1)
     assert int(count) >= 10, names
-    assert "jamd.cli" in names and "jamd.lstm" in names and "jamd.commands.generate" in names
+    assert "jamd.cli" in names and "jamd.inference.lstm" in names and "jamd.commands.generate" in names

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jamd.clock import ManualClock
 from jamd.config import LiveConfig
-from jamd.phrase import Decoder, EchoGuard, Event, PhraseCapture
+from jamd.live.phrase import Decoder, EchoGuard, Event, PhraseCapture
+from jamd.sync.clock import ManualClock
 from jamd.tokens import Note
 
 
@@ -117,7 +117,7 @@ def test_a_flood_of_notes_makes_a_bounded_phrase():
     # bench's input flood) must not grow a phrase without bound: a pitch struck
     # again on the same 16th is one note there (the longer), and a phrase keeps
     # at most MAX_NOTES_PER_STEP notes per step of its maximum length
-    from jamd.phrase import MAX_NOTES_PER_STEP
+    from jamd.live.phrase import MAX_NOTES_PER_STEP
 
     clock, cap = capture(max_phrase_bars=2)
     t0 = clock.time_of(16)

@@ -7,13 +7,13 @@ import logging
 import numpy as np
 import pytest
 
-from jamd import runtime
 from jamd.errors import ModelError
-from jamd.lstm import LstmGenerator
+from jamd.inference import runtime
+from jamd.inference.lstm import LstmGenerator
 
 
 def test_auto_uses_what_really_loaded_and_logs_it(shipped_lstm, caplog):
-    caplog.set_level(logging.INFO, logger="jamd.runtime")
+    caplog.set_level(logging.INFO, logger="jamd.inference.runtime")
     session = runtime.make_session(shipped_lstm, "auto", 1)
     used = session.get_providers()[0]
     assert used in (runtime.CPU, runtime.CUDA)
@@ -32,7 +32,7 @@ def test_cuda_without_a_cuda_runtime_is_one_line(shipped_lstm):
 
 def test_both_runtimes_warn_once(monkeypatch, caplog):
     monkeypatch.setattr(runtime, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"])
-    with caplog.at_level(logging.WARNING, logger="jamd.runtime"):
+    with caplog.at_level(logging.WARNING, logger="jamd.inference.runtime"):
         runtime.warn_if_both_runtimes()
     assert len(caplog.records) == 1 and "overwrite" in caplog.records[0].getMessage()
     monkeypatch.setattr(runtime, "installed_runtimes", lambda: ["onnxruntime"])

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from jamd.sampling import SymbolSampler, sample, softmax
+from jamd.inference.sampling import SymbolSampler, sample, softmax
 
 
 def test_zero_temperature_is_argmax():

@@ -8,9 +8,9 @@ from __future__ import annotations
 import heapq
 import time
 
-from jamd.clock import Clock, ManualClock
-from jamd.outputs import MemoryOutput
-from jamd.scheduler import Scheduler
+from jamd.midi.outputs import MemoryOutput
+from jamd.sync.clock import Clock, ManualClock
+from jamd.sync.scheduler import Scheduler
 
 ON, OFF, CC = 0x90, 0x80, 0xB0
 

@@ -18,7 +18,7 @@ pytest.importorskip("tf2onnx")
 
 from jamd.cli import main  # noqa: E402
 from jamd.errors import JamdError  # noqa: E402
-from jamd.lstm import LstmGenerator  # noqa: E402
+from jamd.inference.lstm import LstmGenerator  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -22,7 +22,7 @@ from fractions import Fraction
 from music21 import chord, converter, harmony, key, meter, note, stream
 from tqdm import tqdm
 
-from jamd.keys import Key
+from jamd.music.keys import Key
 from jamd.tokens import STEPS_PER_QUARTER, Note, notes_to_symbols
 
 from .corpus import ACCEPTABLE_DURATIONS, SkipTune, Tune

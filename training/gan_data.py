@@ -12,7 +12,7 @@ length, `steps_per_bar` (16: a 4/4 bar):
   skipped, and counted in `BarSet.stats`.
 
 An incomplete last bar is dropped.  Each bar is normalised with
-`jamd.gan.normalise_bar`: holds at its start (a note tied over the bar line)
+`jamd.inference.gan.normalise_bar`: holds at its start (a note tied over the bar line)
 become the note itself, so a bar decodes alone.  `prev` holds the bar before
 each bar, which conditions the conditional GAN; a tune's first bar follows
 its anacrusis (rest-padded in front) or, without one, a silent bar.
@@ -30,7 +30,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from jamd.gan import last_bar, normalise_bar, silent_bar, sounding_before
+from jamd.inference.gan import last_bar, normalise_bar, silent_bar, sounding_before
 from jamd.tokens import Vocabulary, is_pitch, symbols_to_notes
 
 
@@ -272,7 +272,7 @@ def plain(figures: dict) -> dict:
 
 def model_bar_figures(gen, val: BarSet, reference: dict, n: int = 1000, temperature: float = 1.0,
                       seed: int = 0) -> dict:
-    """The seed's mode-collapse measures for an exported generator (`jamd.gan.BarGenerator`).
+    """The seed's mode-collapse measures for an exported generator (`jamd.inference.gan.BarGenerator`).
 
     `n` bars, each generated after the real bar before a random bar of the
     validation tunes `val` (the conditional model is conditioned on it; both
@@ -295,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     import json
 
     from jamd.config import Config
-    from jamd.gan import BarGenerator
+    from jamd.inference.gan import BarGenerator
 
     from .corpus import load_corpus
 

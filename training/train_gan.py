@@ -296,7 +296,7 @@ class Trainer:
     def generate_ids(self, z: np.ndarray, prev: np.ndarray, temperature: float, rng: np.random.Generator,
                      mask: np.ndarray) -> np.ndarray:
         """Bars as ids [batch, steps] from the generator in inference mode, as exported and played."""
-        from jamd.gan import draw_noise, sample_steps
+        from jamd.inference.gan import draw_noise, sample_steps
 
         inputs = [z, prev] if self.conditional else [z]
         if self.autoregressive:

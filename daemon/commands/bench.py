@@ -20,9 +20,9 @@ EXAMPLE = "jamd bench --suite lstm --steps 2000"
 
 SUITES = {
     "lstm": "jamd.export.bench_lstm",  # per-step latency vs the seed's loop; epoch time
-    "gan": "jamd.bench_gan",  # per-bar latency at batch 1 and bars/s in batches, CPU
-    "realtime": "jamd.bench_realtime",  # scheduling error, response time, RSS, CPU, start-up
-    "clock": "jamd.bench_clock",  # MIDI clock sync: master tick intervals, slave onset error and settling
+    "gan": "jamd.bench.gan",  # per-bar latency at batch 1 and bars/s in batches, CPU
+    "realtime": "jamd.bench.realtime",  # scheduling error, response time, RSS, CPU, start-up
+    "clock": "jamd.bench.clock",  # MIDI clock sync: master tick intervals, slave onset error and settling
 }
 
 

@@ -7,11 +7,11 @@ import logging
 
 import numpy as np
 
-from .. import gan, model_store
 from ..config import Config
 from ..errors import UsageError
-from ..keys import detect_key, transpose_notes
-from ..lstm import LstmGenerator
+from ..inference import gan, model_store
+from ..inference.lstm import LstmGenerator
+from ..music.keys import detect_key, transpose_notes
 from ..tokens import HOLD, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
 
 log = logging.getLogger(__name__)
@@ -38,10 +38,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    # jamd.midifile imports mido: here, not at module level, because the parser
+    # jamd.midi.midifile imports mido: here, not at module level, because the parser
     # imports every command, so `jamd run` paid for it at start-up (~50-85 ms
     # and 4 MB, of which 0.3 MB stay once music21 has brought the same stdlib)
-    from ..midifile import read_midi_notes, write_midi
+    from ..midi.midifile import read_midi_notes, write_midi
 
     overrides = {}
     if args.temperature is not None:

@@ -6,7 +6,7 @@ import argparse
 import json
 
 from ..config import Config
-from ..midi_ports import DISPLAY, candidates, list_ports
+from ..midi.ports import DISPLAY, candidates, list_ports
 
 HELP = "list the MIDI systems (ALSA, JACK, CoreMIDI, Windows MM) and the ports on each"
 EXAMPLE = "jamd ports"

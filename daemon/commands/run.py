@@ -22,13 +22,13 @@ import threading
 import time
 
 from .. import config as config_mod
-from ..bar_source import open_bar_source
 from ..config import Config
 from ..errors import ConfigError, JamdError, UsageError
-from ..jack_watch import JackWatch
-from ..live import LiveSession
-from ..midi_ports import DISPLAY, open_ports, release_jack_shared_memory
-from ..scheduler import ask_realtime
+from ..inference.bar_source import open_bar_source
+from ..live.session import LiveSession
+from ..midi.jack_watch import JackWatch
+from ..midi.ports import DISPLAY, open_ports, release_jack_shared_memory
+from ..sync.scheduler import ask_realtime
 
 log = logging.getLogger("jamd.run")
 
@@ -155,7 +155,7 @@ class _Waiter:
 def _warm_up_key_finder() -> None:
     # music21 takes most of a second to import; pay it now, not on the first phrase.
     try:
-        from ..keys import detect_key
+        from ..music.keys import detect_key
         from ..tokens import Note
 
         detect_key([Note(0, 60, 4), Note(4, 64, 4), Note(8, 67, 4)])

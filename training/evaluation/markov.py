@@ -13,7 +13,7 @@ of different symbols seen after the longer one.  Every symbol of the
 vocabulary gets a probability above zero, and a context always followed by
 the same symbol keeps almost all the mass on it.
 
-It offers the step interface of `jamd.lstm.LstmGenerator` (`reset`,
+It offers the step interface of `jamd.inference.lstm.LstmGenerator` (`reset`,
 `next_logits`, `feed`, `step_probabilities`, `next_symbol`, `generate`), so it
 is generated from and scored by the same code as the models.
 """
@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from jamd.sampling import SymbolSampler
+from jamd.inference.sampling import SymbolSampler
 from jamd.tokens import DELIMITER, Vocabulary
 
 

@@ -124,11 +124,11 @@ def midi_files(folder: str | Path) -> list[Path]:
 def read_midi(path: str | Path) -> list[Note]:
     """Notes of a MIDI file on the 16th grid of its own beat, monophonic, from step 0.
 
-    `jamd.midifile` reads them (ticks per beat, so lengths are in beats
+    `jamd.midi.midifile` reads them (ticks per beat, so lengths are in beats
     whatever the tempo; the highest of simultaneous notes); leading silence
     is dropped so that cutting to N steps keeps N steps of music.
     """
-    from jamd.midifile import read_midi_notes
+    from jamd.midi.midifile import read_midi_notes
 
     notes, _ = read_midi_notes(path)
     first = min(n.start for n in notes)

@@ -24,7 +24,7 @@ from .progress import bar
 
 @runtime_checkable
 class StepModel(Protocol):
-    """The autoregressive interface of `jamd.lstm.LstmGenerator`."""
+    """The autoregressive interface of `jamd.inference.lstm.LstmGenerator`."""
 
     vocab: Vocabulary
 
@@ -70,7 +70,7 @@ class StepSource:
 
 
 class BarSource:
-    """Melodies from a GAN that writes whole bars (`jamd.gan.BarGenerator`):
+    """Melodies from a GAN that writes whole bars (`jamd.inference.gan.BarGenerator`):
     bars are drawn until the melody is long enough, then it is cut.  It
     scores no held-out tunes, so it gets no NLL."""
 
@@ -98,17 +98,17 @@ class BarSource:
 
 def load_source(name: str, model_cfg) -> StepSource | BarSource:
     """A shipped model name or .onnx path, dispatched on the kind in its metadata."""
-    from jamd import model_store
+    from jamd.inference import model_store
 
     path = model_store.resolve(name)
     info = model_store.load_info(path)
     label = path.stem if name.endswith(".onnx") else name
     if info.kind == "lstm-step":
-        from jamd.lstm import LstmGenerator
+        from jamd.inference.lstm import LstmGenerator
 
         return StepSource(label, LstmGenerator.load(str(path), model_cfg))
     if info.kind in ("gan-bar", "cgan-bar"):
-        from jamd.gan import BarGenerator
+        from jamd.inference.gan import BarGenerator
 
         return BarSource(label, BarGenerator.load(str(path), model_cfg))
     raise ModelError(f"{path}: jamd eval cannot evaluate {info.kind!r} models")

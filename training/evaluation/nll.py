@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from jamd.sampling import log_softmax
+from jamd.inference.sampling import log_softmax
 from jamd.tokens import DELIMITER, symbols_to_notes
 
 from .models import StepModel

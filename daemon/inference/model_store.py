@@ -17,8 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError
-from .tokens import Vocabulary
+from ..errors import ModelError
+from ..tokens import Vocabulary
 
 METADATA_KEY = "jamd"
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .bench_timing import timeit_us
-from .config import Config
-from .gan import BARE, KINDS, BarGenerator
-from .model_store import load_info, resolve, shipped_model_names
+from ..config import Config
+from ..inference.gan import BARE, KINDS, BarGenerator
+from ..inference.model_store import load_info, resolve, shipped_model_names
+from .timing import timeit_us
 
 BATCHES = (16, 64, 256)
 

@@ -19,8 +19,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .config import MidiConfig
-from .errors import MidiSystemError
+from ..config import MidiConfig
+from ..errors import MidiSystemError
 from .outputs import RtMidiOutput
 
 log = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class InputReader:
         self._thread.start()
 
     def _run(self) -> None:
-        from .scheduler import ask_realtime
+        from ..sync.scheduler import ask_realtime
 
         ask_realtime(self._priority, "input")
         get = self._in.get_message

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from .clock import Clock
-from .config import LiveConfig
-from .tokens import Note
+from ..config import LiveConfig
+from ..sync.clock import Clock
+from ..tokens import Note
 
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
 # Data bytes that follow each channel status (high nibble); 0xC0 and 0xD0 take one.

@@ -52,12 +52,12 @@ from dataclasses import asdict, dataclass, fields, replace
 
 import numpy as np
 
+from ..config import ModelConfig
+from ..errors import ModelError
+from ..tokens import DELIMITER, HOLD, REST, Vocabulary, is_pitch
 from . import model_store
-from .config import ModelConfig
-from .errors import ModelError
 from .runtime import make_session
 from .sampling import ARGMAX_BELOW, softmax
-from .tokens import DELIMITER, HOLD, REST, Vocabulary, is_pitch
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ def sample_steps(logits: np.ndarray, temperature: float, rng: np.random.Generato
                  mask: np.ndarray | None = None) -> np.ndarray:
     """Draw one id per step from `logits [..., vocab]` at `temperature` (0: argmax).
 
-    The same inverse-CDF draw as `jamd.sampling.sample`, for a whole batch of
+    The same inverse-CDF draw as `jamd.inference.sampling.sample`, for a whole batch of
     bars at once; `mask [vocab]` or `[..., vocab]` (bool) excludes symbols.
     """
     logits = np.asarray(logits, dtype=np.float64)

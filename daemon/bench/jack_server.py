@@ -1,7 +1,7 @@
 """A private JACK server: Debian's `jackd` with the dummy driver, under a name of its own.
 
 Shared by the test rig (tests/jack_rig.py) and the JACK benches
-(`jamd.bench_realtime`, `jamd.bench_clock`), so they need no sound card and no
+(`jamd.bench.realtime`, `jamd.bench.clock`), so they need no sound card and no
 ALSA sequencer, and never touch a server the user runs.  `private_jack_server`
 starts one from a pool of names, points JACK_DEFAULT_SERVER at it for this
 process and its children, and stops it afterwards.  rtmidi is imported here
@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 
-from .midi_ports import quiet_stderr
+from ..midi.ports import quiet_stderr
 
 RATE = 48000
 

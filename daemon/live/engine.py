@@ -28,17 +28,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import keys
-from .bar_source import BarSource
-from .clock import Clock
-from .clock_follower import ClockFollower, FollowedClock, SyncEvent
-from .config import MODES, Config
-from .link_sync import LINK_POLL_S, LinkFollower
+from ..config import MODES, Config
+from ..inference.bar_source import BarSource
+from ..music import keys
+from ..sync.clock import Clock
+from ..sync.clock_follower import ClockFollower, FollowedClock, SyncEvent
+from ..sync.link import LINK_POLL_S, LinkFollower
+from ..sync.scheduler import NoteHandle, Scheduler, ask_realtime
+from ..sync.transport import MasterSync, Metronome
+from ..tokens import HOLD, Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
-from .scheduler import NoteHandle, Scheduler, ask_realtime
 from .shaping import Shaper
-from .tokens import HOLD, Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
-from .transport import MasterSync, Metronome
 
 log = logging.getLogger(__name__)
 

@@ -32,14 +32,14 @@ import time
 
 import numpy as np
 
-from .bar_source import open_bar_source
-from .bench_realtime import SWITCH_INTERVAL_S, _private_jack, _proc_cpu_s, _Recorder, _start_daemon
-from .bench_timing import send_at_times
-from .clock import Clock
-from .clock_master import CLOCK, START, STOP
-from .config import Config
-from .live import LiveSession
-from .outputs import MemoryOutput
+from ..config import Config
+from ..inference.bar_source import open_bar_source
+from ..live.session import LiveSession
+from ..midi.outputs import MemoryOutput
+from ..sync.clock import Clock
+from ..sync.clock_master import CLOCK, START, STOP
+from .realtime import SWITCH_INTERVAL_S, _private_jack, _proc_cpu_s, _Recorder, _start_daemon
+from .timing import send_at_times
 
 CLICK_ON = 0x99  # metronome note-on on channel 10
 SETTLE_MS = 2.0
@@ -194,7 +194,7 @@ def slave_run(cfg: Config, period: int, offset_ms: float, beats1: int, beats2: i
             if not _wait_ready(proc):
                 return {"skipped": "jamd run did not get ready"}
             rec = _Recorder("jamd:jamd out")
-            code = ("from jamd.bench_clock import master_client; "
+            code = ("from jamd.bench.clock import master_client; "
                     f"master_client('jamd-in:jamd in', {bpm1}, {bpm2}, {beats1}, {beats2})")
             master = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                                     timeout=300)
@@ -246,7 +246,7 @@ def slave_model(period_ms: float, seeds: int = 20, beats: tuple[int, int] = (24,
     master's true beat is what jamd itself adds, before any output latency."""
     import random
 
-    from .clock_follower import ClockFollower
+    from ..sync.clock_follower import ClockFollower
 
     period = period_ms * 1e6
     errors, settle = [], []

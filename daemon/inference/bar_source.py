@@ -2,7 +2,7 @@
 
 The engine never touches a model directly; it holds a `BarSource`, so the
 per-bar GAN models plug into the same loop.  `LstmBars` drives the
-step-by-step LSTM (`jamd.lstm.LstmGenerator`); `jamd.gan.GanBars` the GANs.
+step-by-step LSTM (`jamd.inference.lstm.LstmGenerator`); `jamd.inference.gan.GanBars` the GANs.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Protocol
 
 import numpy as np
 
-from .config import ModelConfig
-from .errors import ModelError
-from .tokens import DELIMITER, REST, Vocabulary
+from ..config import ModelConfig
+from ..errors import ModelError
+from ..tokens import DELIMITER, REST, Vocabulary
 
 log = logging.getLogger(__name__)
 

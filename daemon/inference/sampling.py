@@ -13,7 +13,7 @@ from math import exp
 
 import numpy as np
 
-from .tokens import DELIMITER
+from ..tokens import DELIMITER
 
 # Below this temperature sampling is argmax: dividing by a tiny T only
 # overflows and the distribution is one-hot anyway.

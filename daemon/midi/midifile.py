@@ -12,8 +12,8 @@ from pathlib import Path
 
 import mido
 
-from .errors import DataError
-from .tokens import STEPS_PER_QUARTER, Note
+from ..errors import DataError
+from ..tokens import STEPS_PER_QUARTER, Note
 
 TICKS_PER_BEAT = 480
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_QUARTER

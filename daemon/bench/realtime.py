@@ -25,13 +25,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .bar_source import open_bar_source
-from .clock import Clock
-from .config import Config
+from ..config import Config
+from ..inference.bar_source import open_bar_source
+from ..midi.outputs import MemoryOutput
+from ..sync.clock import Clock
+from ..sync.scheduler import Scheduler, ask_realtime
+from ..tokens import Note
 from .jack_server import JackServerError, private_jack_server
-from .outputs import MemoryOutput
-from .scheduler import Scheduler, ask_realtime
-from .tokens import Note
 
 SWITCH_INTERVAL_S = 0.0005  # as in `jamd run`
 
@@ -87,9 +87,9 @@ def scheduling_error(cfg: Config, n_events: int, model=None) -> dict:
 
 def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
     """Phrase end -> whole 4-bar answer scheduled, over `repeats` phrases in 12 keys."""
-    from .engine import Engine
-    from .keys import detect_key
-    from .phrase import Phrase
+    from ..live.engine import Engine
+    from ..live.phrase import Phrase
+    from ..music.keys import detect_key
 
     detect_key([Note(0, 60, 4)])  # the daemon warms music21 up at start too
     cfg = cfg.replace(**{"live.response_bars": 4, "live.mode": "call-response"})
@@ -347,7 +347,7 @@ def flood_figures(model_name: str, cfg: Config, phase_s: float) -> dict:
             t_flood = t_quiet + int(phase_s * 1e9)
             t_end = t_flood + int(phase_s * 1e9)
             flood = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from jamd.bench_realtime import flood_client; "
+                [sys.executable, "-c", "import sys; from jamd.bench.realtime import flood_client; "
                  "flood_client(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))",
                  "jamd-in:jamd in", str(t_flood), str(t_end)],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .bar_source import BarSource
-from .clock import Clock
-from .clock_follower import FollowedClock
-from .config import Config
+from ..config import Config
+from ..inference.bar_source import BarSource
+from ..midi.outputs import Output
+from ..sync.clock import Clock
+from ..sync.clock_follower import FollowedClock
+from ..sync.scheduler import Scheduler
 from .engine import Engine
-from .outputs import Output
 from .phrase import EchoGuard
-from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import logging
 import math
 import time
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import NamedTuple
 
-from .config import ClockConfig
+from ..config import ClockConfig
 
 NS_PER_S = 1_000_000_000
 

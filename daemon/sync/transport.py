@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 import math
 
+from ..config import MetronomeConfig
 from .clock import Clock
 from .clock_master import CONTINUE, SONG_POSITION, START, STOP, ClockMaster, Timed
-from .config import MetronomeConfig
 from .scheduler import Scheduler
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import logging
 from importlib import metadata
 from pathlib import Path
 
-from .errors import ModelError
+from ..errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from ..midi.outputs import NOTE_OFF, NOTE_ON, Output
 from .clock import Clock, ManualClock
-from .outputs import NOTE_OFF, NOTE_ON, Output
 
 log = logging.getLogger(__name__)
 

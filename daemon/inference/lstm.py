@@ -15,12 +15,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..config import ModelConfig
+from ..errors import ModelError
+from ..tokens import DELIMITER, Vocabulary
 from . import model_store
-from .config import ModelConfig
-from .errors import ModelError
 from .runtime import make_session
 from .sampling import SymbolSampler, log_softmax
-from .tokens import DELIMITER, Vocabulary
 
 log = logging.getLogger(__name__)
 

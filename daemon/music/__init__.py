@@ -1,0 +1,1 @@
+"""Music theory the daemon needs: key detection (music21) and transposition."""
