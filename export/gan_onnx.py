@@ -160,7 +160,7 @@ def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None
     """Export a GAN training run folder's generator, with its corpus and figures: `which` is
     ``best`` (the monitor's best adversarial step), ``last`` or ``pretrained`` (the
     maximum-likelihood pretraining's generator, before any adversarial step).  `selection`
-    (fields of `jamd.inference.gan.Selection`) goes into the metadata: how the daemon chooses its bars."""
+    (fields of `jamd.inference.gan_selection.Selection`) goes into the metadata: how the daemon chooses its bars."""
     from jamd.export.export_run import read_run
     from jamd.training.corpus import load_corpus
     from jamd.training.gan_data import extract_bars

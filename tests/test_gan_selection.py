@@ -1,4 +1,5 @@
-"""Choosing each bar among the model's own samples (`jamd.inference.gan.Selection`), and the seed's plain GAN shipped.
+"""Choosing each bar among the model's own samples (`jamd.inference.gan_selection.Selection`),
+and the seed's plain GAN shipped.
 
 The choice must only pick among bars the model sampled, be the bare model
 with one candidate, and be the same in `jamd generate`, `jamd eval`
@@ -16,16 +17,8 @@ import pytest
 
 from jamd.cli import main
 from jamd.errors import ModelError
-from jamd.inference.gan import (
-    BARE,
-    DEFAULT_SELECTION,
-    GAN_KIND,
-    BarGenerator,
-    GanBars,
-    Selection,
-    continuation_cost,
-    continue_melody,
-)
+from jamd.inference.gan import DEFAULT_SELECTION, GAN_KIND, BarGenerator, GanBars, continue_melody
+from jamd.inference.gan_selection import BARE, Selection, continuation_cost
 from jamd.inference.model_store import load_info, resolve, shipped_model_names, shipped_models_dir
 from jamd.midi.midifile import read_midi_notes
 from jamd.tokens import Vocabulary, is_pitch

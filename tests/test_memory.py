@@ -1,7 +1,7 @@
 """What `jamd run` keeps resident (issue 4: "Daemon RSS while playing <= 150 MB").
 
 Not timing tests: each checks what is mapped or imported.  See
-`jamd.midi.ports.release_jack_shared_memory` for JACK's shared segment.
+`jamd.midi.jack_memory.release_jack_shared_memory` for JACK's shared segment.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 import pytest
 
 from jamd.bench.realtime import proc_memory_mb
-from jamd.midi.ports import _locked_jack_segments
+from jamd.midi.jack_memory import _locked_jack_segments
 
 SMAPS = """\
 55c7085a3000-55c7085a4000 r--p 00000000 08:01 123   /usr/bin/python3.11

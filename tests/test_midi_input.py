@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jamd.midi.ports import ArrivalStamper
+from jamd.midi.input import ArrivalStamper
 
 
 def test_arrivals_come_from_rtmidis_deltas_not_from_when_they_were_read():

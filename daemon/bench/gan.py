@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..config import Config
-from ..inference.gan import BARE, KINDS, BarGenerator
+from ..inference.gan import KINDS, BarGenerator
+from ..inference.gan_selection import BARE
 from ..inference.model_store import load_info, resolve, shipped_model_names
 from .timing import timeit_us
 

@@ -28,8 +28,9 @@ import numpy as np
 from ..config import Config
 from ..inference.bar_source import open_bar_source
 from ..midi.outputs import MemoryOutput
+from ..midi.realtime import ask_realtime
 from ..sync.clock import Clock
-from ..sync.scheduler import Scheduler, ask_realtime
+from ..sync.scheduler import Scheduler
 from ..tokens import Note
 from .jack_server import JackServerError, private_jack_server
 
@@ -124,7 +125,7 @@ def proc_memory_mb(pid: int) -> dict:
     """VmRSS and its parts. RssShmem is mostly JACK's shared memory segments,
     mapped by every JACK client and owned by the server, not by jamd; VmLck is
     what the process holds locked (libjack mlock()s those segments, and jamd
-    gives the lock back: midi_ports.release_jack_shared_memory)."""
+    gives the lock back: midi.jack_memory.release_jack_shared_memory)."""
     out = {}
     with open(f"/proc/{pid}/status") as f:
         for line in f:

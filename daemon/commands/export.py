@@ -22,8 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "pretraining's alone, to compare with what the GAN made of it)")
     p.add_argument("--selection", metavar="JSON",
                    help="GAN runs: how the daemon chooses each bar among the model's samples, stored with "
-                        "the model, e.g. '{\"candidates\": 8}' (fields of jamd.inference.gan.Selection; the rest "
-                        "keep the kind's defaults; docs/MODELS.md)")
+                        "the model, e.g. '{\"candidates\": 8}' (fields of "
+                        "jamd.inference.gan_selection.Selection; the rest keep the kind's defaults; docs/MODELS.md)")
 
 
 def parse_selection(text: str | None) -> dict | None:
@@ -33,7 +33,7 @@ def parse_selection(text: str | None) -> dict | None:
     import json
 
     from ..errors import ModelError, UsageError
-    from ..inference.gan import Selection
+    from ..inference.gan_selection import Selection
 
     try:
         value = json.loads(text)

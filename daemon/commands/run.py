@@ -26,9 +26,10 @@ from ..config import Config
 from ..errors import ConfigError, JamdError, UsageError
 from ..inference.bar_source import open_bar_source
 from ..live.session import LiveSession
+from ..midi.jack_memory import release_jack_shared_memory
 from ..midi.jack_watch import JackWatch
-from ..midi.ports import DISPLAY, open_ports, release_jack_shared_memory
-from ..sync.scheduler import ask_realtime
+from ..midi.ports import DISPLAY, open_ports
+from ..midi.realtime import ask_realtime
 
 log = logging.getLogger("jamd.run")
 

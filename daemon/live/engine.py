@@ -3,13 +3,9 @@
 One thread drains the input queue (MIDI bytes put there by the port callback,
 config reloads put there by the main thread), captures phrases, applies CC
 controls and keeps generation at least `clock.lookahead_bars` ahead of
-playback, bar by bar, in one of three modes:
-
-* continuous: plays without end from `live.default_seed`; every phrase the
-  player finishes re-seeds it (in the player's key);
-* call-response: waits for a phrase, then answers with N bars starting on the
-  next bar line, then listens again;
-* accompany: plays while the player plays, re-seeded from their latest bar.
+playback, bar by bar.  What it does with a phrase, a tick and a bar line
+depends on the mode (`modes`: continuous, call-response, accompany); following
+a DAW's MIDI clock or a Link session is the sync package's (`sync.follow_*`).
 
 It never sleeps on time itself: it waits on the input queue with a timeout
 that is the next thing it has to do.  Only the sender thread keeps time.
@@ -19,24 +15,28 @@ from __future__ import annotations
 
 import gc
 import logging
-import math
 import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import MODES, Config
+from ..config import Config
 from ..inference.bar_source import BarSource
+from ..midi.realtime import ask_realtime
 from ..music import keys
 from ..sync.clock import Clock
-from ..sync.clock_follower import ClockFollower, FollowedClock, SyncEvent
-from ..sync.link import LINK_POLL_S, LinkFollower
-from ..sync.scheduler import NoteHandle, Scheduler, ask_realtime
+from ..sync.clock_follower import ClockFollower
+from ..sync.follow import Follower
+from ..sync.follow_link import LinkSync
+from ..sync.follow_midi import MidiClockSync
+from ..sync.scheduler import Scheduler
 from ..sync.transport import MasterSync, Metronome
-from ..tokens import HOLD, Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
+from ..tokens import Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
+from . import controls
+from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
+from .note_stream import NoteStream
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
 from .shaping import Shaper
 
@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 # A silence is declared over this long before its deadline, so the answer can
 # be generated in time to start on the bar line where the silence ends.
 ANSWER_LEAD_NS = 200_000_000
-# The first bar of a stream starts at the next bar line at least this far away.
-START_MARGIN_NS = 20_000_000
 MAX_WAIT_S = 0.25
 # Woken by input, the engine lets this long's worth of it gather before handling
 # it.  Every message is timestamped in the input callback, so this costs a
@@ -60,65 +58,11 @@ MAX_WAIT_S = 0.25
 INPUT_BATCH_S = 0.002
 
 
-@dataclass
-class _Open:
-    """The note being written across bar boundaries by the stream."""
-
-    pitch: int  # sounding pitch, after transposition and shaping
-    start: int
-    handle: NoteHandle
-
-
-class NoteStream:
-    """Turns generated bars of symbols into scheduled notes.
-
-    A held note may continue into the next bar, whose symbols do not exist
-    yet; so a note is scheduled with a provisional note-off at the end of the
-    bar it is known to reach, and the note-off is moved later if the next bar
-    holds it on.  Every note-on therefore always has a note-off queued.
-    """
-
-    def __init__(self, scheduler: Scheduler, shaper: Shaper, tag: str):
-        self.scheduler = scheduler
-        self.shaper = shaper
-        self.tag = tag
-        self.open: _Open | None = None
-        self.notes: list[Note] = []  # what was written, in sounding pitches (tests, key checks)
-
-    def _close(self, end: int) -> None:
-        o = self.open
-        if o is None:
-            return
-        self.scheduler.move_note_off(o.handle, self.shaper.off_step(o.start, end))
-        self.notes[-1] = Note(o.start, o.pitch, end - o.start)
-        self.open = None
-
-    def write_bar(self, symbols: list[str], start: int, transpose: int) -> None:
-        step = start
-        for step, s in enumerate(symbols, start):
-            if s == HOLD:
-                continue
-            self._close(step)
-            if is_pitch(s):
-                pitch = self.shaper.pitch(int(s) + transpose)
-                handle = self.scheduler.schedule_note(
-                    step, self.shaper.off_step(step, start + len(symbols)), pitch,
-                    self.shaper.velocity, self.shaper.channel, self.tag)
-                self.open = _Open(pitch, step, handle)
-                self.notes.append(Note(step, pitch, start + len(symbols) - step))
-        end = start + len(symbols)
-        if self.open is not None and self.open.handle.off_step < self.shaper.off_step(self.open.start, end):
-            self.scheduler.move_note_off(self.open.handle, self.shaper.off_step(self.open.start, end))
-            o = self.open
-            self.notes[-1] = Note(o.start, o.pitch, end - o.start)
-
-    def cut(self) -> None:
-        """Forget the open note (after a panic, which has already ended it)."""
-        self.open = None
-
-
 class Engine:
-    """The generation thread: owns the model, the modes and the phrase capture."""
+    """The generation thread: owns the model, the mode, the streams and the phrase capture.
+
+    It is the `sync.follow.Player` that a clock follower drives.
+    """
 
     def __init__(self, cfg: Config, clock: Clock, scheduler: Scheduler,
                  open_model: Callable[[str], BarSource], echo: EchoGuard | None = None,
@@ -135,7 +79,7 @@ class Engine:
         self.shaper = Shaper(cfg.output)
         self.rng = np.random.default_rng(cfg.model.random_seed)
         self.temperature = cfg.model.temperature
-        self.mode = cfg.live.mode
+        self._mode: Mode = MODE_CLASSES[cfg.live.mode](self)
         self.response_bars = cfg.live.response_bars
         self.model_name = cfg.model.name
         self.model: BarSource = open_model(self.model_name)
@@ -145,7 +89,6 @@ class Engine:
         self.answer_stream = NoteStream(scheduler, self.shaper, "answer-0")
         self.answer_count = 0
         self.answers: list[tuple[int, list[Note]]] = []  # (first step, notes) of each answer
-        self._followed_bar: int | None = None
         self.transpose = 0  # semitones from the model's C/Am back to the player's key
         self.seed: list[str] = []
         self.last_key: keys.Key | None = None
@@ -164,29 +107,29 @@ class Engine:
         if cfg.clock.send:
             self.master = MasterSync(clock, clock_scheduler or scheduler, clock_scheduler is None,
                                      cfg.clock.send_while_stopped)
-        # jamd as a Link peer (clock.source: link): the session sets the clock's grid.
-        self.link: LinkFollower | None = None
-        self._link_offset: int | None = None
-        # jamd as slave (clock.source: midi): the follower sets the clock's grid.
-        self.follower: ClockFollower | None = None
-        self.step_offset = 0  # jamd step s is the master's song 16th s - step_offset
+        # Following a DAW's MIDI clock (clock.source: midi) or a Link session
+        # (link), the follower sets the clock's grid and the transport.
+        self.sync: Follower = Follower(clock)
         if cfg.clock.source == "midi":
-            if not isinstance(clock, FollowedClock):
-                raise TypeError("clock.source: midi needs a FollowedClock")
-            self.follower = ClockFollower(cfg.clock.follow_window, cfg.clock.loss_timeout_ms * 1_000_000)
-            self.playing = False  # until the master's Start or Continue
-            log.info("waiting for Start or Continue from the MIDI clock on the input")
+            self.sync = MidiClockSync(cfg.clock, clock, self)
         else:
             if cfg.clock.source == "link":
-                if not isinstance(clock, FollowedClock):
-                    raise TypeError("clock.source: link needs a FollowedClock")
-                self.link = LinkFollower(cfg.clock.bpm, clock.beats_per_bar, cfg.clock.link_start_stop)
-                self._link_sync(starting=True)
-            if self.link is None or self.playing:
-                self._start_playing(self.cfg.metronome.count_in_bars, master_start=True)
+                self.sync = LinkSync(cfg.clock, clock, self)
+            if cfg.clock.source != "link" or self.playing:
+                self.start_playing(self.cfg.metronome.count_in_bars, master_start=True)
             if self.master is not None:
                 # queued now, so the clock runs from the start, through the warm-up
                 self.master.fill(self.clock.now_step() + self._lookahead_steps())
+
+    @property
+    def mode(self) -> str:
+        """The mode's name (`config.MODES`)."""
+        return self._mode.name
+
+    @property
+    def follower(self) -> ClockFollower | None:
+        """The MIDI clock follower (clock.source: midi), else None."""
+        return self.sync.follower if isinstance(self.sync, MidiClockSync) else None
 
     # -- the thread ------------------------------------------------------------
     def start(self) -> None:
@@ -197,8 +140,7 @@ class Engine:
         self.inbox.put(None)
         if self._thread is not None:
             self._thread.join(timeout)
-        if self.link is not None:
-            self.link.close()
+        self.sync.close()
 
     def midi_in(self, message: list[int], t_ns: int | None = None) -> None:
         """The input callback's whole job: timestamp and enqueue."""
@@ -254,12 +196,9 @@ class Engine:
             todo.append(deadline - self._lead_steps())
         if self.capture.active and self.capture.start is not None:
             todo.append(self.capture.start + self.cfg.live.max_phrase_bars * self.clock.steps_per_bar)
-        if self.link is not None:
-            todo.append(now + LINK_POLL_S * 1e9 / self.clock.step_ns)
-        if self.follower is not None:
-            lost_at = self.follower.loss_deadline_ns()
-            if lost_at is not None:
-                todo.append(self.clock.step_at(lost_at + 1))
+        wake = self.sync.wake_step(now)
+        if wake is not None:
+            todo.append(wake)
         return max(0.0, (min(todo) - now) * self.clock.step_ns / 1e9)
 
     def run_once(self) -> None:
@@ -279,10 +218,8 @@ class Engine:
             self.apply_config(item[1])
             return
         t_ns, data = item
-        if self.follower is not None and data and (data[0] >= 0xF0 or max(data) >= 0xF8):
-            self._sync(t_ns, data)
-            if data[0] >= 0xF0:
-                return  # clock, transport or song position: nothing for the decoder
+        if self.sync.feed(t_ns, data):
+            return  # clock, transport or song position: nothing for the decoder
         try:
             events = self.decoder.decode(data)
         except Exception as exc:  # bad input never costs the user more than a log line
@@ -297,47 +234,17 @@ class Engine:
         ctl = self.cfg.control
         if ev.kind == "cc":
             if ev.a == self.cfg.live.end_cc:
-                self._phrase_done(self.capture.poll(t_ns, end_cc=True), t_ns)
+                self.phrase_done(self.capture.poll(t_ns, end_cc=True), t_ns)
             elif ctl.channel is None or ev.channel == ctl.channel:
                 self.control(ev.a, ev.b)
         elif ev.kind == "on":
-            if not self.capture.active:
-                self._followed_bar = None
             self.capture.note_on(ev.a, t_ns)
         else:
             self.capture.note_off(ev.a, t_ns)
 
     def control(self, number: int, value: int) -> None:
-        """One CC from the player (numbers from `control.*`)."""
-        ctl = self.cfg.control
-        if number == ctl.panic_cc:
-            log.info("panic")
-            self.silence()
-        elif number == ctl.temperature_cc:
-            self.temperature = round(value / 127 * 2, 3)
-            log.info("temperature %.2f", self.temperature)
-        elif number == ctl.mode_cc:
-            self.set_mode(MODES[min(value * len(MODES) // 128, len(MODES) - 1)])
-        elif number == ctl.start_stop_cc:
-            if value >= 64 and not self.playing:
-                if self.follower is not None and not self.follower.running:
-                    log.info("start: waits for the MIDI clock's Start or Continue")
-                    return
-                log.info("start")
-                if self.follower is not None:
-                    self.playing = True
-                    self._stream_from(self.clock.now_step())
-                else:
-                    self._start_playing(self.cfg.metronome.count_in_bars)
-            elif value < 64 and self.playing:
-                log.info("stop")
-                self._stop_playing()
-        elif number == ctl.response_length_cc:
-            self.response_bars = value
-            log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
-        elif number == ctl.model_select_cc:
-            models = self.cfg.model.models
-            self.set_model(models[min(value * len(models) // 128, len(models) - 1)])
+        """One CC from the player (numbers from `control.*`; see `controls.control`)."""
+        controls.control(self, number, value)
 
     # -- state changes -----------------------------------------------------
     def silence(self) -> None:
@@ -352,10 +259,10 @@ class Engine:
         self.metronome.after_panic(now)
         if self.master is not None:
             self.master.after_panic(now, dropped)
-        if self.mode == "continuous" and self.playing:
-            self._begin_stream()
+        if self._mode.wants_stream() and self.playing:
+            self.begin_stream()
 
-    def _stop_playing(self) -> None:
+    def stop_playing(self) -> None:
         """Stop (CC, Link, the master's Stop or a lost clock): silence, no more bars or
         clicks, and a slaved DAW stops too."""
         self.playing = False
@@ -364,7 +271,7 @@ class Engine:
         if self.master is not None:
             self.master.stop(self.clock.now_step())
 
-    def _start_playing(self, count_in_bars: int, master_start: bool = False) -> None:
+    def start_playing(self, count_in_bars: int, master_start: bool = False) -> None:
         """Start on jamd's own clock: count-in, then the first bar (and the slave's Start)."""
         self.playing = True
         soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
@@ -374,14 +281,14 @@ class Engine:
                 self.master.start(first)
             else:
                 self.master.resume(first)
-        if self.mode == "continuous":
+        if self._mode.wants_stream():
             self.next_bar = first
 
     def set_mode(self, mode: str) -> None:
         if mode == self.mode:
             return
         log.info("mode %s", mode)
-        self.mode = mode
+        self._mode = MODE_CLASSES[mode](self)
         self.silence()
 
     def set_model(self, name: str) -> None:
@@ -401,35 +308,8 @@ class Engine:
             self._reseed_default()
 
     def apply_config(self, cfg: Config) -> None:
-        """A reloaded config.yaml: tempo, shaping, modes and controls change live."""
-        old = self.cfg
-        self.cfg = cfg
-        if self.link is not None and cfg.clock.bpm != old.clock.bpm:
-            self.link.set_tempo(cfg.clock.bpm)  # proposed to the session; every peer follows
-            log.info("Link: proposed %g BPM", cfg.clock.bpm)
-        elif self.follower is None and self.link is None and (
-                cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit) != (
-                old.clock.bpm, old.clock.beats_per_bar, old.clock.beat_unit):
-            self.clock.set_tempo(cfg.clock.bpm, cfg.clock.beats_per_bar, cfg.clock.beat_unit)
-            log.info("clock %s", self.clock.describe())
-        self.scheduler.spin_ns = cfg.clock.spin_us * 1000
-        self.scheduler.tick_spin_ns = cfg.clock.tick_spin_us * 1000
-        self.scheduler.offset_ns = int(cfg.output.offset_ms * 1e6)
-        self.shaper = Shaper(cfg.output)
-        self.stream.shaper = self.answer_stream.shaper = self.shaper
-        self.capture.cfg = cfg.live
-        if cfg.model.temperature != old.model.temperature:
-            self.temperature = cfg.model.temperature
-        if cfg.live.response_bars != old.live.response_bars:
-            self.response_bars = cfg.live.response_bars
-        if cfg.live.mode != old.live.mode:
-            self.set_mode(cfg.live.mode)
-        if cfg.model.name != old.model.name:
-            self.set_model(cfg.model.name)
-        self.metronome.cfg = cfg.metronome
-        if cfg.midi != old.midi or (cfg.clock.source, cfg.clock.send, cfg.clock.port) != (
-                old.clock.source, old.clock.send, old.clock.port):
-            log.warning("midi.* and clock source/send/port changes take effect at the next start of jamd run")
+        """A reloaded config.yaml (see `controls.apply_config`)."""
+        controls.apply_config(self, cfg)
 
     # -- seeding -----------------------------------------------------------
     def _fit(self, symbols: list[str]) -> list[str]:
@@ -463,17 +343,14 @@ class Engine:
     def song_bar(self, step: float) -> int:
         """The master's bar number (1 = its Start) of jamd step `step` when following;
         jamd's own bar number otherwise."""
-        spb = self.clock.steps_per_bar
-        if self.follower is not None:
-            return int((step - self.step_offset) // spb) + 1
-        return int(step // spb)
+        return self.sync.song_bar(step, self.clock.steps_per_bar)
 
-    def _begin_stream(self) -> None:
+    def begin_stream(self) -> None:
         if self.next_bar is None:
             soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
             self.next_bar = self.clock.next_bar_line(soon)
 
-    def _phrase_done(self, phrase: Phrase | None, t_ns: int) -> None:
+    def phrase_done(self, phrase: Phrase | None, t_ns: int) -> None:
         if phrase is None:
             return
         self.events.append(("phrase-end", t_ns))
@@ -481,46 +358,12 @@ class Engine:
         log.info("phrase: %d notes%s, %d bar(s), ended by %s", len(phrase.notes),
                  f" ({phrase.dropped} more not kept: phrase full)" if phrase.dropped else "",
                  phrase.bars, phrase.reason)
-        if self.mode == "accompany":
-            self.next_bar = None  # the player stopped: so does the accompaniment
-            return
-        notes, n_steps = phrase.bar_aligned_notes()
-        self.reseed_from(notes, n_steps)
-        if self.mode == "call-response" and self.playing:
-            self.answer(phrase)
-
-    def answer(self, phrase: Phrase) -> None:
-        """Generate the whole answer now and schedule it from the next bar line.
-
-        The start is chosen after generating, so a slow generation moves the
-        answer to a later bar line rather than making it late.  An answer
-        still playing is replaced: its notes not yet started are dropped.
-        """
-        spb = self.clock.steps_per_bar
-        bars = self.response_bars or phrase.bars
-        symbols: list[str] = []
-        for i in range(bars):
-            symbols += self.model.next_bar(spb, self.temperature, self.rng, first_note=i == 0)
-        soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
-        start = self.clock.next_bar_line(max(phrase.closed_at, soon))
-        self.scheduler.cancel(self.answer_stream.tag)
-        self.answer_count += 1
-        self.answer_stream = NoteStream(self.scheduler, self.shaper, f"answer-{self.answer_count}")
-        self.answer_stream.write_bar(symbols, start, self.transpose)
-        self.answers.append((start, self.answer_stream.notes))
-        self.events.append(("answer-scheduled", self.now_ns()))
-        log.info("answer: %d bar(s) from bar %d, %s", bars, start // spb,
-                 self.last_key.name if self.last_key else "default key")
+        self._mode.on_phrase_end(phrase)
 
     def tick(self) -> None:
-        if self.link is not None:
-            self._link_sync()
-        if self.follower is not None:
-            for ev in self.follower.check(self.now_ns()):
-                self._sync_event(ev)
-        self._phrase_done(self.capture.poll(self.now_ns(), self._lead_steps()), self.now_ns())
-        if self.mode == "accompany" and self.capture.active and self.playing:
-            self._begin_stream()
+        self.sync.tick(self.now_ns())
+        self.phrase_done(self.capture.poll(self.now_ns(), self._lead_steps()), self.now_ns())
+        self._mode.on_tick()
         self._fill()
         horizon = self.clock.now_step() + self._lookahead_steps()
         if self.playing:
@@ -528,90 +371,16 @@ class Engine:
         if self.master is not None:
             self.master.fill(horizon)
 
-    # -- following an Ableton Link session (clock.source: link) ----------------
-    def _link_sync(self, starting: bool = False) -> None:
-        """Put the clock on the session's grid; act on a jump of its beat timeline
-        (jamd joined a session that counts beats from elsewhere) and on start/stop."""
-        link = self.link
-        assert link is not None and isinstance(self.clock, FollowedClock)
-        spb = self.clock.steps_per_bar
-        per_beat = self.clock.steps_per_beat
-        beat, (origin_ns, origin_step, step_ns), playing = link.state(per_beat)
-        here = self.clock.now_step()
-        jumped = self._link_offset is not None and abs(beat * per_beat + self._link_offset - here) > per_beat
-        if self._link_offset is None or jumped:
-            # Link's bars are jamd's bars (the offset is whole bars) and jamd's
-            # steps never run backwards.
-            self._link_offset = spb * math.ceil((here - beat * per_beat) / spb)
-        self.clock.follow((origin_ns, origin_step + self._link_offset, step_ns))
-        if jumped:
-            log.info("Link: the session's beat timeline moved; re-aligned on its bar lines")
-            self.silence()
-            return
-        peers = link.poll_peers()
-        if peers is not None:
-            log.info("Link: %d peer(s), %.1f BPM", peers, 60e9 / step_ns / per_beat)
-        if starting:
-            log.info("Link: enabled, %d peer(s) so far, %.1f BPM", link.peers, 60e9 / step_ns / per_beat)
-            self.playing = playing
-            if not playing:
-                log.info("Link: waiting for the session to start playing")
-        elif playing and not self.playing:
-            log.info("Link: the session started")
-            self._start_playing(0)
-        elif not playing and self.playing:
-            log.info("Link: the session stopped")
-            self._stop_playing()
-
-    # -- following an external MIDI clock (clock.source: midi) ---------------
-    def _sync(self, t_ns: int, data: list[int]) -> None:
-        follower = self.follower
-        assert follower is not None and isinstance(self.clock, FollowedClock)
-        for ev in follower.feed(t_ns, data):
-            self._sync_event(ev)
-        if follower.running:
-            # After every clock: the grid follows the master's, queued notes included.
-            self.clock.follow(follower.timebase(self.step_offset))
-
-    def _sync_event(self, ev: SyncEvent) -> None:
-        follower = self.follower
-        assert follower is not None and isinstance(self.clock, FollowedClock)
-        spb = self.clock.steps_per_bar
-        if ev.kind in ("stop", "lost"):
-            if ev.kind == "lost":
-                log.warning("MIDI clock lost (none for %d ms): stopped; waiting for Start or Continue",
-                            self.cfg.clock.loss_timeout_ms)
-            else:
-                log.info("clock: Stop at song position %s", _where(ev.position_16th, spb))
-            self._stop_playing()
-        elif ev.kind in ("start", "continue") or (ev.kind == "position" and follower.running):
-            self.silence()
-            # Song 16th p becomes jamd step p + step_offset: a whole number of bars
-            # on, so song bar lines are jamd bar lines, and at least a bar past
-            # jamd's present so its steps never run backwards.
-            p = ev.position_16th
-            self.step_offset = spb * (math.ceil((self.clock.now_step() - p) / spb) + 1)
-            self.clock.follow(follower.timebase(self.step_offset))
-            self.playing = True
-            self._stream_from(p + self.step_offset)
-            bpm = follower.bpm
-            log.info("clock: %s at song position %s%s", ev.kind.capitalize(), _where(p, spb),
-                     f", {bpm:.1f} BPM" if bpm else "")
-        elif ev.kind == "position":
-            log.info("clock: song position %s", _where(ev.position_16th, spb))
-        elif ev.kind == "tempo":
-            log.debug("clock: tempo change detected, now %.1f BPM", follower.bpm or 0.0)
-
-    def _stream_from(self, step: float) -> None:
+    def stream_from(self, step: float) -> None:
         """Following: play from `step` on (the next bar line for bars, the next beat for clicks)."""
         self.next_bar = None
-        if self.mode == "continuous" or (self.mode == "accompany" and self.capture.active):
+        if self._mode.wants_stream():
             self.next_bar = self.clock.next_bar_line(step)
         self.metronome.start_at(step)
 
     def _fill(self) -> None:
         """Continuous and accompany: generate bars until the lookahead is covered."""
-        if not self.playing or self.mode == "call-response":
+        if not self.playing or not self._mode.streams:
             self.next_bar = None
             return
         spb = self.clock.steps_per_bar
@@ -622,30 +391,9 @@ class Engine:
                 log.warning("generation fell behind; skipping to the next bar line")
                 self.stream.cut()
                 self.next_bar = self.clock.next_bar_line(self.clock.now_step() + 1)
-            if self.mode == "accompany":
-                self._follow_player()
+            self._mode.on_bar(self.next_bar)
             symbols = self.model.next_bar(spb, self.temperature, self.rng)
             # one line per bar (debug): lets the JACK tests check one bar per bar line
             log.debug("bar %d from %s: %s", self.song_bar(self.next_bar), self.model_name, " ".join(symbols))
             self.stream.write_bar(symbols, self.next_bar, self.transpose)
             self.next_bar += spb
-
-    def _follow_player(self) -> None:
-        """Accompany: re-seed from the player's latest complete bar, once per bar."""
-        spb = self.clock.steps_per_bar
-        bar_line = int(self.clock.now_step() // spb) * spb
-        if bar_line == self._followed_bar:
-            return
-        self._followed_bar = bar_line
-        latest = self.capture.latest_bar(bar_line)
-        if latest:
-            first = bar_line - spb
-            self.reseed_from([Note(n.start - first, n.pitch, n.duration) for n in latest], spb,
-                             key_notes=self.capture.notes)
-
-
-
-def _where(position_16th: float, steps_per_bar: int) -> str:
-    """A song position as a musician reads it: 16th 36 in 4/4 is "bar 3, 16th 5"."""
-    n = int(position_16th)
-    return f"bar {n // steps_per_bar + 1}, 16th {n % steps_per_bar + 1}"

@@ -14,13 +14,13 @@ import contextlib
 import logging
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..config import MidiConfig
 from ..errors import MidiSystemError
+from .input import ArrivalStamper, InputReader
 from .outputs import RtMidiOutput
 
 log = logging.getLogger(__name__)
@@ -103,89 +103,6 @@ def _find(ports: list[str], wanted: str, what: str, api: str) -> int:
             return i
     listed = ", ".join(repr(p) for p in ports) or "none"
     raise MidiSystemError(f"no {what} port matching {wanted!r} on {DISPLAY[api]} (ports: {listed})")
-
-
-class ArrivalStamper:
-    """When the MIDI system received each message, as a `perf_counter_ns` time.
-
-    The input callback runs on the MIDI system's thread once it holds the GIL,
-    which the sender's spin or the engine may keep for a while: stamping the
-    callback itself would add that wait to every arrival, and a clock slave fits
-    its tempo on those arrivals.  RtMidi also hands over each message's time
-    since the previous one, taken where the message was received (JACK's process
-    cycle, ALSA's event time), before any of that.  Summed, those deltas place
-    the messages exactly relative to one another; the offset to `perf_counter_ns`
-    is the smallest (callback time - that position) seen, i.e. the callback that
-    waited least.  It may creep up by `LEAK_NS_PER_S`, so a clock that runs at a
-    slightly different rate from `perf_counter` cannot leave it stale.
-    """
-
-    LEAK_NS_PER_S = 200_000  # 200 us per second: follows a clock up to 200 ppm slower
-
-    def __init__(self) -> None:
-        self._rel_ns: float | None = None  # the last message's position on RtMidi's time
-        self._offset: float = 0.0
-        self._last_cb_ns = 0
-
-    def stamp(self, delta_s: float, now_ns: int) -> int:
-        if self._rel_ns is None:
-            self._rel_ns, self._offset = 0.0, float(now_ns)
-        else:
-            self._rel_ns += max(0.0, delta_s) * 1e9
-            leak = (now_ns - self._last_cb_ns) * self.LEAK_NS_PER_S / 1e9
-            self._offset = min(self._offset + leak, now_ns - self._rel_ns)
-        self._last_cb_ns = now_ns
-        return int(self._offset + self._rel_ns)
-
-
-# How often the input reader drains rtmidi's queue: the added handling delay
-# (arrival times come from rtmidi, not from the reader).  Each wake-up costs:
-# on the project's VM a thread waking every 2 ms took 1.8% of a core (3% with
-# an Event), every 10 ms about 0.4%.  20 ms is little next to a 16th (125 ms
-# at 120 BPM), and a clock slave's grid is predicted from arrival times.
-POLL_S = 0.02
-
-
-class InputReader:
-    """Drains a python-rtmidi input from a thread of its own, by polling (when
-    jamd follows MIDI clock; otherwise the input uses a callback).
-
-    A python-rtmidi callback runs on the MIDI system's thread and must take the
-    GIL first.  Under JACK that thread is the client's process cycle: while the
-    sender or the engine held the GIL, the cycle overran and JACK dropped that
-    cycle's input (measured: jamd as a clock slave lost 1-2 of ~400 clocks in a
-    quarter of its runs, and with them its song position).  Polled, rtmidi's
-    own thread only queues each message in C++ (`queue_size_limit` deep) with
-    the time it was received, and never waits for Python; this thread takes
-    them out every `POLL_S`, stamps them (`ArrivalStamper`) and hands them on.
-    """
-
-    def __init__(self, midiin, on_message: Callable[[list[int], int], None], priority: int = 0):
-        self._in = midiin
-        self._on_message = on_message
-        self._priority = priority
-        self._stop = False
-        self.stamper = ArrivalStamper()
-        self._thread = threading.Thread(target=self._run, name="jamd-midi-in", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        from ..sync.scheduler import ask_realtime
-
-        ask_realtime(self._priority, "input")
-        get = self._in.get_message
-        while not self._stop:
-            time.sleep(POLL_S)  # cheaper than an Event's timed wait (see POLL_S)
-            while (item := get()) is not None:
-                message, delta = item
-                self._on_message(message, self.stamper.stamp(delta, time.perf_counter_ns()))
-
-    def stop(self) -> None:
-        self._stop = True
-        if self._thread.is_alive():
-            self._thread.join(1.0)
 
 
 @dataclass
@@ -320,75 +237,6 @@ def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool
             raise
         raise MidiSystemError(f"cannot open MIDI ports on {DISPLAY[api]}: {exc}") from None
     return MidiPorts(api, RtMidiOutput(out, out_name), inp, out_name, in_name)
-
-
-# libjack (jack2) mlock()s each server segment a client attaches, the graph
-# segment included, and mlock faults in every page of it: 107 MB with jackd's
-# default 2048 ports (`-p`; 40 MB at -p 64), of which a MIDI client uses a few
-# pages (its ports' buffers, the graph's state: about 0.5 MB).  The lock
-# succeeds for root, CAP_IPC_LOCK or a memlock-unlimited user (Debian's `audio`
-# group when JACK's real-time option is chosen), and fails quietly against a
-# default user's 8 MB RLIMIT_MEMLOCK; no jackd option or environment variable
-# turns it off.
-JACK_SHM_PREFIX = "/dev/shm/jack-"
-_MADV_DONTNEED = 4  # Linux
-
-
-def _locked_jack_segments(smaps: str = "/proc/self/smaps") -> list[tuple[int, int]]:
-    """(start, length) of each mapping of a JACK shared segment that is locked here."""
-    found: list[tuple[int, int]] = []
-    current: tuple[int, int] | None = None
-    with open(smaps, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            first = line.split(None, 1)[0]
-            if "-" in first and not first.endswith(":"):
-                fields = line.split()
-                current = None
-                if len(fields) >= 6 and fields[5].startswith(JACK_SHM_PREFIX):
-                    lo, hi = (int(x, 16) for x in first.split("-"))
-                    current = (lo, hi - lo)
-            elif current is not None and first == "VmFlags:" and "lo" in line.split()[1:]:
-                found.append(current)  # "lo": VM_LOCKED, this mapping was mlock()ed
-                current = None
-    return found
-
-
-def release_jack_shared_memory() -> int:
-    """Give back this process's lock on the JACK server's shared segments and
-    drop their pages from its page tables; returns the bytes released.
-
-    Call it once every JACK client of the process is open.  The pages are the
-    server's: jackd owns the segment and locks it itself, so nothing leaves
-    RAM and no memory is freed system-wide; what changes is that jamd's RSS
-    stops counting 100 MB that are not jamd's.  libjack's process thread then
-    maps again the few pages it touches (one minor fault each, at its first
-    cycles), as it always does where the lock fails.  Linux only; 0 elsewhere
-    or when nothing is locked (the default user's case).
-    """
-    if not sys.platform.startswith("linux"):
-        return 0
-    try:
-        segments = _locked_jack_segments()
-    except OSError:
-        return 0
-    if not segments:
-        return 0
-    import ctypes
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.munlock.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    released = 0
-    for start, length in segments:
-        # MADV_DONTNEED refuses locked pages, hence munlock first; on a shared
-        # mapping it only unmaps: the contents stay in the segment.
-        if libc.munlock(start, length) != 0 or libc.madvise(start, length, _MADV_DONTNEED) != 0:
-            log.debug("could not release a JACK segment at 0x%x: %s", start, os.strerror(ctypes.get_errno()))
-            continue
-        released += length
-    if released:
-        log.debug("released %.0f MB of the JACK server's shared memory from jamd's RSS", released / 2**20)
-    return released
 
 
 def list_ports() -> dict[str, dict]:

@@ -26,12 +26,12 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import os
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..midi.outputs import NOTE_OFF, NOTE_ON, Output
+from ..midi.realtime import ask_realtime
 from .clock import Clock, ManualClock
 
 log = logging.getLogger(__name__)
@@ -40,25 +40,6 @@ log = logging.getLogger(__name__)
 _PRIO_OFF, _PRIO_OTHER, _PRIO_ON = 0, 1, 2
 LATE_NS = 1_000_000  # later than this counts as late (1 ms)
 _LOG_EVERY_NS = 1_000_000_000
-
-
-def ask_realtime(priority: int, who: str) -> bool:
-    """Ask SCHED_FIFO at `priority` for the calling thread (Linux); False if refused.
-
-    A sleeping thread at normal priority can be woken several ms late on a
-    busy machine; a SCHED_FIFO one (as JACK's own threads are) is not.  The
-    engine thread asks too, one step lower: a thread that holds the GIL and
-    is preempted by some other process would otherwise keep the sender
-    waiting for the GIL however high the sender's own priority.
-    """
-    if priority <= 0 or not hasattr(os, "sched_setscheduler"):
-        return False
-    try:
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread
-    except (OSError, AttributeError) as exc:
-        log.debug("%s thread runs at normal priority (SCHED_FIFO refused: %s)", who, exc)
-        return False
-    return True
 
 
 @dataclass

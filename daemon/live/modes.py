@@ -1,0 +1,138 @@
+"""The three ways jamd plays with a player, each a small class the engine calls.
+
+The engine owns time, the model, the streams and the phrase capture; a mode
+decides what happens at three moments:
+
+* `on_phrase_end(phrase)`: the player finished a phrase;
+* `on_tick()`: every engine tick (input handled, before bars are generated);
+* `on_bar(bar_step)`: just before the engine generates the bar that starts at
+  grid step `bar_step` (16ths).
+
+`streams` says whether the mode generates bars a bar ahead at all, and
+`wants_stream()` whether a stream should start now.
+A new mode (the harmony part, say) is a new class here and a name in
+`config.MODES`, not more branches in the engine.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, ClassVar
+
+from ..tokens import Note
+from .note_stream import NoteStream
+from .phrase import Phrase
+
+# The first bar of a stream starts at the next bar line at least this far away.
+START_MARGIN_NS = 20_000_000
+
+if TYPE_CHECKING:  # the engine imports this module; modes only call it
+    from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+class Mode:
+    name: ClassVar[str]
+    streams: ClassVar[bool] = True
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def wants_stream(self) -> bool:
+        """Whether bars stream while playing (continuous, or accompany while the player plays)."""
+        return False
+
+    def on_phrase_end(self, phrase: Phrase) -> None:
+        """Default: the phrase re-seeds the model, in the player's key."""
+        notes, n_steps = phrase.bar_aligned_notes()
+        self.engine.reseed_from(notes, n_steps)
+
+    def on_tick(self) -> None:
+        pass
+
+    def on_bar(self, bar_step: int) -> None:
+        pass
+
+
+class Continuous(Mode):
+    """Plays without end from `live.default_seed`; every phrase re-seeds it."""
+
+    name = "continuous"
+
+    def wants_stream(self) -> bool:
+        return True
+
+
+class CallResponse(Mode):
+    """Waits for a phrase, answers it from the next bar line, listens again."""
+
+    name = "call-response"
+    streams = False  # answers are generated whole, when the phrase ends
+
+    def on_phrase_end(self, phrase: Phrase) -> None:
+        super().on_phrase_end(phrase)
+        if self.engine.playing:
+            self.answer(phrase)
+
+    def answer(self, phrase: Phrase) -> None:
+        """Generate the whole answer now and schedule it from the next bar line.
+
+        The start is chosen after generating, so a slow generation moves the
+        answer to a later bar line rather than making it late.  An answer
+        still playing is replaced: its notes not yet started are dropped.
+        """
+        engine = self.engine
+        spb = engine.clock.steps_per_bar
+        bars = engine.response_bars or phrase.bars
+        symbols: list[str] = []
+        for i in range(bars):
+            symbols += engine.model.next_bar(spb, engine.temperature, engine.rng, first_note=i == 0)
+        soon = engine.clock.now_step() + START_MARGIN_NS / engine.clock.step_ns
+        start = engine.clock.next_bar_line(max(phrase.closed_at, soon))
+        engine.scheduler.cancel(engine.answer_stream.tag)
+        engine.answer_count += 1
+        engine.answer_stream = NoteStream(engine.scheduler, engine.shaper, f"answer-{engine.answer_count}")
+        engine.answer_stream.write_bar(symbols, start, engine.transpose)
+        engine.answers.append((start, engine.answer_stream.notes))
+        engine.events.append(("answer-scheduled", engine.now_ns()))
+        log.info("answer: %d bar(s) from bar %d, %s", bars, start // spb,
+                 engine.last_key.name if engine.last_key else "default key")
+
+
+class Accompany(Mode):
+    """Plays while the player plays, re-seeded from their latest bar once per bar."""
+
+    name = "accompany"
+
+    def __init__(self, engine: Engine):
+        super().__init__(engine)
+        self._followed: tuple[int | None, int] | None = None  # (phrase start, bar line) last followed
+
+    def wants_stream(self) -> bool:
+        return self.engine.capture.active
+
+    def on_phrase_end(self, phrase: Phrase) -> None:
+        self.engine.next_bar = None  # the player stopped: so does the accompaniment
+
+    def on_tick(self) -> None:
+        if self.engine.capture.active and self.engine.playing:
+            self.engine.begin_stream()
+
+    def on_bar(self, bar_step: int) -> None:
+        """Re-seed from the player's latest complete bar, once per bar of a phrase."""
+        engine = self.engine
+        spb = engine.clock.steps_per_bar
+        bar_line = int(engine.clock.now_step() // spb) * spb
+        key = (engine.capture.start, bar_line)
+        if key == self._followed:
+            return
+        self._followed = key
+        latest = engine.capture.latest_bar(bar_line)
+        if latest:
+            first = bar_line - spb
+            engine.reseed_from([Note(n.start - first, n.pitch, n.duration) for n in latest], spb,
+                               key_notes=engine.capture.notes)
+
+
+MODE_CLASSES: dict[str, type[Mode]] = {m.name: m for m in (Continuous, CallResponse, Accompany)}
