@@ -49,7 +49,7 @@ def _bars(cfg):
                                                ("cgan", ["gan.head=flat", "gan.critic_input=soft"]),
                                                ("cgan", [])])
 def test_each_variant_trains(erk5, variant, settings):
-    from jamd.training.train_gan import Trainer, vocab_pitches
+    from jamd.training.gan_trainer import Trainer, vocab_pitches
 
     _, overrides = erk5
     cfg = config.load(None, [*overrides, "gan.steps_per_bar=8", *settings])
@@ -96,7 +96,7 @@ def test_the_critic_reads_pitches_and_intervals_over_holds_and_rests():
 
     from jamd.tokens import Vocabulary
     from jamd.training.gan_models import PitchLine
-    from jamd.training.train_gan import vocab_pitches
+    from jamd.training.gan_trainer import vocab_pitches
 
     vocab = Vocabulary.from_pitches(range(60, 73))  # centre 66
     bar = keras.ops.one_hot(np.array([vocab.encode("r 60 _ 62 r _ 72 67".split())]), len(vocab))

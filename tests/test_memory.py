@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from jamd.bench.realtime import proc_memory_mb
+from jamd.bench.daemon_proc import proc_memory_mb
 from jamd.midi.jack_memory import _locked_jack_segments
 
 SMAPS = """\

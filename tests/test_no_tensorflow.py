@@ -35,3 +35,4 @@ def test_daemon_imports_without_tensorflow():
     count, names = out.stdout.split(" ", 1)
     assert int(count) >= 10, names
     assert "jamd.cli" in names and "jamd.inference.lstm" in names and "jamd.commands.generate" in names
+    assert "jamd.live.engine" in names and "jamd.sync.follow_midi" in names and "jamd.bench.realtime" in names

@@ -38,7 +38,8 @@ from ..live.session import LiveSession
 from ..midi.outputs import MemoryOutput
 from ..sync.clock import Clock
 from ..sync.clock_master import CLOCK, START, STOP
-from .realtime import SWITCH_INTERVAL_S, _private_jack, _proc_cpu_s, _Recorder, _start_daemon
+from .daemon_proc import Recorder, private_jack, proc_cpu_s, start_daemon
+from .realtime import SWITCH_INTERVAL_S
 from .timing import send_at_times
 
 CLICK_ON = 0x99  # metronome note-on on channel 10
@@ -116,16 +117,16 @@ def _tempo_windows(ticks: np.ndarray, window: int) -> np.ndarray:
 
 def master_jack(cfg: Config, seconds: float, period: int) -> dict:
     """`jamd run --clock send` over JACK: what a slave receives."""
-    with _private_jack(force=True, period=period) as env:
-        proc = _start_daemon(cfg.model.name, cfg, env, "--api", "jack", "--clock", "send")
+    with private_jack(force=True, period=period) as env:
+        proc = start_daemon(cfg.model.name, cfg, env, "--api", "jack", "--clock", "send")
         try:
             if not _wait_ready(proc):
                 return {"skipped": "jamd run did not get ready"}
-            rec = _Recorder("jamd:jamd out", timing=True)
+            rec = Recorder("jamd:jamd out", timing=True)
             time.sleep(1.0)
-            cpu0, w0 = _proc_cpu_s(proc.pid), time.perf_counter()
+            cpu0, w0 = proc_cpu_s(proc.pid), time.perf_counter()
             time.sleep(seconds)
-            cpu = 100 * (_proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - w0)
+            cpu = 100 * (proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - w0)
             rec.close()
         finally:
             proc.terminate()
@@ -187,13 +188,13 @@ def master_client(target: str, bpm1: float, bpm2: float, beats1: int, beats2: in
 
 def slave_run(cfg: Config, period: int, offset_ms: float, beats1: int, beats2: int,
               bpm1: float = 120.0, bpm2: float = 140.0) -> dict:
-    with _private_jack(force=True, period=period) as env:
-        proc = _start_daemon(cfg.model.name, cfg, env, "--api", "jack", "--clock", "follow", "--metronome",
+    with private_jack(force=True, period=period) as env:
+        proc = start_daemon(cfg.model.name, cfg, env, "--api", "jack", "--clock", "follow", "--metronome",
                              "--set", f"output.offset_ms={offset_ms}")
         try:
             if not _wait_ready(proc):
                 return {"skipped": "jamd run did not get ready"}
-            rec = _Recorder("jamd:jamd out")
+            rec = Recorder("jamd:jamd out")
             code = ("from jamd.bench.clock import master_client; "
                     f"master_client('jamd-in:jamd in', {bpm1}, {bpm2}, {beats1}, {beats2})")
             master = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
