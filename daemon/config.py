@@ -24,6 +24,7 @@ MODES = ("continuous", "call-response", "accompany")
 MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
 PROVIDERS = ("auto", "cpu", "cuda")
 CLOCK_SOURCES = ("internal", "midi", "link")
+GM_PERCUSSION_CHANNEL = 10  # General MIDI 1.0: channel 10 is the drum kit, never melody by default
 
 
 def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
@@ -87,6 +88,13 @@ class LiveConfig:
     max_phrase_bars: int = _spec(8, lo=1, hi=64)
     response_bars: int = _spec(0, lo=0, hi=64)  # 0: as long as the phrase
     default_seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _")
+    # The channels (1-16) whose notes are melody, for live input and MIDI files
+    # alike; empty: every channel but 10 (General MIDI percussion).
+    input_channels: tuple[int, ...] = _spec(factory=tuple, lo=1, hi=16)
+
+    def is_melody_channel(self, channel: int) -> bool:
+        """Whether notes on `channel` (1-16) are melody (see `input_channels`)."""
+        return channel in self.input_channels if self.input_channels else channel != GM_PERCUSSION_CHANNEL
 
 
 @dataclass(frozen=True)
