@@ -206,7 +206,7 @@ def test_input_channels_choose_the_melody(tmp_path):
 
 def test_only_drums_is_one_data_error(tmp_path):
     path = midi_file(tmp_path / "drums.mid", [melody(D_NOTES, ch=9)])
-    with pytest.raises(DataError, match="no melody notes"):
+    with pytest.raises(DataError, match="no notes on its melody channels"):
         read_midi_file(path)
 
 

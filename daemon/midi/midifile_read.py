@@ -245,8 +245,8 @@ def _read(path: Path, mid, is_melody: Callable[[int], bool], track: int | None) 
             raise NoNotes(f"{path}: no track {track} with melody notes ({len(tracks)} tracks hold melody)")
         raw = [r for r in raw if r[3] == tracks[track]]
     if not raw:
-        other_note = f" ({other} notes on other channels than the melody's)" if other else ""
-        raise NoNotes(f"{path}: MIDI file has no melody notes{other_note}")
+        where = f" on its melody channels ({other} on others: see live.input_channels)" if other else ""
+        raise NoNotes(f"{path}: MIDI file has no notes{where}")
     notes, polyphonic = _monophonic([(step(a), step(b), p) for a, b, p, _ in raw])
     time_signature, downbeat, changes = _meter(signatures)
     for w in warnings:
