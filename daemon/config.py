@@ -133,7 +133,7 @@ class ControlConfig:
 class CorpusConfig:
     source: str = _spec("erk")  # music21 corpus name, or a folder of .krn/.abc/.mid/.musicxml
     part: int = _spec(0, lo=0, hi=64)  # which part of a multi-part file is the melody
-    cache_dir: str = _spec(".cache/jamd")
+    cache_dir: str = _spec("")  # "": $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus
     validation_fraction: float = _spec(0.1, lo=0.0, hi=0.5)
     split_seed: int = _spec(0, lo=0, hi=2**32 - 1)
     workers: int = _spec(0, lo=0, hi=256)  # 0: one per core

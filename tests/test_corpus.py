@@ -17,7 +17,7 @@ from music21 import converter
 
 from jamd.config import CorpusConfig
 from jamd.errors import DataError
-from jamd.tokens import DELIMITER, Vocabulary, symbols_to_notes
+from jamd.tokens import DELIMITER, Note, Vocabulary, symbols_to_notes
 from jamd.training import corpus as corpus_mod
 from jamd.training import corpus_encode
 from jamd.training.corpus import ACCEPTABLE_DURATIONS, SkipTune, encode_score, load_corpus
@@ -247,3 +247,102 @@ def test_corpus_command_prints_the_report(folder, loaded, capsys):
     out = capsys.readouterr().out
     assert "5 kept" in out and "durations" in out and "broken.mid" in out
     assert "vocabulary" in out and "erk_sample.abc#1" in out
+
+
+# -- MIDI sources, limits and the cache folder (issue 13) ---------------------------
+
+def _write_midi(path: Path, notes, key: str | None = None, drums: bool = False, channel: int = 1):
+    import mido
+
+    from jamd.midi.midifile import write_midi
+
+    write_midi(notes, path, channel=channel)
+    mid = mido.MidiFile(str(path))
+    if key is not None:
+        mid.tracks[0].insert(1, mido.MetaMessage("key_signature", key=key))
+    if drums:
+        mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=42, velocity=100, channel=9, time=i and 120)
+                                          for i in range(8)]))
+    mid.save(str(path))
+    return path
+
+
+D_TUNE = [Note(0, 62, 2), Note(2, 64, 2), Note(4, 66, 2), Note(6, 67, 2), Note(8, 69, 4), Note(12, 66, 2),
+          Note(14, 62, 2), Note(16, 71, 2), Note(18, 69, 2), Note(20, 67, 2), Note(22, 66, 2), Note(24, 64, 4),
+          Note(28, 62, 4)]
+
+
+@pytest.fixture()
+def midi_folder(tmp_path):
+    d = tmp_path / "midi"
+    d.mkdir()
+    _write_midi(d / "written_c.mid", D_TUNE, key="C")  # a DAW's default key, not the tune's
+    _write_midi(d / "written_d.mid", D_TUNE, key="D")
+    _write_midi(d / "drums.mid", D_TUNE, drums=True)
+    _write_midi(d / "plain.mid", D_TUNE)
+    (d / "broken.mid").write_bytes(b"MThd\x00\x00\x00\x06\x00\x00\x00\x01\x00\x60MTrk\x00\x00\x00\x08"
+                                   b"\x00\xff\x59\x02\x50\x00\x00\xff\x2f\x00")  # key with 80 sharps
+    return d
+
+
+def test_midi_sources_use_the_analysed_key_and_say_so(midi_folder, tmp_path):
+    corpus = load_corpus(cfg_for(midi_folder, tmp_path / "cache"), progress=False)
+    by_name = {t.name: t for t in corpus.tunes}
+    assert by_name["written_c.mid"].key == by_name["written_d.mid"].key == "D major"
+    assert by_name["written_c.mid"].shift == -2
+    assert corpus.stats["midi_keys"] == {"analysed (none written)": 2, "analysed (written key disagrees)": 1,
+                                         "written, analysis agrees": 1}
+    assert by_name["drums.mid"].symbols == by_name["written_d.mid"].symbols  # channel 10 left out
+    assert corpus.stats["parse_errors"] == ["broken.mid"]
+
+
+def test_a_file_over_the_size_or_time_limit_is_skipped_and_named(midi_folder, tmp_path, monkeypatch):
+    import time
+
+    big = midi_folder / "big.mid"
+    _write_midi(big, D_TUNE * 1)
+    big.write_bytes(big.read_bytes() + b"\0" * 5000)
+    monkeypatch.setattr(corpus_encode, "MAX_UNIT_BYTES", 4000)
+    real = corpus_encode.read_midi_file
+
+    def slow(path, *args, **kwargs):
+        if Path(path).name == "plain.mid":
+            time.sleep(5)  # a file that would hang the parser
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(corpus_encode, "read_midi_file", slow)
+    t0 = time.perf_counter()
+    results = corpus_encode.encode_all(resolve(str(midi_folder)).units(), 0, 1, False, "t", seconds=0.5)
+    assert time.perf_counter() - t0 < 4
+    tunes, stats = corpus_mod._collect(results, resolve(str(midi_folder)), 1)
+    assert stats["dropped"]["over the size limit"] == 1 and stats["dropped"]["over the time limit"] == 1
+    assert any(s.startswith("big.mid: over the size limit") for s in stats["skipped"])
+    assert any(s.startswith("plain.mid: over the time limit") for s in stats["skipped"])
+    assert len(tunes) == 3
+
+
+def test_a_tune_too_long_for_the_grid_is_dropped_quickly(tmp_path):
+    import mido
+
+    d = tmp_path / "gap"
+    d.mkdir()
+    mid = mido.MidiFile(type=0, ticks_per_beat=1)
+    mid.tracks.append(mido.MidiTrack([mido.Message("note_on", note=62, velocity=90),
+                                      mido.Message("note_off", note=62, time=1),
+                                      mido.Message("note_on", note=66, velocity=90, time=2**28 - 1),
+                                      mido.Message("note_off", note=66, time=1)]))
+    mid.save(str(d / "gap.mid"))
+    _write_midi(d / "ok.mid", D_TUNE)
+    corpus = load_corpus(cfg_for(d, tmp_path / "cache"), progress=False)
+    assert corpus.stats["dropped"] == {"too long": 1} and corpus.stats["skipped"] == ["gap.mid: too long"]
+
+
+def test_cache_folder_is_per_user(tmp_path, monkeypatch):
+    cfg = CorpusConfig(cache_dir="")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert corpus_mod.cache_dir(cfg) == tmp_path / "xdg" / "jamd" / "corpus"
+    monkeypatch.setenv("XDG_CACHE_HOME", "relative/ignored")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert corpus_mod.cache_dir(cfg) == tmp_path / "home" / ".cache" / "jamd" / "corpus"
+    assert corpus_mod.cache_dir(CorpusConfig(cache_dir=str(tmp_path / "mine"))) == tmp_path / "mine"
+    assert CorpusConfig().cache_dir == ""  # the default is the per-user folder, not the working folder

@@ -39,7 +39,10 @@ from .corpus_sources import Source, resolve
 log = logging.getLogger("jamd.corpus")
 
 # Bump whenever the encoding or the filters change: it is part of the cache key.
-ENCODING_VERSION = 1
+# 2: MIDI files through jamd's reader (melody channels, restrikes), limits, key report.
+ENCODING_VERSION = 2
+# Drop reasons that are limits: the report names each file that hit one.
+LIMIT_REASONS = ("over the size limit", "over the time limit", "too long")
 # The seed's filter, in quarter lengths: 16th, 8th, dotted 8th, quarter,
 # dotted quarter, half, dotted half, whole.
 ACCEPTABLE_DURATIONS = (0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -211,30 +214,52 @@ class EncodedCorpus:
 
 # -- building -------------------------------------------------------------------
 
-def cache_path(cfg: CorpusConfig, src: Source) -> Path:
-    key = src.fingerprint(cfg.part, ENCODING_VERSION, ACCEPTABLE_DURATIONS)
+def cache_dir(cfg: CorpusConfig) -> Path:
+    """corpus.cache_dir, or (when empty, the default) the per-user cache folder:
+    $XDG_CACHE_HOME/jamd/corpus, else ~/.cache/jamd/corpus (XDG Base Directory spec;
+    a relative XDG_CACHE_HOME is ignored, as the spec says), so every command run
+    from any folder shares one cache."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
+    return base / "jamd" / "corpus"
+
+
+def cache_path(cfg: CorpusConfig, src: Source, input_channels: tuple[int, ...] = ()) -> Path:
+    key = src.fingerprint(cfg.part, ENCODING_VERSION, ACCEPTABLE_DURATIONS, *(
+        [("channels", input_channels)] if input_channels else []))
     slug = re.sub(r"[^A-Za-z0-9]+", "-", src.label).strip("-")[-40:] or "corpus"
-    return Path(cfg.cache_dir).expanduser() / f"corpus-{slug}-{key}.npz"
+    return cache_dir(cfg) / f"corpus-{slug}-{key}.npz"
 
 
 def _collect(results: list, src: Source, n_workers: int) -> tuple[list[Tune], dict]:
     tunes: list[Tune] = []
     dropped: Counter[str] = Counter()
     errors: list[str] = []
+    skipped: list[str] = []
+    midi_keys: Counter[str] = Counter()
     for name, tune, reason, error in results:
         if tune is not None:
             tunes.append(tune)
+            if error:  # a MIDI file: which key was used
+                midi_keys[error] += 1
         elif reason is not None:
             dropped[reason] += 1
+            if reason in LIMIT_REASONS:
+                skipped.append(f"{name}: {reason}" + (f" ({error})" if error else ""))
+                log.warning("skipping %s: %s%s", src.root / name, reason, f" ({error})" if error else "")
         else:
             errors.append(name)
-            log.warning("skipping %s: music21 cannot read it (%s)", src.root / name, error)
+            log.warning("skipping %s: cannot read it (%s)", src.root / name, error)
     stats = {
         "files": len(src.files),
         "tunes_seen": len(results),  # kept + sum(dropped) + len(parse_errors)
         "kept": len(tunes),
         "dropped": dict(sorted(dropped.items())),
         "parse_errors": errors,
+        "skipped": skipped,  # files over a limit, "name: reason (detail)"
+        "midi_keys": dict(sorted(midi_keys.items())),  # kept MIDI files by where their key came from
         "tokens": sum(len(t.symbols) for t in tunes),
         "meters": dict(Counter(t.meter for t in tunes).most_common()),
         "meter_changes": sum(t.meter_changes for t in tunes),
@@ -286,30 +311,33 @@ def _parse_lock(path: Path) -> Iterator[None]:
         yield  # closing the file releases the lock
 
 
-def load_corpus(cfg: CorpusConfig, progress: bool = True, cache: bool = True) -> EncodedCorpus:
+def load_corpus(cfg: CorpusConfig, progress: bool = True, cache: bool = True,
+                input_channels: tuple[int, ...] = ()) -> EncodedCorpus:
     """The encoded corpus of `cfg.source`, from the cache when it is current.
 
     cache=False parses again even when a cached copy exists (and replaces it).
+    input_channels: the melody channels of MIDI files (live.input_channels;
+    empty: every channel but 10, General MIDI percussion).
     """
     split = {"validation_fraction": cfg.validation_fraction, "split_seed": cfg.split_seed}
     src = resolve(cfg.source)
-    path = cache_path(cfg, src)
+    path = cache_path(cfg, src, tuple(input_channels))
     if cache and path.is_file() and (corpus := _load_cached(path, split)) is not None:
         return corpus
     with _parse_lock(path):
         # another process may have written it while this one waited for the lock
         if cache and path.is_file() and (corpus := _load_cached(path, split)) is not None:
             return corpus
-        return _parse_and_save(cfg, src, path, split, progress)
+        return _parse_and_save(cfg, src, path, split, progress, tuple(input_channels))
 
 
 def _parse_and_save(cfg: CorpusConfig, src: Source, path: Path, split: dict,
-                    progress: bool) -> EncodedCorpus:
+                    progress: bool, input_channels: tuple[int, ...] = ()) -> EncodedCorpus:
     t0 = time.perf_counter()
     units = src.units()
     from .corpus_encode import encode_all, worker_count  # music21 is imported only when parsing
 
-    results = encode_all(units, cfg.part, cfg.workers, progress, src.label)
+    results = encode_all(units, cfg.part, cfg.workers, progress, src.label, input_channels)
     tunes, stats = _collect(results, src, worker_count(len(units), cfg.workers))
     stats["parse_seconds"] = round(time.perf_counter() - t0, 2)
     if not tunes:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
@@ -22,11 +24,23 @@ from fractions import Fraction
 from music21 import chord, converter, harmony, key, meter, note, stream
 from tqdm import tqdm
 
-from jamd.music.keys import Key
+from jamd.config import LiveConfig
+from jamd.errors import DataError
+from jamd.midi.midifile_read import NoNotes, read_midi_file
+from jamd.music.keys import PITCH_CLASS_NAMES, Key, detect_key
 from jamd.tokens import STEPS_PER_QUARTER, Note, notes_to_symbols
 
 from .corpus import ACCEPTABLE_DURATIONS, SkipTune, Tune
-from .corpus_sources import Unit
+from .corpus_sources import MIDI_SUFFIXES, Unit
+
+# Bounded work per unit (one file, or one ABC tune): a file over either limit is
+# skipped, named in the report, and the rest of the corpus goes on.
+MAX_UNIT_BYTES = 4 * 1024 * 1024
+MAX_UNIT_SECONDS = 60.0
+# A tune longer than this many 16ths (1,024 bars of 4/4) is dropped before it is
+# laid on the grid: a MIDI file's 2^28-tick gap would otherwise be a list of 2^30 steps.
+MAX_TUNE_STEPS = 16 * 1024
+_STEP_DURATIONS = {round(d * STEPS_PER_QUARTER) for d in ACCEPTABLE_DURATIONS}
 
 # Modes whose relative key is minor: they share their key signature with it.
 _MINORISH_MODES = ("minor", "dorian", "phrygian", "aeolian", "locrian")
@@ -144,7 +158,9 @@ def encode_score(score: stream.Stream, part: int = 0, in_place: bool = False) ->
 
 # -- worker side --------------------------------------------------------------
 # A result is (name, tune, reason, error): a kept Tune, or a drop reason, or a
-# parse error message.  Plain tuples keep the traffic between processes small.
+# parse error message; with a tune, the 4th field says where a MIDI file's key
+# came from, and with a reason, the detail of a limit that was hit.
+# Plain tuples keep the traffic between processes small.
 Result = tuple[str, "Tune | None", "str | None", "str | None"]
 
 
@@ -176,9 +192,109 @@ def _parse(unit: Unit) -> list[tuple[str, stream.Stream]]:
     return [(unit.name, parsed)]
 
 
-def encode_unit(job: tuple[Unit, int]) -> list[Result]:
-    """Parse one unit and encode each score in it; never raises."""
-    unit, part = job
+class _OverTime(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Raise _OverTime in this thread after `seconds` (SIGALRM: Unix main threads only,
+    which the parser processes and the CLI are; elsewhere there is no limit)."""
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable or seconds <= 0:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise _OverTime
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _unit_size(unit: Unit) -> int:
+    if unit.text is not None:
+        return len(unit.text)
+    try:
+        return os.stat(unit.path).st_size
+    except OSError:
+        return 0  # the parser reports it as unreadable
+
+
+def encode_unit(job: tuple) -> list[Result]:
+    """Parse one unit and encode each score in it, within the size and time limits; never raises.
+
+    job: (unit, part) or (unit, part, input_channels, seconds).
+    """
+    unit, part, channels, seconds = (*job, (), MAX_UNIT_SECONDS)[:4]
+    size = _unit_size(unit)
+    if size > MAX_UNIT_BYTES:
+        return [(unit.name, None, "over the size limit", f"{size} bytes, at most {MAX_UNIT_BYTES}")]
+    try:
+        with _time_limit(seconds):
+            if unit.text is None and unit.path.lower().endswith(MIDI_SUFFIXES):
+                return [encode_midi(unit, part, channels)]
+            return _encode_scores(unit, part)
+    except _OverTime:
+        return [(unit.name, None, "over the time limit", f"not parsed in {seconds:g} s")]
+
+
+def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = ()) -> Result:
+    """One MIDI file through jamd's own reader (the one `generate --seed-midi` uses).
+
+    Its melody channels, note pairing and bounds are the reader's; part N picks
+    the N-th track holding melody.  The written key signature is used only
+    when music21's analysis agrees with it (a DAW writes C major by default);
+    the result's name says which key was used.
+    """
+    try:
+        read = read_midi_file(unit.path, LiveConfig(input_channels=channels).is_melody_channel, track=part)
+    except NoNotes:
+        return (unit.name, None, "empty", None)
+    except DataError as exc:
+        return (unit.name, None, None, str(exc).removeprefix(f"{unit.path}: ")[:160])
+    notes = read.notes
+    try:
+        if read.polyphonic:
+            raise SkipTune("polyphonic")
+        first, end = notes[0].start, max(n.end for n in notes)
+        if end - first > MAX_TUNE_STEPS:
+            raise SkipTune("too long")
+        if any(n.duration not in _STEP_DURATIONS for n in notes):
+            raise SkipTune("durations")
+        k, key_from = _midi_key(notes, read.key_signature)
+        shift = k.shift_to_normal()
+        moved = [Note(n.start - first, n.pitch + shift, n.duration) for n in notes]
+        if min(n.pitch for n in moved) < 0 or max(n.pitch for n in moved) > 127:
+            raise SkipTune("pitch range")
+    except SkipTune as skip:
+        return (unit.name, None, skip.reason, None)
+    num, den = read.time_signature or (4, 4)  # MIDI's (and music21's) default
+    tune = Tune(unit.name, notes_to_symbols(moved), k.name, shift, f"{num}/{den}",
+                read.pickup_steps(), read.meter_changes)
+    return (unit.name, tune, None, key_from)
+
+
+def _midi_key(notes: list[Note], written: str | None) -> tuple[Key, str]:
+    """(key, where it came from): the written key only when the analysis agrees."""
+    analysed = detect_key(notes)
+    if written is None:
+        return analysed, "analysed (none written)"
+    tonic = written.rstrip("m")
+    mode = "minor" if written.endswith("m") else "major"
+    names = {n: i for i, n in enumerate(PITCH_CLASS_NAMES)} | {"Db": 1, "D#": 3, "Eb": 3, "Gb": 6, "G#": 8,
+                                                              "Ab": 8, "A#": 10, "Bb": 10, "Cb": 11}
+    if names.get(tonic) == analysed.tonic and mode == analysed.mode:
+        return analysed, "written, analysis agrees"
+    return analysed, "analysed (written key disagrees)"
+
+
+def _encode_scores(unit: Unit, part: int) -> list[Result]:
     try:
         scores = _parse(unit)
     except Exception as exc:  # music21 raises many kinds of errors on bad files
@@ -204,9 +320,14 @@ def worker_count(n_jobs: int, workers: int) -> int:
     return n if n_jobs >= 16 else 1
 
 
-def encode_all(units: Sequence[Unit], part: int, workers: int, progress: bool, label: str) -> list[Result]:
-    """Parse and encode every unit, in parallel when it pays; results keep the units' order."""
-    jobs = [(u, part) for u in units]
+def encode_all(units: Sequence[Unit], part: int, workers: int, progress: bool, label: str,
+               input_channels: tuple[int, ...] = (), seconds: float = MAX_UNIT_SECONDS) -> list[Result]:
+    """Parse and encode every unit, in parallel when it pays; results keep the units' order.
+
+    Each unit gets `seconds` and MAX_UNIT_BYTES; MIDI files are read on their
+    melody channels (`live.input_channels`; empty: all but 10).
+    """
+    jobs = [(u, part, tuple(input_channels), seconds) for u in units]
     n = worker_count(len(jobs), workers)
     results: list[Result] = []
     with tqdm(total=len(jobs), desc=f"parsing {label}", unit="tune", disable=not progress) as bar:

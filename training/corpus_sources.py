@@ -28,6 +28,7 @@ from pathlib import Path
 
 from jamd.errors import DataError
 
+MIDI_SUFFIXES = (".mid", ".midi")  # read by jamd's own MIDI reader, not music21's
 SUFFIXES = (".krn", ".abc", ".mid", ".midi", ".musicxml", ".mxl", ".xml")
 ALIASES = {"erk": "essenFolksong/erk", "essen": "essenFolksong"}
 _TUNE_START = re.compile(r"(?m)^(?=X:)")

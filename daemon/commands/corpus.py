@@ -35,9 +35,22 @@ what is kept:
   A minor by the smallest shift (-6..+5 semitones) and encoded one symbol per 16th
   (tied notes become one note). Every dropped tune is counted under its reason.
 
+MIDI files:
+  read by jamd's own reader (as generate --seed-midi reads them): the melody
+  channels of live.input_channels (default: all but 10, GM drums), a restrike
+  ends the sounding note, corpus.part picks the N-th track holding melody.
+  A written key signature is used only when music21's analysis agrees; the
+  report counts which key was used ("MIDI keys").
+
+limits:
+  each file (or ABC tune) gets 60 s and 4 MiB, and a tune at most 1,024 bars of
+  4/4; one over a limit is skipped and named under "skipped".
+
 cache:
-  the encoded corpus is kept under corpus.cache_dir, keyed by the source files'
-  paths, sizes and times and corpus.part; edit a file and the next run parses again.
+  the encoded corpus is kept under corpus.cache_dir (default: the per-user
+  cache folder, $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus), keyed by
+  the source files' paths, sizes and times and corpus.part; edit a file and the
+  next run parses again.
 """
 
 
@@ -67,7 +80,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
     cfg = _config(args, cfg)
     t0 = time.perf_counter()
-    corpus = load_corpus(cfg.corpus, progress=not args.no_progress, cache=not args.no_cache)
+    corpus = load_corpus(cfg.corpus, progress=not args.no_progress, cache=not args.no_cache,
+                         input_channels=cfg.live.input_channels)
     elapsed = time.perf_counter() - t0
     s = corpus.stats
     train, val = corpus.split()
@@ -80,6 +94,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     ]
     lines += [f"  dropped     {n:5d}  {reason}" for reason, n in s["dropped"].items()]
     lines += [f"  unreadable  {name}" for name in s["parse_errors"][:10]]
+    lines += [f"  skipped     {entry}" for entry in s.get("skipped", [])[:10]]
+    lines += [f"MIDI keys     {n:5d}  {source}" for source, n in s.get("midi_keys", {}).items()]
     lines += [
         f"vocabulary    {len(corpus.vocab)} symbols, pitches {lo}-{hi}",
         f"tokens        {corpus.n_tokens} (16th steps)",

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..config import Config
-from ..errors import UsageError
+from ..errors import ConfigError, UsageError
 from ..inference import gan, model_store
 from ..inference.lstm import LstmGenerator
 from ..music.keys import detect_key, transpose_notes
-from ..tokens import HOLD, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
+from ..tokens import HOLD, Note, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
+
+if TYPE_CHECKING:
+    from ..midi.midifile_read import MidiRead
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     seed.add_argument("--seed-midi", metavar="FILE",
                       help="seed phrase from a MIDI file in any key: its key is detected, the model "
                            "plays in C/Am, and the result is moved back to the phrase's key")
+    p.add_argument("--meter", metavar="N/D",
+                   help="time signature of the answer, e.g. 3/4 (default: a --seed-midi file's own, "
+                        "else clock.beats_per_bar/clock.beat_unit)")
     p.add_argument("--temperature", type=float, help="sampling temperature; 0 = argmax (default: model.temperature)")
     p.add_argument("--random-seed", type=int, help="make the output reproducible (default: model.random_seed)")
     p.add_argument("--bpm", type=float, help="tempo written to the file (default: clock.bpm)")
@@ -41,7 +49,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     # jamd.midi.midifile imports mido: here, not at module level, because the parser
     # imports every command, so `jamd run` paid for it at start-up (~50-85 ms
     # and 4 MB, of which 0.3 MB stay once music21 has brought the same stdlib)
-    from ..midi.midifile import read_midi_notes, write_midi
+    from ..midi.midifile import read_midi_file, write_midi
 
     overrides = {}
     if args.temperature is not None:
@@ -56,6 +64,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         cfg = cfg.replace(**overrides) if overrides else cfg
     except Exception as exc:  # ConfigError names the key; re-label it as the option
         raise UsageError(str(exc).replace("override: ", "")) from None
+    seed = read_midi_file(args.seed_midi, cfg.live.is_melody_channel) if args.seed_midi else None
+    cfg = _with_meter(cfg, args.meter, seed)
     path = model_store.resolve(args.model or cfg.model.name)
     kind = model_store.load_info(path).kind
     if kind in gan.KINDS:
@@ -64,19 +74,19 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         gen = LstmGenerator.load(str(path), cfg.model)
     vocab = gen.vocab
     shift = 0
-    if args.seed_midi:
-        notes, _ = read_midi_notes(args.seed_midi)
+    steps_per_bar = cfg.clock.beats_per_bar * 16 // cfg.clock.beat_unit
+    if seed is not None:
+        notes, origin = seed_window(seed, steps_per_bar, cfg.live.max_phrase_bars)
         key = detect_key(notes)
         shift = key.shift_to_normal()
-        moved = [n.__class__(n.start, fit_pitch_to_vocab(n.pitch, vocab), n.duration)
+        moved = [Note(n.start, fit_pitch_to_vocab(n.pitch, vocab), n.duration)
                  for n in transpose_notes(notes, shift)]
-        first = moved[0].start
-        seed_symbols = notes_to_symbols(moved, offset=first)
+        # from the bar line before the phrase, so the model hears where it sits in the bar
+        seed_symbols = notes_to_symbols(moved, offset=origin)
         log.info("seed %s: %d notes in %s, moved %+d semitones to %s", args.seed_midi, len(notes), key.name,
                  shift, "C major" if key.mode == "major" else "A minor")
     else:
         seed_symbols = parse_seed(args.seed or cfg.generate.seed, vocab)
-    steps_per_bar = cfg.clock.beats_per_bar * 16 // cfg.clock.beat_unit
     rng = np.random.default_rng(cfg.model.random_seed)
     if isinstance(gen, gan.BarGenerator):
         # per-bar models: the seed is held to its bar line, then whole bars follow
@@ -95,3 +105,54 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
              cfg.generate.bars, len(seed_symbols), cfg.clock.bpm)
     print(path)
     return 0
+
+
+def _with_meter(cfg: Config, meter: str | None, seed: MidiRead | None) -> Config:
+    """The answer's meter: --meter, else the seed file's time signature, else the config's."""
+    if meter is not None:
+        m = re.fullmatch(r"\s*(\d{1,2})\s*/\s*(\d{1,2})\s*", meter)
+        if not m:
+            raise UsageError(f"--meter {meter[:80]!r}: write it as N/D, e.g. 3/4 or 6/8")
+        wanted, origin = (int(m.group(1)), int(m.group(2))), "--meter"
+    elif seed is not None and seed.time_signature is not None:
+        wanted, origin = seed.time_signature, f"the time signature of {seed.path}"
+    else:
+        return cfg
+    try:
+        return cfg.replace(**{"clock.beats_per_bar": wanted[0], "clock.beat_unit": wanted[1]})
+    except ConfigError as exc:
+        if origin == "--meter":
+            raise UsageError(f"--meter {meter}: {str(exc).replace('override: ', '')}") from None
+        log.warning("%s, %d/%d, is not a meter jamd plays (%s); answering in %d/%d", origin, *wanted, exc,
+                    cfg.clock.beats_per_bar, cfg.clock.beat_unit)
+        return cfg
+
+
+def seed_window(seed: MidiRead, steps_per_bar: int, max_bars: int) -> tuple[list[Note], int]:
+    """The seed notes the model hears and the bar line they count from (16th steps).
+
+    The phrase starts at the bar line before its first note (the file's bar
+    lines, after a written pickup bar if there is one), so a pickup stays a
+    pickup.  A seed longer than `max_bars` (live.max_phrase_bars, the longest
+    phrase the live engine answers) is cut to its last bars, with a log line:
+    the work stays bounded whatever gap the file holds.
+    """
+    notes = seed.notes
+    origin = seed.bar_line_before(notes[0].start, steps_per_bar)
+    end = max(n.end for n in notes)
+    limit = max_bars * steps_per_bar
+    if end - origin > limit:
+        bars = -(-(end - origin) // steps_per_bar)
+        cut = seed.bar_line_before(end - limit, steps_per_bar)
+        cut += steps_per_bar if end - cut > limit else 0
+        # a note held across the cut is heard from the cut on
+        kept = [n if n.start >= cut else Note(cut, n.pitch, n.end - cut) for n in notes if n.end > cut]
+        log.info("seed %s is %d bars long; the model uses its last %d bars (%d of %d notes)", seed.path, bars,
+                 max_bars, len(kept), len(notes))
+        # leading silence of the window is no music: start at the bar of its first note
+        notes, origin = kept, max(cut, seed.bar_line_before(kept[0].start, steps_per_bar))
+    pickup = seed.pickup_steps(steps_per_bar) if origin == seed.bar_line_before(seed.notes[0].start,
+                                                                                steps_per_bar) else 0
+    if pickup:
+        log.info("seed %s starts with a pickup of %d 16ths", seed.path, pickup)
+    return notes, origin

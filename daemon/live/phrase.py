@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..config import LiveConfig
+from ..midi.pairing import release, strike
 from ..sync.clock import Clock
 from ..tokens import Note
 
@@ -201,16 +202,17 @@ class PhraseCapture:
         step = self.clock.quantise(t_ns)
         if self.start is None:
             self.start, self.last_end = step, step
-        if pitch in self.held:  # re-struck without a note-off: end the old one here
-            self._finish(pitch, step)
-        self.held[pitch] = step
+        # re-struck without a note-off: the old note ends here (the rule files share)
+        onset = strike(self.held, pitch, step)
+        if onset is not None:
+            self._finish(pitch, onset, step)
 
     def note_off(self, pitch: int, t_ns: int) -> None:
-        if pitch in self.held:
-            self._finish(pitch, self.clock.quantise(t_ns))
+        onset = release(self.held, pitch)
+        if onset is not None:
+            self._finish(pitch, onset, self.clock.quantise(t_ns))
 
-    def _finish(self, pitch: int, step: int) -> None:
-        onset = self.held.pop(pitch)
+    def _finish(self, pitch: int, onset: int, step: int) -> None:
         end = max(step, onset + 1)
         self.last_end = max(self.last_end, end)
         i = self._index.get((onset, pitch))
@@ -249,8 +251,9 @@ class PhraseCapture:
         return None
 
     def _close(self, at: int, reason: str) -> Phrase | None:
-        for pitch in list(self.held):
-            self._finish(pitch, at)
+        for pitch, onset in list(self.held.items()):
+            self._finish(pitch, onset, at)
+        self.held.clear()
         notes = sorted(n if n.end <= at or n.start >= at else Note(n.start, n.pitch, at - n.start)
                        for n in self.notes if n.start < at)
         start, dropped = self.start, self.dropped

@@ -1,19 +1,22 @@
 """Standard MIDI files in and out, with mido.
 
 Written files carry a tempo, a time signature and a note-off for every
-note-on, so DAWs, mido and music21 all read them.  Reading quantises a
-melody to the 16th grid, keeping the highest note where notes overlap.
+note-on, so DAWs, mido and music21 all read them.  Reading lives in
+`midifile_read` (re-exported here): it quantises a melody to the 16th grid,
+keeping the highest note where notes overlap.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import mido
 
-from ..errors import DataError
 from ..tokens import STEPS_PER_QUARTER, Note
+from .midifile_read import MidiRead, NoNotes, read_midi_file
+
+__all__ = ["MidiRead", "NoNotes", "read_midi_file", "read_midi_notes", "write_midi"]
 
 TICKS_PER_BEAT = 480
 TICKS_PER_STEP = TICKS_PER_BEAT // STEPS_PER_QUARTER
@@ -53,44 +56,12 @@ def write_midi(notes: Iterable[Note], path: str | Path, bpm: float = 120.0,
     return path
 
 
-def read_midi_notes(path: str | Path) -> tuple[list[Note], float | None]:
-    """Notes of a MIDI file on the 16th grid (monophonic: highest wins), and its tempo."""
-    path = Path(path)
-    try:
-        mid = mido.MidiFile(str(path))
-    except FileNotFoundError:
-        raise DataError(f"{path}: MIDI file not found") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
-        raise DataError(f"{path}: not a readable MIDI file ({exc})") from None
-    tpb = mid.ticks_per_beat or TICKS_PER_BEAT
-    tempo = None
-    raw: list[tuple[float, int, float]] = []  # (start beat, pitch, end beat)
-    for track in mid.tracks:
-        tick = 0
-        sounding: dict[tuple[int, int], int] = {}
-        for msg in track:
-            tick += msg.time
-            if msg.type == "set_tempo" and tempo is None:
-                tempo = mido.tempo2bpm(msg.tempo)
-            elif msg.type == "note_on" and msg.velocity > 0:
-                sounding.setdefault((msg.channel, msg.note), tick)
-            elif msg.type in ("note_off", "note_on"):
-                start = sounding.pop((msg.channel, msg.note), None)
-                if start is not None:
-                    raw.append((start / tpb, msg.note, tick / tpb))
-    if not raw:
-        raise DataError(f"{path}: MIDI file has no notes")
-    by_step: dict[int, tuple[int, int]] = {}
-    for start, pitch, end in raw:
-        s = round(start * STEPS_PER_QUARTER)
-        e = max(round(end * STEPS_PER_QUARTER), s + 1)
-        if s not in by_step or pitch > by_step[s][0]:
-            by_step[s] = (pitch, e)
-    starts = sorted(by_step)
-    notes = []
-    for i, s in enumerate(starts):
-        pitch, e = by_step[s]
-        if i + 1 < len(starts):
-            e = min(e, starts[i + 1])
-        notes.append(Note(s, pitch, e - s))
-    return notes, tempo
+def read_midi_notes(path: str | Path,
+                    is_melody: Callable[[int], bool] | None = None) -> tuple[list[Note], float | None]:
+    """Notes of a MIDI file on the 16th grid (monophonic: highest wins), and its tempo (BPM).
+
+    A shorthand for `read_midi_file` (see `jamd.midi.midifile_read`, the one
+    entry point that reads MIDI files); raises `DataError` for any failure.
+    """
+    read = read_midi_file(path, is_melody)
+    return read.notes, read.bpm

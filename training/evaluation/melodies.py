@@ -10,7 +10,7 @@ used pitch, transition counts) compare like with like.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,22 +121,25 @@ def midi_files(folder: str | Path) -> list[Path]:
     return files
 
 
-def read_midi(path: str | Path) -> list[Note]:
+def read_midi(path: str | Path, is_melody: Callable[[int], bool] | None = None) -> list[Note]:
     """Notes of a MIDI file on the 16th grid of its own beat, monophonic, from step 0.
 
     `jamd.midi.midifile` reads them (ticks per beat, so lengths are in beats
     whatever the tempo; the highest of simultaneous notes); leading silence
-    is dropped so that cutting to N steps keeps N steps of music.
+    is dropped so that cutting to N steps keeps N steps of music.  Only the
+    melody channels are read (`is_melody`, default: all but 10), and any
+    failure is one `DataError` naming the file.
     """
     from jamd.midi.midifile import read_midi_notes
 
-    notes, _ = read_midi_notes(path)
+    notes, _ = read_midi_notes(path, is_melody)
     first = min(n.start for n in notes)
     return [Note(n.start - first, n.pitch, n.duration) for n in notes]
 
 
 def load_midi_folder(folder: str | Path, n: int | None, n_steps: int, rng: np.random.Generator,
-                     progress: bool = False) -> tuple[list[Melody], str]:
+                     progress: bool = False, is_melody: Callable[[int], bool] | None = None
+                     ) -> tuple[list[Melody], str]:
     """Every MIDI file of a folder (or N of them drawn with `rng`), cut to at most `n_steps`."""
     files = midi_files(folder)
     if n is not None:
@@ -145,7 +148,7 @@ def load_midi_folder(folder: str | Path, n: int | None, n_steps: int, rng: np.ra
         files = [files[i] for i in sorted(rng.choice(len(files), n, replace=False))]
     melodies = []
     for path in bar(files, f"reading {Path(folder).name}", "file", progress):
-        notes = read_midi(path)
+        notes = read_midi(path, is_melody)
         n_file = max(n.end for n in notes)
         melodies.append(cut(Melody(path.stem, tuple(notes), n_file), n_steps))
     return melodies, f"{len(melodies)} MIDI files from {folder}, cut to at most {n_steps} steps"
