@@ -6,6 +6,8 @@ engine work, then flushes the scheduler and compares the exact event list.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from fakes import PATTERN, FakeGenerator, fake_model
@@ -311,3 +313,36 @@ def test_every_pitch_in_every_key_reaches_the_model_and_leaves_in_range(kind, mo
             assert all(x in vocab for x in seed)
             ons = [m[1] for m in out.messages if m[0] == ON]
             assert ons and all(50 <= p <= 58 for p in ons), (tonic, mode, ons)
+
+
+def test_live_notes_count_only_on_the_melody_channels():
+    s, clock, out, _ = session()
+    play(s, clock, C_PHRASE, channel=10)  # General MIDI drums: not melody by default
+    run_to(s, clock, 64)
+    assert s.engine.phrases == [] and out.sent == []
+    s, clock, out, _ = session(**{"live.input_channels": [2], "control.channel": 1})
+    play(s, clock, C_PHRASE, channel=1)
+    run_to(s, clock, 64)
+    assert s.engine.phrases == []
+    s.engine.midi_in([CC, 21, 127], clock.now_ns())  # CCs keep to control.channel
+    play(s, clock, [Note(n.start + 64, n.pitch, n.duration) for n in C_PHRASE], channel=2)
+    run_to(s, clock, 128)
+    assert s.engine.temperature == 2.0 and len(s.engine.phrases) == 1
+
+
+def test_start_silences_a_killed_predecessors_notes_before_anything_else():
+    """After a SIGKILL the synth still holds jamd's last note: the restart sends All Notes Off
+    and All Sound Off on the output's channel and the metronome's, before playing."""
+    cfg = Config().replace(**{"live.mode": "continuous", "output.channel": 3, "metronome.enabled": True,
+                              "clock.bpm": 300})
+    out = MemoryOutput()
+    s = LiveSession(cfg, out, fake_model())
+    s.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not any(m[0] == ON | 2 for m in out.messages) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        s.close()
+    assert out.messages[:4] == [(CC | 2, 123, 0), (CC | 2, 120, 0), (CC | 9, 123, 0), (CC | 9, 120, 0)]
+    assert any(m[0] == ON | 2 for m in out.messages[4:])  # then it plays
