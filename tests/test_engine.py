@@ -346,3 +346,18 @@ def test_start_silences_a_killed_predecessors_notes_before_anything_else():
         s.close()
     assert out.messages[:4] == [(CC | 2, 123, 0), (CC | 2, 120, 0), (CC | 9, 123, 0), (CC | 9, 120, 0)]
     assert any(m[0] == ON | 2 for m in out.messages[4:])  # then it plays
+
+
+def test_model_select_value_n_plays_model_n_and_says_so_even_when_unchanged(caplog):
+    s, clock, out, models = session(mode="continuous", **{"model.models": ["lstm", "second", "third"]})
+    picked = []
+    for value in (1, 0, 2, 127, 127):
+        with caplog.at_level("INFO", logger="jamd.live.controls"):
+            caplog.clear()
+            s.engine.control(26, value)
+        picked.append(s.engine.model_name)
+        assert len(caplog.records) == 1
+    assert picked == ["second", "lstm", "third", "third", "third"]
+    line = caplog.records[0].getMessage()
+    assert line == ("model-select CC 26 value 127: model.models[2] third "
+                    "(past the end of model.models, 3 long: the last), already playing")
