@@ -31,7 +31,9 @@ ON, OFF, CC = 0x90, 0x80, 0xB0
 
 data_byte = st.integers(0, 127)
 channel = st.one_of(st.just(0), st.integers(0, 15))  # channel 1 (every default's) half the time
-pitch = st.one_of(st.integers(57, 64), data_byte)  # a few pitches often, so note-offs meet their note-ons
+# a few pitches often (so note-offs meet their note-ons), and the ends of the keyboard, where a move
+# to C/Am can leave 0-127
+pitch = st.one_of(st.integers(57, 64), st.integers(118, 127), st.integers(0, 9), data_byte)
 small = st.one_of(st.integers(0, 3), data_byte)  # CC values that pick each model and each end of a range
 
 
