@@ -28,8 +28,8 @@ GM_PERCUSSION_CHANNEL = 10  # General MIDI 1.0: channel 10 is the drum kit, neve
 
 
 def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple | None = None, factory: Any = None) -> Any:
-    meta = {"lo": lo, "hi": hi, "choices": choices}
+          choices: tuple | None = None, factory: Any = None, filled: bool = False) -> Any:
+    meta = {"lo": lo, "hi": hi, "choices": choices, "filled": filled}  # filled: no empty or blank name
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -37,8 +37,8 @@ def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = No
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = _spec("lstm")  # a shipped model name or a path to an .onnx file
-    models: tuple[str, ...] = _spec(factory=lambda: ("lstm",))  # selectable by CC
+    name: str = _spec("lstm", filled=True)  # a shipped model name or a path to an .onnx file
+    models: tuple[str, ...] = _spec(factory=lambda: ("lstm",), filled=True)  # selectable by CC
     providers: str = _spec("auto", choices=PROVIDERS)
     intra_op_threads: int = _spec(1, lo=1, hi=64)
     temperature: float = _spec(0.9, lo=0.0, hi=5.0)
@@ -56,7 +56,7 @@ class ClockConfig:
     realtime_priority: int = _spec(10, lo=0, hi=99)  # SCHED_FIFO for the sender where allowed; 0: never
     source: str = _spec("internal", choices=CLOCK_SOURCES)  # who owns tempo and bar position
     send: bool = _spec(False)  # master: send MIDI clock, Start/Stop/Continue, Song Position Pointer
-    port: str | None = _spec(None)  # separate virtual output for the clock; None: the note output
+    port: str | None = _spec(None, filled=True)  # separate virtual output for the clock; None: the note output
     send_while_stopped: bool = _spec(True)  # keep 0xF8 running while the transport is stopped
     tick_spin_us: int = _spec(250, lo=0, hi=20000)  # spin before each 0xF8 (spin_us is for the rest)
     loss_timeout_ms: int = _spec(1000, lo=100, hi=10000)  # source midi: silence that means the clock is gone
@@ -67,16 +67,16 @@ class ClockConfig:
 @dataclass(frozen=True)
 class MidiConfig:
     api: str = _spec("auto", choices=MIDI_APIS)
-    client_name: str = _spec("jamd")
-    output_port: str = _spec("jamd out")
-    input_port: str = _spec("jamd in")
+    client_name: str = _spec("jamd", filled=True)
+    output_port: str = _spec("jamd out", filled=True)
+    input_port: str = _spec("jamd in", filled=True)
     connect_output: str | None = _spec(None)  # existing port to use instead of a virtual one
     connect_input: str | None = _spec(None)
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _")
+    seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _", filled=True)
     bars: int = _spec(16, lo=1, hi=1024)
 
 
@@ -87,7 +87,7 @@ class LiveConfig:
     end_cc: int | None = _spec(None, lo=0, hi=127)
     max_phrase_bars: int = _spec(8, lo=1, hi=64)
     response_bars: int = _spec(0, lo=0, hi=64)  # 0: as long as the phrase
-    default_seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _")
+    default_seed: str = _spec("67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _", filled=True)
     # The channels (1-16) whose notes are melody, for live input and MIDI files
     # alike; empty: every channel but 10 (General MIDI percussion).
     input_channels: tuple[int, ...] = _spec(factory=tuple, lo=1, hi=16)
@@ -235,6 +235,16 @@ class Config:
 
 # -- validation -------------------------------------------------------------
 
+QUOTE_MAX = 80  # characters of a bad value or key quoted: a pasted paragraph stays one readable line
+
+
+def clip(text: str) -> str:
+    """`text` (a value's repr, a key) as an error message quotes it: escaped if it holds control
+    characters, cut to QUOTE_MAX characters."""
+    text = text if text.isprintable() else repr(text)
+    return text if len(text) <= QUOTE_MAX else f"{text[:QUOTE_MAX - 3]}..."
+
+
 _TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
 
 
@@ -259,12 +269,12 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
                 return _coerce(value, arg, key, source)
             except ConfigError:
                 pass
-        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {value!r})")
+        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {clip(repr(value))})")
     if origin is tuple:
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {value!r})")
+            raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {clip(repr(value))})")
         (item,) = typing.get_args(tp)[:1]
         return tuple(_coerce(v, item, key, source) for v in value)
     ok = (
@@ -274,36 +284,40 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
         or (tp is str and isinstance(value, str))
     )
     if not ok:
-        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {value!r})")
+        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {clip(repr(value))})")
     return float(value) if tp is float else value
 
 
 def _check(value: Any, meta: dict, key: str, source: str) -> None:
     if value is None:
         return
-    for v in value if isinstance(value, tuple) else (value,):
+    items = value if isinstance(value, tuple) else (value,)
+    if meta.get("filled") and (not items or not all(v.strip() for v in items)):
+        shown = clip(repr(value if isinstance(value, str) else list(value)))
+        raise ConfigError(f"{source}: {key} must not be empty or blank (received {shown})")
+    for v in items:
         # show whole numbers as the user wrote them (1000, not 1000.0)
         shown = int(v) if isinstance(v, float) and v.is_integer() else v
         lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
         if choices is not None and v not in choices:
             allowed = ", ".join(map(str, choices))
-            raise ConfigError(f"{source}: {key} must be one of {allowed} (received {shown!r})")
+            raise ConfigError(f"{source}: {key} must be one of {allowed} (received {clip(repr(shown))})")
         if lo is not None and hi is not None and not lo <= v <= hi:
-            raise ConfigError(f"{source}: {key} must be between {lo:g} and {hi:g} (received {shown!r})")
+            raise ConfigError(f"{source}: {key} must be between {lo:g} and {hi:g} (received {clip(repr(shown))})")
 
 
 def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix or 'the file'} must be a mapping (received {data!r})")
+        raise ConfigError(f"{source}: {prefix or 'the file'} must be a mapping (received {clip(repr(data))})")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:
             where = f"{prefix}.{key}" if prefix else str(key)
             known = ", ".join(fields)
-            raise ConfigError(f"{source}: unknown key {where} (known here: {known})")
+            raise ConfigError(f"{source}: unknown key {clip(where)} (known here: {known})")
     values = {}
     for name, f in fields.items():
         if name not in data:
@@ -321,15 +335,11 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
 
 def _cross_checks(cfg: Config, source: str) -> None:
     if cfg.clock.send and cfg.clock.source == "midi":
-        raise ConfigError(
-            f"{source}: clock.send needs clock.source internal or link (received clock.source "
-            f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)"
-        )
+        raise ConfigError(f"{source}: clock.send needs clock.source internal or link (received clock.source "
+                          f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)")
     if cfg.output.note_min > cfg.output.note_max:
-        raise ConfigError(
-            f"{source}: output.note_min must not exceed output.note_max "
-            f"(received {cfg.output.note_min} > {cfg.output.note_max})"
-        )
+        raise ConfigError(f"{source}: output.note_min must not exceed output.note_max "
+                          f"(received {cfg.output.note_min} > {cfg.output.note_max})")
 
 
 def from_dict(data: Any, source: str = "config") -> Config:
@@ -342,7 +352,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     """Parse one `--set key.path=value`; the value is read as YAML."""
     key, sep, raw = text.partition("=")
     if not sep or "." not in key:
-        raise ConfigError(f"--set: expected key.path=value (received {text!r})")
+        raise ConfigError(f"--set: expected key.path=value (received {clip(repr(text))})")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -375,9 +385,9 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         section, _, name = key.partition(".")
         merged = cfg.to_dict()
         if section not in merged:
-            raise ConfigError(f"--set: unknown key {key} (sections: {', '.join(merged)})")
+            raise ConfigError(f"--set: unknown key {clip(key)} (sections: {', '.join(merged)})")
         merged[section][name] = value
-        cfg = from_dict(merged, f"--set {key}")
+        cfg = from_dict(merged, f"--set {clip(key)}")
     return cfg
 
 

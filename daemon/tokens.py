@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import ModelError, UsageError
 
 DELIMITER = "/"
 REST = "r"
@@ -171,12 +171,24 @@ def notes_to_symbols(notes: Iterable[Note], n_steps: int | None = None, offset: 
     return out
 
 
+def fold_to_midi(pitch: int) -> int:
+    """Move a pitch by octaves into MIDI's 0-127 (a transposed 127 or 0 can leave it)."""
+    while pitch > 127:
+        pitch -= 12
+    while pitch < 0:
+        pitch += 12
+    return pitch
+
+
 def transpose_symbols(symbols: Iterable[str], semitones: int) -> list[str]:
-    return [str(int(s) + semitones) if is_pitch(s) else s for s in symbols]
+    """Pitches moved by `semitones`, folded by octaves into 0-127; other symbols kept."""
+    return [str(fold_to_midi(int(s) + semitones)) if is_pitch(s) else s for s in symbols]
 
 
 def fit_pitch_to_vocab(pitch: int, vocab: Vocabulary) -> int:
-    """Move a pitch by octaves into the vocabulary's range (for live seeds)."""
+    """Move a pitch (any integer) by octaves into the vocabulary's range (for live seeds)."""
+    if not vocab.pitches:
+        raise ModelError(f"the model's vocabulary has no pitches ({len(vocab)} symbols)")
     lo, hi = vocab.pitch_range
     while pitch < lo:
         pitch += 12
@@ -186,3 +198,10 @@ def fit_pitch_to_vocab(pitch: int, vocab: Vocabulary) -> int:
         return pitch
     # pitch classes missing inside the range: take the nearest one present
     return min(vocab.pitches, key=lambda p: (abs(p - pitch), p))
+
+
+def fit_symbols_to_vocab(symbols: Iterable[str], vocab: Vocabulary) -> list[str]:
+    """Every pitch symbol moved into the vocabulary (`fit_pitch_to_vocab`), even one past
+    0-127 such as ``"130"`` (a phrase at the top of the keyboard moved up to C/Am); other
+    symbols are kept.  Whatever model kind plays it, the result encodes without a miss."""
+    return [str(fit_pitch_to_vocab(int(s), vocab)) if s.lstrip("-").isdigit() else s for s in symbols]

@@ -94,3 +94,49 @@ def test_unreadable_seed_midi(capsys, tmp_path, shipped_lstm):
     code, _, err = run_cli(capsys, "generate", "--seed-midi", str(bad), "--out", str(tmp_path / "x.mid"))
     assert code == 4
     assert_one_line(err, str(bad))
+
+
+def test_empty_seed_is_refused_not_replaced(capsys, tmp_path, shipped_lstm):
+    code, _, err = run_cli(capsys, "generate", "--seed", "", "--out", str(tmp_path / "x.mid"))
+    assert code == 2
+    assert_one_line(err, "seed is empty")
+    assert not (tmp_path / "x.mid").exists()
+
+
+@pytest.mark.parametrize(("models", "shown"), [
+    ("[lstm, banjo]", "'banjo'"), ("[]", "[]"), ("[/no/such/model.onnx]", "'/no/such/model.onnx'"),
+    ("[" + "b" * 300 + "]", "'bbbb"),
+])
+def test_run_refuses_a_model_list_it_could_not_play_before_opening_anything(capsys, models, shown):
+    code, _, err = run_cli(capsys, "run", "--set", f"model.models={models}")
+    assert code == 2
+    assert_one_line(err, "model.models", shown)
+    assert "b" * 81 not in err
+
+
+def test_run_refuses_a_name_jack_cannot_take_in_one_line(capsys):
+    from jamd.midi import ports
+
+    try:
+        if ports.api_ids()["jack"] not in ports._rtmidi().get_compiled_api():
+            pytest.skip("python-rtmidi without JACK")
+    except Exception as exc:
+        pytest.skip(f"python-rtmidi unusable: {exc}")
+    code, _, err = run_cli(capsys, "run", "--api", "jack", "--set", "midi.client_name=" + "c" * 300)
+    assert code == 2
+    assert_one_line(err, "JACK: midi.client_name is 300 bytes long", "at most 57")
+    assert "server" not in err and "c" * 81 not in err
+
+
+@pytest.mark.parametrize(("api", "key", "size", "expected"), [
+    ("jack", "client_name", 57, None), ("jack", "client_name", 58, "at most 57"),
+    ("alsa", "client_name", 63, None), ("alsa", "client_name", 64, "at most 63"),
+    ("alsa", "output_port", 64, "at most 63"), ("jack", "output_port", 244, None),
+    ("jack", "input_port", 245, "at most 244"), ("coremidi", "client_name", 300, None),
+])
+def test_midi_name_limits(api, key, size, expected):
+    from jamd.config import MidiConfig
+    from jamd.midi.ports import name_problem
+
+    problem = name_problem(api, MidiConfig(**{key: "é" * (size // 2) + "n" * (size % 2)}))
+    assert problem is None if expected is None else expected in problem and f"midi.{key} is {size} bytes" in problem

@@ -86,3 +86,35 @@ def test_bool_is_not_an_int():
 def test_every_field_is_in_a_section():
     for f in dataclasses.fields(C.Config):
         assert dataclasses.is_dataclass(f.type) or isinstance(f.type, str)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("model.models", []), ("model.models", ["lstm", " "]), ("model.name", ""), ("midi.client_name", ""),
+    ("midi.output_port", "  "), ("midi.input_port", ""), ("clock.port", ""), ("live.default_seed", ""),
+])
+def test_empty_names_and_lists_are_refused_in_one_line(key, value):
+    with pytest.raises(ConfigError) as err:
+        C.Config().replace(**{key: value})
+    assert str(err.value).startswith(f"override: {key} must not be empty or blank (received ")
+    assert C.Config().replace(**{"clock.port": None}).clock.port is None  # null: no port of its own
+
+
+@pytest.mark.parametrize(("text", "start"), [
+    ("live:\n  mode: " + "x" * 300 + "\n", "config.yaml: live.mode must be one of"),
+    ("midi:\n  client_name: [" + "1, " * 200 + "1]\n", "config.yaml: midi.client_name must be a string"),
+    ("live:\n  " + "k" * 300 + ": 1\n", "config.yaml: unknown key live.kkkk"),
+    ("clock: " + "y" * 300 + "\n", "config.yaml: clock must be a mapping"),
+])
+def test_a_bad_value_is_quoted_in_at_most_80_characters(tmp_path, monkeypatch, text, start):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config.yaml").write_text(text)
+    with pytest.raises(ConfigError) as err:
+        C.load("config.yaml")
+    message = str(err.value)
+    assert message.startswith(start) and "\n" not in message
+    assert "x" * 81 not in message and "1, " * 30 not in message and "k" * 81 not in message
+    assert "y" * 81 not in message and len(message) < 300
+    with pytest.raises(ConfigError) as err:
+        C.load(None, ["clock." + "z" * 300 + "=1"])
+    assert "z" * 81 not in str(err.value)
+    assert C.clip("a\nb") == "'a\\nb'"  # control characters escaped: still one line

@@ -198,3 +198,63 @@ def test_no_midi_system_is_one_line_and_exit_2(tmp_path: Path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("jamd:")]
     assert len(errors) == 1 and "no usable MIDI system" in errors[0] and "jamd generate" in errors[0]
     assert "Traceback" not in r.stderr and "Cannot connect" not in r.stderr
+
+
+class _Synth:
+    """A JACK MIDI input of its own ("synth:in"), there before jamd starts, as a synth is:
+    jamd connects to it (midi.connect_output), so its very first messages are recorded."""
+
+    def __init__(self):
+        import rtmidi
+
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
+        self.events: list[tuple[int, tuple[int, ...]]] = []
+        self.inp.set_callback(lambda event, _d: self.events.append((time.perf_counter_ns(), tuple(event[0]))))
+        self.inp.open_virtual_port("in")
+
+    def wait_for(self, predicate, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if predicate(list(self.events)):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def close(self) -> None:
+        self.inp.close_port()
+        self.inp.delete()
+
+
+def test_a_restart_silences_the_note_a_killed_jamd_left_sounding(jack_server):
+    synth = _Synth()
+    args = common("--mode", "continuous", "--set", "output.gate=1.0", "--set", "midi.connect_output=synth:in")
+    try:
+        d = Daemon(*args)
+        try:
+            assert synth.wait_for(lambda ev: note_pairs(ev)[1], 10), d.log()
+        finally:
+            d.stop(signal.SIGKILL)  # no note-off, no CC 123: the synth holds the note
+        time.sleep(0.3)
+        killed = len(synth.events)
+        assert note_pairs(synth.events)[1], "the kill left nothing sounding: nothing to prove"
+        d = Daemon(*common("--set", "midi.connect_output=synth:in"))  # call-response: silent until played to
+        try:
+            assert synth.wait_for(lambda ev: len(ev) >= killed + 4, 5), d.log()
+            first = [m for _, m in synth.events[killed:killed + 4]]
+            assert first == [(0xB0, 123, 0), (0xB0, 120, 0), (0xB9, 123, 0), (0xB9, 120, 0)], first
+        finally:
+            assert d.stop() == 0, d.log()
+    finally:
+        synth.close()
+
+
+def test_a_client_name_jack_cannot_take_is_one_line_not_a_missing_server(jack_server):
+    d = Daemon(*common("--set", "midi.client_name=" + "c" * 57))  # the longest: its watch client has 63
+    assert d.stop() == 0, d.log()
+    for name in ("c" * 58, "c" * 300):
+        r = subprocess.run([sys.executable, "-m", "jamd.cli", "run", *common("--set", f"midi.client_name={name}")],
+                           capture_output=True, text=True, timeout=60, env=dict(os.environ))
+        assert r.returncode == 2, r.stderr
+        lines = [line for line in r.stderr.splitlines() if line.startswith("jamd: ")]
+        assert len(lines) == 1 and f"midi.client_name is {len(name)} bytes long" in lines[0], r.stderr
+        assert "server" not in r.stderr and "Traceback" not in r.stderr and "c" * 81 not in r.stderr

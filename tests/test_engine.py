@@ -6,6 +6,8 @@ engine work, then flushes the scheduler and compares the exact event list.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from fakes import PATTERN, FakeGenerator, fake_model
@@ -238,3 +240,124 @@ def test_bad_input_costs_nothing(garbage):
     s.engine.midi_in(garbage, clock.now_ns())
     s.engine.run_once()
     assert s.engine.error is None and not s.engine.capture.active
+
+
+# -- notes that leave 0-127 on the way to C/Am, and on the way back out (issue 13 section 2) --
+
+class FakeBarGenerator:
+    """The `BarGenerator` interface `GanBars` drives: a fixed bar, and a previous bar
+    that must encode in the vocabulary, as the real one's `encode_bar` demands."""
+
+    def __init__(self, pattern=PATTERN, pitches=range(55, 84)):
+        from jamd.tokens import Vocabulary
+
+        self.vocab = Vocabulary.from_pitches(pitches)
+        self.steps_per_bar = 16
+        self.bar = list(pattern)
+        self.prevs: list[list[str]] = []
+
+    def next_bar(self, prev, temperature, rng, first_note=False):
+        if prev is not None:
+            self.vocab.encode(prev)  # KeyError for a symbol outside the vocabulary
+            self.prevs.append(list(prev))
+        return list(self.bar)
+
+
+def gan_model(pattern=PATTERN):
+    from jamd.inference.gan import GanBars
+
+    made = []
+
+    def open_model(name):
+        made.append(GanBars(FakeBarGenerator(pattern), name))
+        return made[-1]
+
+    open_model.made = made
+    return open_model
+
+
+def test_a_phrase_at_the_top_of_the_keyboard_is_folded_into_the_model_not_fatal():
+    """127 121 124 117 is A major: moved up 3 to C, 127 would be 130 (the issue's case)."""
+    s, clock, out, models = session(**{"live.response_bars": 1})
+    play(s, clock, [Note(2 * i, p, 2) for i, p in enumerate([127, 121, 124, 117])])
+    run_to(s, clock, 40)
+    assert s.engine.error is None
+    assert s.engine.last_key.name == "A major" and s.engine.transpose == -3
+    primed = models.made[0].gen.primed[-1]
+    # G C# E A moved up 3 is Bb E G C: 130 folds to 118, and all fit the vocabulary (55-83) by octaves
+    assert primed[:8] == ["82", "_", "76", "_", "79", "_", "72", "_"]
+    ons = [m[1] for m in out.messages if m[0] == ON]
+    assert ons and all(36 <= p <= 96 for p in ons)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gan"])
+def test_every_pitch_in_every_key_reaches_the_model_and_leaves_in_range(kind, monkeypatch):
+    """All 128 pitches, each key's shift to C/Am (forced, so all 24 keys are met), every model
+    kind: the model is primed only with its own vocabulary, the answer stays in note_min..note_max."""
+    from jamd.music import keys
+
+    pattern = ["83", "_", "55", "_", "83", "r", "55", "_"] * 2  # the vocabulary's ends
+    for tonic in range(12):
+        for mode in ("major", "minor"):
+            monkeypatch.setattr(keys, "detect_key", lambda notes, k=keys.Key(tonic, mode): k)
+            cfg = {"live.response_bars": 1, "output.note_min": 50, "output.note_max": 58}
+            s, clock, out, _ = session(pattern=pattern, **cfg)
+            models = fake_model(pattern) if kind == "lstm" else gan_model(pattern)
+            s.engine.open_model = models
+            s.engine.set_model("other")
+            play(s, clock, [Note(i, i, 1) for i in range(128)])  # 8 bars: max_phrase_bars
+            run_to(s, clock, 160)
+            assert s.engine.error is None and len(s.engine.answers) == 1, (tonic, mode)
+            vocab = models.made[-1].vocab
+            seed = models.made[-1].gen.primed[-1] if kind == "lstm" else models.made[-1].gen.prevs[0]
+            assert all(x in vocab for x in seed)
+            ons = [m[1] for m in out.messages if m[0] == ON]
+            assert ons and all(50 <= p <= 58 for p in ons), (tonic, mode, ons)
+
+
+def test_live_notes_count_only_on_the_melody_channels():
+    s, clock, out, _ = session()
+    play(s, clock, C_PHRASE, channel=10)  # General MIDI drums: not melody by default
+    run_to(s, clock, 64)
+    assert s.engine.phrases == [] and out.sent == []
+    s, clock, out, _ = session(**{"live.input_channels": [2], "control.channel": 1})
+    play(s, clock, C_PHRASE, channel=1)
+    run_to(s, clock, 64)
+    assert s.engine.phrases == []
+    s.engine.midi_in([CC, 21, 127], clock.now_ns())  # CCs keep to control.channel
+    play(s, clock, [Note(n.start + 64, n.pitch, n.duration) for n in C_PHRASE], channel=2)
+    run_to(s, clock, 128)
+    assert s.engine.temperature == 2.0 and len(s.engine.phrases) == 1
+
+
+def test_start_silences_a_killed_predecessors_notes_before_anything_else():
+    """After a SIGKILL the synth still holds jamd's last note: the restart sends All Notes Off
+    and All Sound Off on the output's channel and the metronome's, before playing."""
+    cfg = Config().replace(**{"live.mode": "continuous", "output.channel": 3, "metronome.enabled": True,
+                              "clock.bpm": 300})
+    out = MemoryOutput()
+    s = LiveSession(cfg, out, fake_model())
+    s.start()
+    try:
+        deadline = time.monotonic() + 5
+        while not any(m[0] == ON | 2 for m in out.messages) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        s.close()
+    assert out.messages[:4] == [(CC | 2, 123, 0), (CC | 2, 120, 0), (CC | 9, 123, 0), (CC | 9, 120, 0)]
+    assert any(m[0] == ON | 2 for m in out.messages[4:])  # then it plays
+
+
+def test_model_select_value_n_plays_model_n_and_says_so_even_when_unchanged(caplog):
+    s, clock, out, models = session(mode="continuous", **{"model.models": ["lstm", "second", "third"]})
+    picked = []
+    for value in (1, 0, 2, 127, 127):
+        with caplog.at_level("INFO", logger="jamd.live.controls"):
+            caplog.clear()
+            s.engine.control(26, value)
+        picked.append(s.engine.model_name)
+        assert len(caplog.records) == 1
+    assert picked == ["second", "lstm", "third", "third", "third"]
+    line = caplog.records[0].getMessage()
+    assert line == ("model-select CC 26 value 127: model.models[2] third "
+                    "(past the end of model.models, 3 long: the last), already playing")

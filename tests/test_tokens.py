@@ -9,6 +9,8 @@ from jamd.tokens import (
     Note,
     Vocabulary,
     fit_pitch_to_vocab,
+    fit_symbols_to_vocab,
+    fold_to_midi,
     notes_to_symbols,
     parse_seed,
     symbols_to_notes,
@@ -64,3 +66,22 @@ def test_transpose_and_fit():
     v = Vocabulary.from_pitches([60, 62, 64, 72])
     assert fit_pitch_to_vocab(48, v) == 60
     assert fit_pitch_to_vocab(86, v) == 62  # 86 -> 74, not in vocab: nearest present is 72
+
+
+def test_transposition_never_leaves_0_127_and_any_pitch_fits_a_vocabulary():
+    assert [fold_to_midi(p) for p in (130, 127, 0, -3, 140)] == [118, 127, 0, 9, 116]
+    assert transpose_symbols(["127", "_", "0"], 6) == ["121", "_", "6"]
+    assert transpose_symbols(["125", "2"], -6) == ["119", "8"]
+    assert transpose_symbols(["125"], 6) == ["119"]  # 131 folds to 119: same pitch class
+    v = Vocabulary.from_pitches(range(55, 84))
+    assert fit_symbols_to_vocab(["130", "_", "r", "-2", "/", "60"], v) == ["82", "_", "r", "58", "/", "60"]
+    for pitch in range(-12, 140):
+        assert str(fit_pitch_to_vocab(pitch, v)) in v
+        assert fit_pitch_to_vocab(pitch, v) % 12 == pitch % 12
+
+
+def test_a_vocabulary_without_pitches_is_a_model_error():
+    from jamd.errors import ModelError
+
+    with pytest.raises(ModelError, match="no pitches"):
+        fit_pitch_to_vocab(60, Vocabulary(["/", "r", "_"]))

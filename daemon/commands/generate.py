@@ -86,7 +86,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         log.info("seed %s: %d notes in %s, moved %+d semitones to %s", args.seed_midi, len(notes), key.name,
                  shift, "C major" if key.mode == "major" else "A minor")
     else:
-        seed_symbols = parse_seed(args.seed or cfg.generate.seed, vocab)
+        seed_symbols = parse_seed(cfg.generate.seed if args.seed is None else args.seed, vocab)
     rng = np.random.default_rng(cfg.model.random_seed)
     if isinstance(gen, gan.BarGenerator):
         # per-bar models: the seed is held to its bar line, then whole bars follow

@@ -22,8 +22,9 @@ import threading
 import time
 
 from .. import config as config_mod
-from ..config import Config
-from ..errors import ConfigError, JamdError, UsageError
+from ..config import Config, clip
+from ..errors import ConfigError, JamdError, ModelError, UsageError
+from ..inference import model_store
 from ..inference.bar_source import open_bar_source
 from ..live.session import LiveSession
 from ..midi.jack_memory import release_jack_shared_memory
@@ -47,9 +48,16 @@ modes (--mode or live.mode; switch live with control.mode_cc):
   accompany      play along while you play, re-seeded from your latest bar
 
 A phrase ends after live.silence_bars of silence, on live.end_cc, or at
-live.max_phrase_bars. CCs (control.*) set temperature, mode, start/stop,
-panic, answer length and model. SIGHUP reloads the config file; SIGINT or
-SIGTERM stop cleanly: every sounding note gets its note-off, then CC 123.
+live.max_phrase_bars. Notes count on live.input_channels (default: all but
+10, the drums). CCs (control.*, on control.channel) set temperature, mode,
+start/stop, panic, answer length and model:
+  control.mode_cc          0-42 continuous, 43-85 call-response, 86-127 accompany
+  control.model_select_cc  value n plays model.models[n] (0: the first, 1: the
+                           second, ...; a value past the end: the last)
+At start jamd sends All Notes Off and All Sound Off (CC 123, CC 120) on
+output.channel and metronome.channel, which silences a note a killed jamd left
+sounding. SIGHUP reloads the config file; SIGINT or SIGTERM stop cleanly:
+every sounding note gets its note-off, then CC 123.
 
 sync with a DAW (--clock or clock.*):
   --clock send     jamd is master: MIDI clock, Start/Stop/Continue and Song
@@ -110,7 +118,21 @@ def load_config(args: argparse.Namespace) -> Config:
     path = args.config if getattr(args, "config", None) else config_mod.default_config_path()
     cfg = config_mod.load(path, getattr(args, "overrides", None))
     extra = _option_overrides(args)
-    return cfg.replace(**extra) if extra else cfg
+    return check_models(cfg.replace(**extra) if extra else cfg)
+
+
+def check_models(cfg: Config) -> Config:
+    """`cfg` if each of model.models is a shipped model name or an existing .onnx path
+    (`model_store.resolve`); else one line naming the key: a wrong name is refused as the
+    config loads, not found out at the first model-select CC on stage."""
+    for name in cfg.model.models:
+        try:
+            model_store.resolve(name)
+        except ModelError:
+            known = ", ".join(model_store.shipped_model_names()) or "none"
+            raise ConfigError(f"model.models: no model {clip(repr(name))} (shipped models: {known}; "
+                              "or the path of an existing .onnx file)") from None
+    return cfg
 
 
 class _Waiter:
@@ -172,6 +194,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
             cfg = cfg.replace(**extra)
         except ConfigError as exc:
             raise UsageError(str(exc).replace("override: ", "")) from None
+    check_models(cfg)
     waiter = _Waiter()
     session: LiveSession | None = None
     ports = None

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..config import ModelConfig
 from ..errors import ModelError
-from ..tokens import DELIMITER, REST, Vocabulary
+from ..tokens import DELIMITER, REST, Vocabulary, fit_symbols_to_vocab
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,8 @@ class LstmBars:
         self._seed: list[str] = []
 
     def reseed(self, symbols: Sequence[str]) -> None:
-        self._seed = list(symbols)
+        # folded here too, so no caller's pitch outside the vocabulary can stop the model
+        self._seed = fit_symbols_to_vocab(symbols, self.vocab)
         self.gen.reset()
         self.gen.prime(self._seed)
 

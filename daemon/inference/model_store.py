@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..config import clip
 from ..errors import ModelError
 from ..tokens import Vocabulary
 
@@ -33,6 +34,13 @@ def shipped_model_names() -> list[str]:
 
 def resolve(name_or_path: str) -> Path:
     """Turn a model name or path into an existing .onnx path, or fail in one line."""
+    try:
+        return _resolve(name_or_path)
+    except OSError as exc:  # a name too long for the file system, say
+        raise ModelError(f"model {clip(repr(name_or_path))} not found ({exc.strerror})") from None
+
+
+def _resolve(name_or_path: str) -> Path:
     looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".onnx")
     if looks_like_path:
         path = Path(name_or_path).expanduser()
@@ -42,7 +50,8 @@ def resolve(name_or_path: str) -> Path:
     path = shipped_models_dir() / f"{name_or_path}.onnx"
     if not path.is_file():
         known = ", ".join(shipped_model_names()) or "none"
-        raise ModelError(f"model {name_or_path!r} not found (shipped models: {known}; or give a path to an .onnx file)")
+        raise ModelError(f"model {clip(repr(name_or_path))} not found "
+                         f"(shipped models: {known}; or give a path to an .onnx file)")
     return path
 
 

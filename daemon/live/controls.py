@@ -29,7 +29,11 @@ def control(engine: Engine, number: int, value: int) -> None:
         engine.temperature = round(value / 127 * 2, 3)
         log.info("temperature %.2f", engine.temperature)
     elif number == ctl.mode_cc:
-        engine.set_mode(MODES[min(value * len(MODES) // 128, len(MODES) - 1)])
+        # 0-127 split in three equal ranges: 0-42 continuous, 43-85 call-response, 86-127 accompany
+        mode = MODES[min(value * len(MODES) // 128, len(MODES) - 1)]
+        if mode == engine.mode:
+            log.info("mode CC %d value %d: %s, already playing", number, value, mode)
+        engine.set_mode(mode)
     elif number == ctl.start_stop_cc:
         if value >= 64 and not engine.playing:
             if not engine.sync.request_start():
@@ -42,8 +46,19 @@ def control(engine: Engine, number: int, value: int) -> None:
         engine.response_bars = value
         log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
     elif number == ctl.model_select_cc:
-        models = engine.cfg.model.models
-        engine.set_model(models[min(value * len(models) // 128, len(models) - 1)])
+        select_model(engine, number, value)
+
+
+def select_model(engine: Engine, number: int, value: int) -> None:
+    """Model-select CC value n picks model.models[n] (0: the first); a value past the end of
+    the list picks the last.  Logged, also when the choice is the model already playing."""
+    models = engine.cfg.model.models
+    index = min(value, len(models) - 1)
+    name = models[index]
+    past = f" (past the end of model.models, {len(models)} long: the last)" if index != value else ""
+    same = ", already playing" if name == engine.model_name else ""
+    log.info("model-select CC %d value %d: model.models[%d] %s%s%s", number, value, index, name, past, same)
+    engine.set_model(name)
 
 
 def apply_config(engine: Engine, cfg: Config) -> None:

@@ -33,7 +33,7 @@ from ..sync.follow_link import LinkSync
 from ..sync.follow_midi import MidiClockSync
 from ..sync.scheduler import Scheduler
 from ..sync.transport import MasterSync, Metronome
-from ..tokens import Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed
+from ..tokens import Note, fit_symbols_to_vocab, notes_to_symbols, parse_seed
 from . import controls
 from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
 from .note_stream import NoteStream
@@ -237,6 +237,8 @@ class Engine:
                 self.phrase_done(self.capture.poll(t_ns, end_cc=True), t_ns)
             elif ctl.channel is None or ev.channel == ctl.channel:
                 self.control(ev.a, ev.b)
+        elif not self.cfg.live.is_melody_channel(ev.channel):
+            return  # live.input_channels: notes elsewhere (drums on 10) are not melody
         elif ev.kind == "on":
             self.capture.note_on(ev.a, t_ns)
         else:
@@ -313,8 +315,7 @@ class Engine:
 
     # -- seeding -----------------------------------------------------------
     def _fit(self, symbols: list[str]) -> list[str]:
-        vocab = self.model.vocab
-        return [str(fit_pitch_to_vocab(int(s), vocab)) if is_pitch(s) else s for s in symbols]
+        return fit_symbols_to_vocab(symbols, self.model.vocab)
 
     def _reseed_default(self) -> None:
         self.seed = parse_seed(self.cfg.live.default_seed)

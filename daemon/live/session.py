@@ -1,9 +1,10 @@
 """One live session: the clock, the sender, the engine and an output, wired up.
 
 `jamd run` builds one over real MIDI ports; tests and the realtime benchmark
-build one over the in-memory output.  `close()` is the single way down and is
-safe on every path: it stops the engine, then has the sender note-off every
-sounding note and send CC 123 before the output closes.
+build one over the in-memory output.  `start()` first silences what a killed
+predecessor may have left sounding (`silence_predecessor`).  `close()` is the
+single way down and is safe on every path: it stops the engine, then has the
+sender note-off every sounding note and send CC 123 before the output closes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from ..config import Config
 from ..inference.bar_source import BarSource
-from ..midi.outputs import Output
+from ..midi.outputs import CC, Output
 from ..sync.clock import Clock
 from ..sync.clock_follower import FollowedClock
 from ..sync.scheduler import Scheduler
@@ -21,6 +22,8 @@ from .engine import Engine
 from .phrase import EchoGuard
 
 log = logging.getLogger(__name__)
+
+ALL_SOUND_OFF, ALL_NOTES_OFF = 120, 123  # channel mode messages (MIDI 1.0 spec, table T-1)
 
 
 class LiveSession:
@@ -67,7 +70,22 @@ class LiveSession:
         """`t_ns`: when it arrived (perf_counter_ns); None: now."""
         self.engine.midi_in(message, t_ns)
 
+    def silence_predecessor(self) -> None:
+        """All Notes Off (CC 123) and All Sound Off (CC 120) on every channel jamd plays on
+        (output.channel, metronome.channel), sent before anything else.
+
+        A jamd killed by SIGKILL or a power cut sent no note-off, and the synth still holds
+        its last note; a restart cannot know which note that was, so it silences the whole
+        channel.  Runs on this thread before the sender starts: nothing interleaves with it.
+        """
+        cfg = self.engine.cfg
+        for channel in sorted({cfg.output.channel, cfg.metronome.channel}):
+            for number in (ALL_NOTES_OFF, ALL_SOUND_OFF):
+                self.output.send([CC | (channel - 1), number, 0])
+        log.debug("sent All Notes Off and All Sound Off on the output's channels")
+
     def start(self) -> None:
+        self.silence_predecessor()
         self.scheduler.start()
         if self.clock_scheduler is not None:
             self.clock_scheduler.start()

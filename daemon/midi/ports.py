@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..config import MidiConfig
-from ..errors import MidiSystemError
+from ..config import MidiConfig, clip
+from ..errors import ConfigError, MidiSystemError
 from .input import ArrivalStamper, InputReader
 from .outputs import RtMidiOutput
 
@@ -31,6 +31,39 @@ HINT = ("start JACK (e.g. `jackd -d dummy &`, or your usual setup) or an ALSA se
 # for the last messages sent to leave before the output port closes.
 DRAIN_S = 0.2
 DISPLAY = {"alsa": "ALSA sequencer", "jack": "JACK", "coremidi": "CoreMIDI", "winmm": "Windows MM"}
+
+
+# Name limits in bytes (UTF-8) without the terminating NUL.  JACK: jack_client_name_size() is 64
+# and a full port name "client:port" jack_port_name_size() 256; jamd names its other JACK clients
+# client_name + one of JACK_SUFFIXES.  ALSA sequencer: 64 for a client's and a port's name
+# (snd_seq_client_info and snd_seq_port_info hold name[64]).  Past them JACK refuses the client,
+# which rtmidi reports as "JACK server not running?", and ALSA cuts the name.
+JACK_CLIENT_MAX, JACK_PORT_MAX, ALSA_NAME_MAX = 63, 255, 63
+JACK_SUFFIXES = ("-in", "-clock", "-watch")
+
+
+def name_problem(api: str, cfg: MidiConfig, clock_port: str | None = None) -> str | None:
+    """Why MIDI system `api` cannot take jamd's client and port names (one line naming the key), or None."""
+    ports = {"midi.output_port": cfg.output_port, "midi.input_port": cfg.input_port, "clock.port": clock_port}
+    names = {"midi.client_name": cfg.client_name, **{k: v for k, v in ports.items() if v is not None}}
+    # the longest JACK client name jamd makes: client_name + "-watch"
+    client = len(cfg.client_name.encode("utf-8", "surrogatepass")) + max(map(len, JACK_SUFFIXES))
+    for key, name in names.items():
+        size = len(name.encode("utf-8", "surrogatepass"))
+        if not name.strip():
+            return f"{key} is empty (received {name!r}): give the name patchbays will show"
+        if api == "alsa" and size > ALSA_NAME_MAX:
+            limit, why = ALSA_NAME_MAX, "the ALSA sequencer's limit"
+        elif api == "jack" and key == "midi.client_name" and client > JACK_CLIENT_MAX:
+            limit = JACK_CLIENT_MAX - max(map(len, JACK_SUFFIXES))
+            why = f"JACK's {JACK_CLIENT_MAX} for a client, less the {JACK_SUFFIXES[-1]!r} jamd adds for one"
+        elif api == "jack" and key != "midi.client_name" and client + 1 + size > JACK_PORT_MAX:
+            limit = JACK_PORT_MAX - client - 1
+            why = f"JACK's {JACK_PORT_MAX} for 'client:port', with the client name {clip(repr(cfg.client_name))}"
+        else:
+            continue
+        return f"{key} is {size} bytes long (received {clip(repr(name))}): at most {limit} ({why})"
+    return None
 
 
 def _rtmidi():
@@ -159,6 +192,9 @@ def open_ports(cfg: MidiConfig, on_message: Callable[[list[int], int], None], *,
         if skip:
             tried.append(f"{DISPLAY[name]}: {skip}")
             continue
+        problem = name_problem(name, cfg, clock_port)
+        if problem is not None:  # before rtmidi, which would blame the server for a long name
+            raise ConfigError(f"{DISPLAY[name]}: {problem}")
         try:
             with quiet_stderr():
                 out = rt.MidiOut(ids[name], name=cfg.client_name)

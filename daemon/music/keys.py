@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..tokens import Note
+from ..tokens import Note, fold_to_midi
 
 PITCH_CLASS_NAMES = ("C", "C#", "D", "E-", "E", "F", "F#", "G", "A-", "A", "B-", "B")
 
@@ -61,4 +61,6 @@ def detect_key(notes: Sequence[Note]) -> Key:
 
 
 def transpose_notes(notes: Sequence[Note], semitones: int) -> list[Note]:
-    return [Note(n.start, n.pitch + semitones, n.duration) for n in notes]
+    """Notes moved by `semitones`; one pushed past MIDI's 0-127 (127 moved up from A
+    major to C is 130) is folded back by octaves, so its pitch class is kept."""
+    return [Note(n.start, fold_to_midi(n.pitch + semitones), n.duration) for n in notes]
