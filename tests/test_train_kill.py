@@ -177,3 +177,29 @@ def test_no_usable_checkpoint_is_one_line(tmp_path, sets, capsys):
     assert main(["train", "--epochs", "1", "--fresh", "--out", str(run), "--no-progress", *sets]) == 0
     state = _state(run)
     assert state["epoch"] == 1
+
+
+GAN_TINY = ["gan.latent_dim=4", "gan.generator_units=[8]", "gan.lstm_units=4", "gan.dense_units=[8]",
+            "gan.batch_size=8", "gan.n_critic=2", "gan.monitor_bars=20", "gan.monitor_every=1",
+            "gan.checkpoint_every=1", "gan.compile=false", "gan.pretrain_steps=1", "gan.critic_warmup=1"]
+
+
+@pytest.mark.train
+@pytest.mark.slow
+def test_gan_falls_back_from_a_damaged_checkpoint(tmp_path, sets, capsys):
+    """A damaged newest GAN checkpoint (or one written after its state: a kill between the
+    two) is reported in one line and the run resumes from the state and checkpoint before."""
+    run = tmp_path / "gan"
+    args = ["train", "--model", "wgan", "--out", str(run), "--no-progress", *sets,
+            *[a for o in GAN_TINY for a in ("--set", o)]]
+    assert main([*args, "--steps", "3"]) == 0
+    assert _state(run)["step"] == 3 and json.loads((run / "previous_state.json").read_text())["step"] == 2
+    for data in (run / "ckpt").glob("ckpt-3.data-*"):
+        data.write_bytes(data.read_bytes()[:10])
+    capsys.readouterr()
+    assert main([*args, "--steps", "4"]) == 0
+    err = capsys.readouterr().err  # the CLI's log goes to stderr
+    assert len([line for line in err.splitlines() if "ckpt-3 is unusable" in line]) == 1, err
+    assert "from step 2" in err and "Traceback" not in err, err
+    state = _state(run)
+    assert state["step"] == 4 and len(state["history"]["d_loss"]) == 4
