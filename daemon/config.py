@@ -371,8 +371,13 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise ConfigError(f"{path}: config file not found") from None
+        except IsADirectoryError:
+            raise ConfigError(f"{path}: is a directory, not a config file") from None
         except OSError as exc:
             raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: config file is not valid UTF-8 (byte {exc.start}: "
+                              f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:

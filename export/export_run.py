@@ -16,9 +16,14 @@ def read_run(run_dir: Path, figures: dict[str, Any] | None = None) -> tuple[dict
     state_path = run_dir / "state.json"
     if not state_path.is_file():
         raise DataError(f"{run_dir}: not a training run folder (no state.json)")
-    state = json.loads(state_path.read_text())
-    if figures is None and (run_dir / "figures.json").is_file():
-        figures = json.loads((run_dir / "figures.json").read_text())
+    try:
+        state = json.loads(state_path.read_text(encoding="utf-8"))
+        if figures is None and (run_dir / "figures.json").is_file():
+            figures = json.loads((run_dir / "figures.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{run_dir}: damaged training state ({str(exc)[:80]})") from None
+    if not isinstance(state, dict) or not isinstance(state.get("vocabulary"), list):
+        raise DataError(f"{state_path}: no vocabulary in the training state")
     return state, figures
 
 

@@ -201,7 +201,11 @@ def load_checkpoint(checkpoint: Path, missing: str):
 
     if not checkpoint.is_file():
         raise ExportError(f"{checkpoint}: {missing}")
-    return keras.models.load_model(checkpoint, custom_objects={"OneHot": OneHot})
+    try:
+        return keras.models.load_model(checkpoint, custom_objects={"OneHot": OneHot})
+    except Exception as exc:  # zipfile, h5py and Keras each raise their own
+        first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else ""
+        raise ExportError(f"{checkpoint}: damaged checkpoint ({type(exc).__name__}: {first})") from None
 
 
 def check_vocabulary(checkpoint: Path, what: str, outputs: int, metadata: dict[str, Any], per: str = "") -> None:
@@ -232,9 +236,12 @@ def save_with_metadata(onnx_model, out: Path, meta: dict[str, Any]) -> None:
 
     entry = onnx_model.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, json.dumps(meta)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(onnx_model, str(out))
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    from jamd.training.checkpoints import atomic_save, atomic_write
+
+    # each file whole or not at all; a kill between the two leaves a sidecar that disagrees
+    # with the model's embedded copy, which loading refuses
+    atomic_save(out, lambda tmp: onnx.save(onnx_model, str(tmp)))
+    atomic_write(out.with_suffix(".json"), json.dumps(meta, indent=1) + "\n")
 
 
 def export_lstm(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any],

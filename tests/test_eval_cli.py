@@ -134,8 +134,14 @@ def test_n_below_two_is_one_line(capsys, tmp_path):
 def test_full_run_writes_a_reproducible_report(capsys, tmp_path, fake_model, monkeypatch):
     args = ["--model", "fake", "--reference", "erk", "--n", "4", "--bars", "2", "--markov-order", "2",
             "--random-seed", "7"]
+    made = []
+    real_figure = plots._figure
+    monkeypatch.setattr(plots, "_figure", lambda *a: made.append(real_figure(*a)) or made[-1])
     code, out, err = run_cli(capsys, *args, "--set", "eval.piano_roll=2", "--out", str(tmp_path / "a"))
     assert code == 0, err
+    kde_axes = [ax for f in made if f._suptitle is not None and "KDE" in f._suptitle.get_text()
+                for ax in f.axes if ax.get_visible()]
+    assert len(kde_axes) >= 4 and all(ax.get_xlabel() and ax.get_ylabel() for ax in kde_axes)
     assert "report:" in out
     a = tmp_path / "a"
     for name in ("report.md", "figures.json", "pitch_class_transition_matrix.png",
@@ -152,6 +158,8 @@ def test_full_run_writes_a_reproducible_report(capsys, tmp_path, fake_model, mon
     assert fig["settings"]["command"].startswith("jamd eval --model fake --reference erk --n 4")
     report = (a / "report.md").read_text()
     assert "![kde_fake](kde_fake.png)" in report and "Quality bars" in report
+    assert "**N = 4** melodies per set." in report and "- **fake** (N = 4)" in report
+    assert fig["settings"]["n"] == fig["settings"]["n_requested"] == 4
 
     skip_plots(monkeypatch)  # the second run only has to give the same figures
     code, _, err = run_cli(capsys, *args, "--out", str(tmp_path / "b"))
@@ -161,14 +169,24 @@ def test_full_run_writes_a_reproducible_report(capsys, tmp_path, fake_model, mon
     assert again == fig
 
 
-def test_two_folders_without_corpus(capsys, tmp_path, no_plots):
+def test_two_folders_without_corpus(capsys, tmp_path, no_plots, monkeypatch):
+    import sys
+
+    seen = []
+    real_run = pipeline.run
+    monkeypatch.setattr(pipeline, "run", lambda *a, **k: seen.append(k["progress"]) or real_run(*a, **k))
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
     code, out, err = run_cli(capsys, "--generated", str(midi_folder(tmp_path / "g")), "--reference",
                              str(midi_folder(tmp_path / "r")), "--no-baseline", "--random-seed", "1",
-                             "--out", str(tmp_path / "out"))
+                             "--no-progress", "--out", str(tmp_path / "out"))
     assert code == 0, err
+    assert seen == [False]  # --no-progress: no bars even on a terminal
     fig = json.loads((tmp_path / "out" / "figures.json").read_text())
     assert fig["sets"]["generated"]["nll"] is None
     assert fig["reference"]["n"] == 3
+    # every file of both folders: N is what was used, nothing was requested
+    assert fig["settings"]["n_requested"] is None
+    assert "**N = 3** melodies per set." in (tmp_path / "out" / "report.md").read_text()
 
 
 def test_unknown_model_fails_before_the_corpus_is_read(capsys, tmp_path, monkeypatch):

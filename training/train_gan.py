@@ -40,7 +40,6 @@ resumes from the last checkpoint.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import os
 import time
@@ -53,6 +52,7 @@ import numpy as np
 from jamd.config import Config
 from jamd.errors import DataError, UsageError
 
+from .checkpoints import atomic_json, atomic_save, fsync_file, read_states, rotate_state
 from .gan_data import collapse_figures, extract_bars, join_figures, plain, reference_figures
 from .gan_trainer import Trainer, vocab_pitches
 
@@ -136,7 +136,7 @@ def plot_history(state: dict, path: Path, variant: str, reference: dict) -> None
                 f"distinct {reference['distinct_share']:.3f})")
     b.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
 
 
@@ -153,6 +153,38 @@ def _write_csv(path: Path, history: dict[str, list[float]]) -> None:
         w.writerow(["step", *LOSSES])
         for i, row in enumerate(zip(*(history[k] for k in LOSSES), strict=True)):
             w.writerow([i + 1, *(f"{x:.6g}" for x in row)])
+
+
+def resume(out: Path, trainer: Trainer, ckpt_dir: Path, variant: str, vocabulary: list[str]) -> dict[str, Any] | None:
+    """Restore the newest sound checkpoint of run folder `out` into `trainer`; its state, or None: nothing to resume.
+
+    Each state (``state.json``, then ``previous_state.json``) names its checkpoint by
+    its step (``ckpt/ckpt-STEP``); one that is missing or does not restore is
+    reported in one log line and the state before it is tried.  States but no
+    usable checkpoint: `DataError`.
+    """
+    states = read_states(out)
+    if not states:
+        return None
+    for state_path, state in sorted(states, key=lambda s: -int(s[1].get("step", 0))):
+        if state.get("vocabulary") != vocabulary or state.get("variant") != variant:
+            raise DataError(f"{out}: checkpoint is of another variant or vocabulary; use --fresh or another --out")
+        prefix = ckpt_dir / f"ckpt-{state['step']}"
+        try:
+            if not prefix.with_name(prefix.name + ".index").is_file():
+                raise FileNotFoundError("missing")
+            trainer.checkpoint.restore(str(prefix)).expect_partial()
+            if int(trainer.step.numpy()) != state["step"]:
+                raise ValueError(f"holds step {int(trainer.step.numpy())}")
+        except Exception as exc:  # TF's own errors for a damaged file
+            first = str(exc).strip().splitlines()[0][:80] if str(exc).strip() else type(exc).__name__
+            log.warning("%s: checkpoint %s is unusable (%s); trying the one before", state_path, prefix.name, first)
+            continue
+        trainer.set_rates()  # the settings' rates, not those saved with the optimisers
+        log.info("resuming %s from step %d", out, state["step"])
+        return state
+    raise DataError(f"{out}: no usable checkpoint in {ckpt_dir.name}/ for state.json or previous_state.json; "
+                    "use --fresh or another --out")
 
 
 def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: bool = False,
@@ -185,17 +217,11 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     state_path, csv_path, ckpt_dir = out / "state.json", out / "losses.csv", out / "ckpt"
     state: dict[str, Any] = {"variant": variant, "step": 0, "history": {k: [] for k in LOSSES},
                              "monitor": [], "best": None, "pretrained": None, "seconds": 0.0}
-    manager = trainer.tf.train.CheckpointManager(trainer.checkpoint, str(ckpt_dir), max_to_keep=2)
-    if not fresh and state_path.is_file() and manager.latest_checkpoint:
-        state = json.loads(state_path.read_text())
-        if state.get("vocabulary") != list(vocab.symbols) or state.get("variant") != variant:
-            raise DataError(f"{out}: checkpoint is of another variant or vocabulary; use --fresh or another --out")
-        trainer.checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        trainer.set_rates()  # the settings' rates, not those saved with the optimisers
-        if int(trainer.step.numpy()) != state["step"]:
-            raise DataError(f"{out}: checkpoint step {int(trainer.step.numpy())} does not match state.json "
-                            f"({state['step']}); use --fresh")
-        log.info("resuming %s from step %d", out, state["step"])
+    # three kept: the state before the newest names the checkpoint before the newest
+    manager = trainer.tf.train.CheckpointManager(trainer.checkpoint, str(ckpt_dir), max_to_keep=3)
+    if not fresh:
+        resumed = resume(out, trainer, ckpt_dir, variant, list(vocab.symbols))
+        state = resumed or state
         for k in LOSSES:  # runs from before the pretraining phase existed
             state["history"].setdefault(k, [float("nan")] * state["step"])
     state.update(vocabulary=list(vocab.symbols), bars=bars.stats, device=device,
@@ -207,9 +233,13 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     mon_prev = bars.prev[mon_pick]
 
     def save() -> None:
-        manager.save(checkpoint_number=state["step"])
-        trainer.generator.save(out / "last_generator.keras")
-        state_path.write_text(json.dumps(state, indent=1))  # last: a crash before it resumes from the previous one
+        # TF writes each checkpoint file under a temp name and renames it; the fsyncs make it durable
+        prefix = Path(manager.save(checkpoint_number=state["step"]))
+        for f in [*ckpt_dir.glob(prefix.name + ".*"), ckpt_dir / "checkpoint"]:
+            fsync_file(f)
+        atomic_save(out / "last_generator.keras", trainer.generator.save)
+        rotate_state(out)
+        atomic_json(state_path, state)  # last: it names the checkpoint, so a kill before it resumes from the one before
         plot_history(state, out / "loss.png", variant, reference)
 
     start = state["step"]
@@ -245,12 +275,12 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
                 if step + 1 == trainer.pretrain_steps:
                     # the maximum-likelihood generator alone, kept to compare with what the GAN makes of it
                     state["pretrained"] = m
-                    trainer.generator.save(out / "pretrained_generator.keras")
+                    atomic_save(out / "pretrained_generator.keras", trainer.generator.save)
                 # only adversarially trained generators are kept: this is a GAN's run
                 eligible = step + 1 > trainer.warmup_end
                 if eligible and (state["best"] is None or m["score"] < state["best"]["score"]):
                     state["best"] = m
-                    trainer.generator.save(out / "best_generator.keras")
+                    atomic_save(out / "best_generator.keras", trainer.generator.save)
                 a, sm = m["argmax"], m["sampled"]
                 log.info("step %d: %s | argmax: pitch std %.2f (x%.2f), distinct %.3f (x%.2f) | "
                          "sampled: pitch std x%.2f, distinct x%.2f, intervals TV %.3f | score %.3f%s", step + 1,
@@ -290,7 +320,7 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
         "seconds_per_step": round(state["seconds"] / max(state["step"] - 0, 1), 4),
         "device": device,
     }
-    (out / "figures.json").write_text(json.dumps(figures, indent=1))
+    atomic_json(out / "figures.json", figures)
     log.info("best generator at step %d (score %.3f): argmax pitch std x%.2f, distinct x%.2f; run folder %s",
              best["step"], best["score"], best["argmax"]["pitch_std_ratio"], best["argmax"]["distinct_ratio"], out)
     return figures

@@ -13,7 +13,6 @@ again resumes after the last finished epoch.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -25,6 +24,8 @@ import numpy as np
 
 from jamd.config import Config
 from jamd.errors import DataError
+
+from .checkpoints import STATE, atomic_copy, atomic_json, atomic_path, atomic_save, read_states, rotate_state, sha256
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,63 @@ def plot_history(history: dict[str, list[float]], path: Path) -> None:
     b.set(xlabel="epoch", ylabel="next-step accuracy", title="LSTM accuracy")
     b.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
+
+
+def save_checkpoint(model, state: dict[str, Any], out: Path) -> None:
+    """Save `model` as ``last.keras`` and `state` as ``state.json``, surviving a kill at any instant.
+
+    The order makes every moment resumable: the current state is kept as
+    ``previous_state.json``; the model is written to a temp file and fsynced; the
+    current ``last.keras`` becomes ``previous.keras`` and the new one takes its
+    place; last, ``state.json`` names the new checkpoint by its SHA-256.  Until that
+    last write, the state on disk still names the checkpoint it was saved with.
+    """
+    last = out / "last.keras"
+    rotate_state(out)
+    with atomic_path(last) as tmp:
+        model.save(tmp)
+        if last.is_file():
+            os.replace(last, out / "previous.keras")
+    state["checkpoint_sha256"] = sha256(last)
+    atomic_json(out / STATE, state)
+
+
+def resume(out: Path, vocabulary: list[str]) -> tuple[dict[str, Any], Any] | None:
+    """The newest (state, model) pair of run folder `out` whose checkpoint is sound; None: nothing to resume.
+
+    A state names its checkpoint by SHA-256 (runs from before that: ``last.keras``);
+    a checkpoint that is missing, differs from its hash or does not load is reported
+    in one log line and the pair before it is tried.  None of them usable: `DataError`.
+    """
+    import keras
+
+    states = read_states(out)
+    files = [f for f in (out / "last.keras", out / "previous.keras") if f.is_file()]
+    if not states:
+        return None
+    for state_path, state in sorted(states, key=lambda s: -int(s[1].get("epoch", 0))):
+        if state.get("vocabulary") != vocabulary:
+            raise DataError(f"{out}: checkpoint was trained on another vocabulary; use --fresh or another --out")
+        want = state.get("checkpoint_sha256")
+        for f in files if want is None else [f for f in files if sha256(f) == want]:
+            try:
+                model = keras.models.load_model(f)
+            except Exception as exc:  # zipfile, h5py and Keras all have their own
+                log.warning("%s is damaged (%s: %s); trying the checkpoint before it",
+                            f, type(exc).__name__, str(exc).splitlines()[0][:80] if str(exc) else "")
+                continue
+            log.info("resuming from %s after epoch %d", f, state["epoch"])
+            best = out / "best.keras"
+            if state.get("best_epoch") == state["epoch"] and sha256(best) != sha256(f):
+                atomic_copy(f, best)  # killed between the state and the best copy
+            return state, model
+        if want is not None:
+            log.warning("%s: the checkpoint of epoch %s is missing or damaged; falling back to the one before",
+                        state_path, state.get("epoch"))
+    raise DataError(f"{out}: no usable checkpoint (last.keras and previous.keras are missing or damaged); "
+                    "use --fresh or another --out")
 
 
 def device_description() -> str:
@@ -72,7 +128,6 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
           progress: bool = True) -> dict[str, Any]:
     """Train (or resume) the LSTM; returns the run's figures."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
 
     from jamd.training.corpus import load_corpus
     from jamd.training.lstm_model import build_training_model
@@ -92,16 +147,13 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
     device = device_description()
     log.info("training on %s", device)
 
-    state_path, last_path, best_path = out / "state.json", out / "last.keras", out / "best.keras"
+    last_path, best_path = out / "last.keras", out / "best.keras"
     state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "wait": 0,
                              "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
                              "epoch_seconds": []}
-    if not fresh and state_path.is_file() and last_path.is_file():
-        state = json.loads(state_path.read_text())
-        if state.get("vocabulary") != list(vocab.symbols):
-            raise DataError(f"{out}: checkpoint was trained on another vocabulary; use --fresh or another --out")
-        model = keras.models.load_model(last_path)
-        log.info("resuming from %s after epoch %d", last_path, state["epoch"])
+    resumed = None if fresh else resume(out, list(vocab.symbols))
+    if resumed is not None:
+        state, model = resumed
     else:
         model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate)
     state["vocabulary"] = list(vocab.symbols)
@@ -129,14 +181,14 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
         log.info("epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f (%.1f s)", epoch + 1, tc.epochs,
                  state["history"]["loss"][-1], val_loss, state["history"]["val_accuracy"][-1], seconds)
         state["epoch"] = epoch + 1
-        if state["best_val_loss"] is None or val_loss < state["best_val_loss"]:
+        best = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
+        if best:
             state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
-            model.save(best_path)
         else:
             state["wait"] += 1
-        model.save(last_path)
-        # written last, so an interruption mid-epoch resumes from the previous one
-        state_path.write_text(json.dumps(state, indent=1))
+        save_checkpoint(model, state, out)
+        if best:  # after the state: a kill before this copy is made good at resume
+            atomic_copy(last_path, best_path)
         plot_history(state["history"], out / "loss.png")
 
     best = state["best_epoch"] - 1
@@ -153,7 +205,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
         "median_epoch_seconds": float(np.median(state["epoch_seconds"])) if state["epoch_seconds"] else None,
         "device": device,
     }
-    (out / "figures.json").write_text(json.dumps(figures, indent=1))
+    atomic_json(out / "figures.json", figures)
     log.info("best epoch %s: val_loss %s, val_accuracy %s; run folder %s", figures["best_epoch"],
              figures["val_loss"], figures["val_accuracy"], out)
     return figures

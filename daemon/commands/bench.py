@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    if args.suite == "lstm":  # the seed's Keras loop: TensorFlow's start-up noise muted
+        from jamd.training.tf_quiet import debugging, quiet_tensorflow
+
+        quiet_tensorflow(debugging())
     suite = importlib.import_module(SUITES[args.suite])
     figures = suite.run(args, cfg)
     if args.out:

@@ -46,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-seed", type=int, metavar="SEED",
                    help="seed for drawing and sampling; the same seed gives the same report "
                         "(default: model.random_seed, else a new one, printed in the report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (they show only on a terminal)")
     p.add_argument("--out", metavar="DIR", default="report", help="where the report goes (default: report/)")
 
 
@@ -69,10 +70,13 @@ def _check(args: argparse.Namespace, cfg: Config) -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     _check(args, cfg)
+    from jamd.training.tf_quiet import debugging, quiet_tensorflow
+
+    quiet_tensorflow(debugging(), import_now=False)  # eval itself needs no TensorFlow: only its noise settings
     from jamd.training.evaluation import pipeline
 
     settings = pipeline.Settings.resolve(args, cfg)
-    figures = pipeline.run(settings, cfg, progress=sys.stderr.isatty())
+    figures = pipeline.run(settings, cfg, progress=sys.stderr.isatty() and not args.no_progress)
     out = Path(settings.out)
     print(f"report: {out / 'report.md'} (figures: {out / 'figures.json'})")
     for name, s in figures["sets"].items():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 from pathlib import Path
 
 from ..config import Config
@@ -31,13 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def require_training_extra() -> None:
-    # TensorFlow's C++ start-up logging is noise for users; set before its first import
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Only look for the packages: daemon/ never imports TensorFlow itself; the
     # training code in jamd.training / jamd.export does, when it runs.
     missing = [name for name in ("tensorflow", "tf2onnx") if importlib.util.find_spec(name) is None]
     if missing:
         raise UsageError(f"training needs {' and '.join(missing)}: pip install 'jamd[train]'")
+    # TensorFlow's C++ start-up logging (cuInit on a CPU-only machine, oneDNN) is noise
+    # for users: muted unless --log-level debug, before its first import
+    from jamd.training.tf_quiet import debugging, quiet_tensorflow
+
+    quiet_tensorflow(debugging())
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

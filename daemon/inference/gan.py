@@ -165,6 +165,7 @@ class BarGenerator:
         wanted = ["ids", "logits"] if self.autoregressive else ["logits"]
         if inputs != expected or outputs[:len(wanted)] != wanted:
             raise ModelError(f"{info.path}: not a {self.kind} model (inputs {inputs}, outputs {outputs})")
+        _check_shapes(session, info, self.steps_per_bar, self.latent_dim, len(self.vocab))
         self._prev_dtype = np.int64
         if self.conditional and "int32" in session.get_inputs()[1].type:
             self._prev_dtype = np.int32
@@ -336,6 +337,20 @@ class BarGenerator:
             for row, bar in zip(rows, prev_ids, strict=True):
                 row += self.vocab.decode(bar)
         return [row[:n_steps] for row in rows]
+
+
+def _check_shapes(session, info: model_store.ModelInfo, steps: int, latent: int, vocab_size: int) -> None:
+    """The graph's fixed dimensions must be the metadata's: z [batch, latent_dim] and
+    logits [batch, steps_per_bar, vocab]; a symbolic dimension (the batch) matches anything."""
+    def fits(shape, wanted) -> bool:
+        return len(shape) == len(wanted) and all(not isinstance(d, int) or w is None or d == w
+                                                 for d, w in zip(shape, wanted, strict=True))
+
+    z = session.get_inputs()[0].shape
+    logits = next(o.shape for o in session.get_outputs() if o.name == "logits")
+    if not fits(z, (None, latent)) or not fits(logits, (None, steps, vocab_size)):
+        raise ModelError(f"{info.path}: model shapes (z {z}, logits {logits}) do not match its metadata "
+                         f"(latent_dim {latent}, steps_per_bar {steps}, {vocab_size} symbols)")
 
 
 class GanBars:

@@ -6,12 +6,18 @@ install alike); anything with a slash or an ``.onnx`` suffix is a path.
 The metadata (vocabulary, step length, key normalisation, corpus, training
 figures) is the ``.json`` sidecar beside the model; the same JSON is also
 stored in the ONNX file's metadata under ``jamd``, which is the fallback when
-the sidecar was not copied along.
+the sidecar was not copied along.  Both copies are read and checked
+(`check_metadata`); a sidecar that disagrees with the embedded copy on a
+field that decides how the model runs (`CONTRACT_FIELDS`) is refused, since
+it belongs to another model (a vocabulary shifted by an octave would play
+every note at the wrong pitch).
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -19,7 +25,7 @@ from typing import Any
 
 from ..config import clip
 from ..errors import ModelError
-from ..tokens import Vocabulary
+from ..tokens import DELIMITER, HOLD, REST, SPECIAL_SYMBOLS, Vocabulary, is_pitch
 
 METADATA_KEY = "jamd"
 
@@ -44,6 +50,8 @@ def _resolve(name_or_path: str) -> Path:
     looks_like_path = "/" in name_or_path or "\\" in name_or_path or name_or_path.endswith(".onnx")
     if looks_like_path:
         path = Path(name_or_path).expanduser()
+        if path.is_dir():
+            raise ModelError(f"{path}: is a directory, not an .onnx model file")
         if not path.is_file():
             raise ModelError(f"{path}: model file not found")
         return path
@@ -67,7 +75,26 @@ class ModelInfo:
         return float(self.raw.get("step_quarter_length", 0.25))
 
 
-def _from_onnx(path: Path) -> dict[str, Any] | None:
+# -- reading -----------------------------------------------------------------------
+
+def _check_file(path: Path) -> None:
+    """A model path must be a non-empty regular file; one line otherwise."""
+    if path.is_dir():
+        raise ModelError(f"{path}: is a directory, not an .onnx model file")
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    if size == 0:
+        raise ModelError(f"{path}: model file is empty")
+
+
+def _embedded(path: Path) -> dict[str, Any] | None:
+    """The metadata JSON stored in the ONNX file under `METADATA_KEY` (None: there is none).
+
+    Parsing the file also proves it is an ONNX model at all: a truncated or
+    corrupt file is refused here, in one line, before any session is made.
+    """
     try:
         import onnx
     except ImportError:
@@ -75,31 +102,166 @@ def _from_onnx(path: Path) -> dict[str, Any] | None:
     if onnx is not None:
         try:
             model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:
-            raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from exc
+        except Exception as exc:  # protobuf's DecodeError, OSError, ...
+            raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+        if not model.graph.node:
+            raise ModelError(f"{path}: not a readable ONNX file (no graph)")
         props = {p.key: p.value for p in model.metadata_props}
     else:
         from .runtime import make_session
 
         props = make_session(path, "cpu").get_modelmeta().custom_metadata_map
     text = props.get(METADATA_KEY)
-    return json.loads(text) if text else None
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise ModelError(f"{path}: the metadata embedded under {METADATA_KEY!r} is not valid JSON") from None
+
+
+_NO_SIDECAR = object()
+
+
+def _sidecar(sidecar: Path) -> Any:
+    """The sidecar's JSON value (any JSON: it is checked later), or `_NO_SIDECAR`."""
+    if not sidecar.exists():
+        return _NO_SIDECAR
+    try:
+        return json.loads(sidecar.read_bytes().decode("utf-8"))
+    except IsADirectoryError:
+        raise ModelError(f"{sidecar}: is a directory, not the model's .json metadata") from None
+    except OSError as exc:
+        raise ModelError(f"{sidecar}: cannot read model metadata ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{sidecar}: model metadata is not valid UTF-8 (byte {exc.start})") from None
+    except ValueError as exc:
+        raise ModelError(f"{sidecar}: model metadata is not valid JSON ({str(exc)[:80]})") from None
+
+
+@functools.lru_cache(maxsize=16)
+def _read(path: Path, _stamp: tuple) -> tuple[Any, Any]:
+    # cached per file version: a model is opened by name, then again as a generator
+    return _sidecar(path.with_suffix(".json")), _embedded(path)
+
+
+def _stamp(path: Path) -> tuple:
+    def one(p: Path) -> tuple:
+        try:
+            st = p.stat()
+        except OSError:
+            return ()
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    return one(path), one(path.with_suffix(".json"))
 
 
 def load_info(path: Path) -> ModelInfo:
-    sidecar = path.with_suffix(".json")
-    raw: dict[str, Any] | None = None
-    if sidecar.is_file():
-        try:
-            raw = json.loads(sidecar.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ModelError(f"{sidecar}: model metadata is not valid JSON ({exc})") from None
-    else:
-        raw = _from_onnx(path)
-    if not isinstance(raw, dict) or "vocabulary" not in raw or "kind" not in raw:
-        raise ModelError(f"{path}: no jamd metadata (expected {sidecar.name} beside it)")
+    """The checked metadata of model `path`: its sidecar (else what the ONNX file embeds).
+
+    Raises `ModelError` (one line) for a missing, empty or corrupt model file, a
+    sidecar that is not JSON, a field of the wrong type or range (`check_metadata`),
+    and a sidecar that disagrees with the ONNX file's own copy on a field that
+    decides how the model is run (`CONTRACT_FIELDS`).
+    """
+    path = Path(path)
+    _check_file(path)
+    sidecar_path = path.with_suffix(".json")
+    sidecar, embedded = _read(path, _stamp(path))
+    has_sidecar = sidecar is not _NO_SIDECAR
+    raw = sidecar if has_sidecar else embedded
+    where = sidecar_path if has_sidecar else path
+    if not has_sidecar and raw is None:
+        raise ModelError(f"{path}: no jamd metadata (expected {sidecar_path.name} beside it)")
+    vocab = check_metadata(raw, where)
+    if has_sidecar and embedded is not None:
+        for key in CONTRACT_FIELDS:
+            if sidecar.get(key) != embedded.get(key):
+                raise ModelError(f"{sidecar_path}: {key} differs from the metadata embedded in {path.name} "
+                                 f"({_quote(sidecar.get(key))} vs {_quote(embedded.get(key))}); the sidecar "
+                                 "belongs to another model: copy the right one, or delete it to use the embedded one")
+    return ModelInfo(path=path, kind=raw["kind"], vocab=vocab, raw=raw)
+
+
+# -- checking ----------------------------------------------------------------------
+
+LSTM_KIND, GAN_KIND, CGAN_KIND = "lstm-step", "gan-bar", "cgan-bar"
+KINDS = (LSTM_KIND, GAN_KIND, CGAN_KIND)
+
+# The fields that decide how a model's inputs and outputs are read: the sidecar and the
+# ONNX file's embedded copy must agree on each (descriptive fields and `selection`, a
+# playing preference users may edit in the sidecar, may differ).
+CONTRACT_FIELDS = ("kind", "vocabulary", "units", "start_symbols", "steps_per_bar", "latent_dim",
+                   "step_quarter_length", "head")
+
+# per kind: field -> (required, lowest, highest) for integer fields
+_INT_FIELDS: dict[str, dict[str, tuple[bool, int, int]]] = {
+    LSTM_KIND: {"units": (True, 1, 65536), "start_symbols": (False, 1, 4096)},
+    GAN_KIND: {"steps_per_bar": (True, 1, 256), "latent_dim": (True, 1, 65536)},
+    CGAN_KIND: {"steps_per_bar": (True, 1, 256), "latent_dim": (True, 1, 65536)},
+}
+
+
+_PITCH = re.compile(r"0|[1-9][0-9]{0,2}")  # as str(int) writes it: "60", never "060" or "６０"
+
+
+def _quote(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def check_metadata(raw: Any, where: Path) -> Vocabulary:
+    """Check every field jamd reads from a model's metadata; returns its vocabulary.
+
+    The vocabulary is a list of distinct strings: the delimiter ``/``, rest ``r``
+    and hold ``_`` and at least one MIDI pitch (``"0"``..``"127"``), nothing else.
+    ``kind`` is one of `KINDS`; ``units`` (LSTM) and ``steps_per_bar``,
+    ``latent_dim`` (GANs) and ``start_symbols`` (steps of delimiter padding
+    before a melody) are positive integers; ``step_quarter_length`` a positive
+    number of quarter notes.  Each fault is one `ModelError` line naming
+    `where` and the field.
+    """
+    if not isinstance(raw, dict):
+        raise ModelError(f"{where}: model metadata must be a JSON object, not {type(raw).__name__}")
+    kind = raw.get("kind")
+    if "kind" not in raw:
+        raise ModelError(f"{where}: model metadata has no 'kind' (one of {', '.join(KINDS)})")
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ModelError(f"{where}: model kind {_quote(kind)} is not one of {', '.join(KINDS)}")
+    vocab = _check_vocabulary(raw, where)
+    for key, (required, lo, hi) in _INT_FIELDS[kind].items():
+        if key not in raw:
+            if required:
+                raise ModelError(f"{where}: a {kind} model's metadata needs {key!r} (an integer {lo}-{hi})")
+            continue
+        value = raw[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise ModelError(f"{where}: {key} is {_quote(value)}; it must be an integer {lo}-{hi}")
+    if "step_quarter_length" in raw:
+        value = raw["step_quarter_length"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4:
+            raise ModelError(f"{where}: step_quarter_length is {_quote(value)}; it must be a number "
+                             "of quarter notes above 0 and at most 4 (0.25: a 16th)")
+    return vocab
+
+
+def _check_vocabulary(raw: dict[str, Any], where: Path) -> Vocabulary:
+    if "vocabulary" not in raw:
+        raise ModelError(f"{where}: model metadata has no 'vocabulary'")
+    symbols = raw["vocabulary"]
+    if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+        raise ModelError(f"{where}: vocabulary must be a list of strings, not {_quote(symbols)}")
+    for s in symbols:
+        if s not in SPECIAL_SYMBOLS and not (_PITCH.fullmatch(s) and is_pitch(s)):
+            raise ModelError(f"{where}: vocabulary symbol {_quote(s)} is neither a MIDI pitch 0-127 "
+                             f"nor one of {' '.join(SPECIAL_SYMBOLS)}")
+    missing = [s for s in SPECIAL_SYMBOLS if s not in symbols]
+    if missing:
+        names = {DELIMITER: "delimiter", REST: "rest", HOLD: "hold"}
+        raise ModelError(f"{where}: vocabulary lacks the {names[missing[0]]} symbol {missing[0]!r}")
+    if not any(is_pitch(s) for s in symbols):
+        raise ModelError(f"{where}: vocabulary has no pitches")
     try:
-        vocab = Vocabulary(raw["vocabulary"])
-    except (TypeError, ValueError) as exc:
-        raise ModelError(f"{sidecar}: bad vocabulary in model metadata ({exc})") from None
-    return ModelInfo(path=path, kind=str(raw["kind"]), vocab=vocab, raw=raw)
+        return Vocabulary(symbols)
+    except ValueError as exc:
+        raise ModelError(f"{where}: bad vocabulary ({exc})") from None

@@ -202,6 +202,8 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
     ev = compare.evaluate(ref, ref_source, generated, scores, baseline, checks, distinct)
     settings = {
         "command": s.command(), "random_seed": s.random_seed, "n": len(ref), "bars": s.bars,
+        # folders without --n give all their files: nothing was requested then
+        "n_requested": n if s.n is not None or not (s.reference_is_folder or s.generated) else None,
         "max_steps": s.max_steps, "pitch_melodies": PITCH_MELODIES,
         "temperature": s.temperature, "markov_order": s.markov_order, "jamd_version": __version__,
     }

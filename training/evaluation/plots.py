@@ -81,6 +81,7 @@ def kde_plots(ref: SetEvaluation, ev: SetEvaluation, path: Path) -> Path:
         fig_oa = ev.features[feat]["overlap_area"]
         ax.set_title(f"{feat}\noverlap {fig_oa:.2f}, KL {ev.features[feat]['kl_divergence']:.2f}", fontsize=9)
         ax.set_xlabel("Euclidean distance", fontsize=8)
+        ax.set_ylabel("probability density", fontsize=8)
         ax.tick_params(labelsize=7)
     for ax in axes[len(names):]:
         ax.set_visible(False)

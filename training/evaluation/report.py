@@ -73,6 +73,17 @@ def _bar_cell(bar: dict | None) -> str:
     return f"{mark} ({bar['value']:.3f} vs {bar['baseline']:.3f})"
 
 
+def _n_used(fig: dict[str, Any]) -> str:
+    """The N the figures rest on: the melodies actually compared, and why when fewer than asked."""
+    used = fig["settings"]["n"]
+    asked = fig["settings"].get("n_requested")
+    text = f"**N = {used}** melodies per set"
+    if asked is not None and asked != used:
+        text += (f" ({asked} requested; the reference has only {used} usable tunes, so every set "
+                 f"was cut to {used})" if used < asked else f" ({asked} requested)")
+    return text + "."
+
+
 def markdown(fig: dict[str, Any], images: dict[str, Path | list[Path]], out_dir: Path) -> str:
     st = fig["settings"]
     names = list(fig["sets"])
@@ -82,9 +93,10 @@ def markdown(fig: dict[str, Any], images: dict[str, Path | list[Path]], out_dir:
         f"{st['max_steps']} steps ({st['bars']} bars of 4/4), each generated one as long as its "
         f"reference partner · temperature {st['temperature']} · "
         f"Markov order {st['markov_order']}",
+        _n_used(fig),
         "## Sets\n" + "\n".join(
-            [f"- **reference**: {fig['reference']['source']}"]
-            + [f"- **{n}**: {fig['sets'][n]['source']}" for n in names]),
+            [f"- **reference** (N = {fig['reference']['n']}): {fig['reference']['source']}"]
+            + [f"- **{n}** (N = {fig['sets'][n]['n']}): {fig['sets'][n]['source']}" for n in names]),
         "## Quality bars (issue 3, section 5; issue 5, section 2)\n" + _bar_notes(fig) + _table(
             ["set", *BAR_TITLES.values()],
             [[n, *(_bar_cell(fig["sets"][n]["quality_bars"].get(k)) for k in BAR_TITLES)] for n in names]),
