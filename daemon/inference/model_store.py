@@ -177,10 +177,21 @@ def load_info(path: Path) -> ModelInfo:
     if has_sidecar and embedded is not None:
         for key in CONTRACT_FIELDS:
             if sidecar.get(key) != embedded.get(key):
-                raise ModelError(f"{sidecar_path}: {key} differs from the metadata embedded in {path.name} "
-                                 f"({_quote(sidecar.get(key))} vs {_quote(embedded.get(key))}); the sidecar "
-                                 "belongs to another model: copy the right one, or delete it to use the embedded one")
+                what, ours, theirs = _first_difference(key, sidecar.get(key), embedded.get(key))
+                raise ModelError(f"{sidecar_path}: {what} is {_quote(ours)} here but {_quote(theirs)} in the metadata "
+                                 f"embedded in {path.name}; the sidecar belongs to another model: copy the right "
+                                 "one, or delete it to use the embedded one")
     return ModelInfo(path=path, kind=raw["kind"], vocab=vocab, raw=raw)
+
+
+def _first_difference(key: str, a: Any, b: Any) -> tuple[str, Any, Any]:
+    """Where two values of `key` first differ: ("vocabulary[3]", "60", "48") for lists, else the whole values."""
+    if isinstance(a, list) and isinstance(b, list):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):  # a length difference is reported below
+            if x != y:
+                return f"{key}[{i}]", x, y
+        return f"{key}'s length", len(a), len(b)
+    return key, a, b
 
 
 # -- checking ----------------------------------------------------------------------

@@ -10,15 +10,14 @@ with one line that names the key and the value received, and returns a frozen
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError
+from ..errors import ConfigError
+from .validate import build, clip, cross_checks
 
 MODES = ("continuous", "call-response", "accompany")
 MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
@@ -233,118 +232,9 @@ class Config:
         return from_dict(data, source="override")
 
 
-# -- validation -------------------------------------------------------------
-
-QUOTE_MAX = 80  # characters of a bad value or key quoted: a pasted paragraph stays one readable line
-
-
-def clip(text: str) -> str:
-    """`text` (a value's repr, a key) as an error message quotes it: escaped if it holds control
-    characters, cut to QUOTE_MAX characters."""
-    text = text if text.isprintable() else repr(text)
-    return text if len(text) <= QUOTE_MAX else f"{text[:QUOTE_MAX - 3]}..."
-
-
-_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _describe(tp: Any) -> str:
-    args = typing.get_args(tp)
-    if typing.get_origin(tp) is tuple:
-        return "a list of " + _describe(args[0]).removeprefix("a ").removeprefix("an ") + "s"
-    if args:
-        return " or ".join("null" if a is type(None) else _describe(a) for a in args)
-    return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
-
-
-def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in typing.get_args(tp):
-            return None
-        for arg in typing.get_args(tp):
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key, source)
-            except ConfigError:
-                pass
-        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {clip(repr(value))})")
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {clip(repr(value))})")
-        (item,) = typing.get_args(tp)[:1]
-        return tuple(_coerce(v, item, key, source) for v in value)
-    ok = (
-        (tp is bool and isinstance(value, bool))
-        or (tp is int and isinstance(value, int) and not isinstance(value, bool))
-        or (tp is float and isinstance(value, int | float) and not isinstance(value, bool))
-        or (tp is str and isinstance(value, str))
-    )
-    if not ok:
-        raise ConfigError(f"{source}: {key} must be {_describe(tp)} (received {clip(repr(value))})")
-    return float(value) if tp is float else value
-
-
-def _check(value: Any, meta: dict, key: str, source: str) -> None:
-    if value is None:
-        return
-    items = value if isinstance(value, tuple) else (value,)
-    if meta.get("filled") and (not items or not all(v.strip() for v in items)):
-        shown = clip(repr(value if isinstance(value, str) else list(value)))
-        raise ConfigError(f"{source}: {key} must not be empty or blank (received {shown})")
-    for v in items:
-        # show whole numbers as the user wrote them (1000, not 1000.0)
-        shown = int(v) if isinstance(v, float) and v.is_integer() else v
-        lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")
-        if choices is not None and v not in choices:
-            allowed = ", ".join(map(str, choices))
-            raise ConfigError(f"{source}: {key} must be one of {allowed} (received {clip(repr(shown))})")
-        if lo is not None and hi is not None and not lo <= v <= hi:
-            raise ConfigError(f"{source}: {key} must be between {lo:g} and {hi:g} (received {clip(repr(shown))})")
-
-
-def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: {prefix or 'the file'} must be a mapping (received {clip(repr(data))})")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    for key in data:
-        if key not in fields:
-            where = f"{prefix}.{key}" if prefix else str(key)
-            known = ", ".join(fields)
-            raise ConfigError(f"{source}: unknown key {clip(where)} (known here: {known})")
-    values = {}
-    for name, f in fields.items():
-        if name not in data:
-            continue
-        key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            values[name] = _build(tp, data[name], key, source)
-        else:
-            value = _coerce(data[name], tp, key, source)
-            _check(value, dict(f.metadata), key, source)
-            values[name] = value
-    return cls(**values)
-
-
-def _cross_checks(cfg: Config, source: str) -> None:
-    if cfg.clock.send and cfg.clock.source == "midi":
-        raise ConfigError(f"{source}: clock.send needs clock.source internal or link (received clock.source "
-                          f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)")
-    if cfg.output.note_min > cfg.output.note_max:
-        raise ConfigError(f"{source}: output.note_min must not exceed output.note_max "
-                          f"(received {cfg.output.note_min} > {cfg.output.note_max})")
-
-
 def from_dict(data: Any, source: str = "config") -> Config:
-    cfg = _build(Config, data, "", source)
-    _cross_checks(cfg, source)
+    cfg = build(Config, data, "", source)
+    cross_checks(cfg, source)
     return cfg
 
 
