@@ -207,6 +207,25 @@ def test_accompany_plays_while_the_player_plays_and_follows_their_bars():
     assert s.scheduler.sounding() == []
 
 
+@pytest.mark.parametrize("lookahead", [1, 2])
+def test_accompany_stopped_and_started_within_the_lookahead_writes_no_bar_twice(lookahead):
+    """Found by the live fuzzer: the player's phrase ends (max length) while bars are queued
+    ahead, they go on playing, and the accompaniment restarted on a bar it had already
+    written, striking its note again while it sounded.  It now goes on where the queued
+    bars end, one bar per bar line."""
+    pattern = ["_"] * 13 + ["60", "_", "_"]  # one note a bar, on its 14th 16th
+    s, clock, out, _ = session(mode="accompany", pattern=pattern, **{
+        "live.max_phrase_bars": 2, "clock.lookahead_bars": lookahead})
+    play(s, clock, [Note(1, 57, 60), Note(62, 57, 30)])  # a phrase cut at 2 bars, then more
+    for step in range(0, 160, 1):
+        run_to(s, clock, step)
+    s.close()
+    ons = [clock.step_at(t) for t, m in out.sent if m[0] == ON]
+    assert len(ons) == len(set(ons)) >= 4, ons  # no bar written twice
+    assert all(on % 16 == 13 for on in ons), ons  # each bar's note on its own 14th 16th
+    assert s.scheduler.sounding() == []
+
+
 def test_song_end_symbol_becomes_a_rest_and_re_primes():
     gen = FakeGenerator(["60", "/", "_", "62"])
     bars = LstmBars(gen)

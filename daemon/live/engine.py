@@ -33,11 +33,12 @@ from ..sync.follow_link import LinkSync
 from ..sync.follow_midi import MidiClockSync
 from ..sync.scheduler import Scheduler
 from ..sync.transport import MasterSync, Metronome
-from ..tokens import Note, fit_symbols_to_vocab, notes_to_symbols, parse_seed
+from ..tokens import Note
 from . import controls
 from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
 from .note_stream import NoteStream
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
+from .seeding import Seeding
 from .shaping import Shaper
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,7 @@ class Engine:
         self.answer_stream = NoteStream(scheduler, self.shaper, "answer-0")
         self.answer_count = 0
         self.answers: list[tuple[int, list[Note]]] = []  # (first step, notes) of each answer
-        self.transpose = 0  # semitones from the model's C/Am back to the player's key
-        self.seed: list[str] = []
-        self.last_key: keys.Key | None = None
+        self.seeding = Seeding()
         self.phrases: list[Phrase] = []  # finished phrases, newest last (tests, benchmark)
         self.events: list[tuple[str, int]] = []  # (what, perf_counter_ns): "phrase-end", "answer-scheduled"
         self.error: BaseException | None = None
@@ -99,7 +98,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._stop = False
         self.warm_up: Callable[[], None] | None = None  # run first on the engine thread
-        self._reseed_default()
+        self.seeding.prime_default(self.model, cfg.live.default_seed)
         self.metronome = Metronome(cfg.metronome, clock, scheduler)
         # jamd as master (clock.send): ticks and transport for a slaved DAW, on
         # the note output or on a clock port of its own (`clock_scheduler`).
@@ -304,34 +303,26 @@ class Engine:
         log.info("model %s", name)
         self.silence()
         self.model, self.model_name = model, name
-        if self.seed:
-            self.model.reseed(self._fit(self.seed))
-        else:
-            self._reseed_default()
+        self.seeding.prime_again(self.model, self.cfg.live.default_seed)
 
     def apply_config(self, cfg: Config) -> None:
         """A reloaded config.yaml (see `controls.apply_config`)."""
         controls.apply_config(self, cfg)
 
     # -- seeding -----------------------------------------------------------
-    def _fit(self, symbols: list[str]) -> list[str]:
-        return fit_symbols_to_vocab(symbols, self.model.vocab)
+    @property
+    def transpose(self) -> int:
+        """Semitones from the model's C/Am back to the player's key."""
+        return self.seeding.transpose
 
-    def _reseed_default(self) -> None:
-        self.seed = parse_seed(self.cfg.live.default_seed)
-        self.transpose = 0
-        self.model.reseed(self._fit(self.seed))
+    @property
+    def last_key(self) -> keys.Key | None:
+        """The key of the player's latest phrase (None: none yet)."""
+        return self.seeding.key
 
     def reseed_from(self, notes: list[Note], n_steps: int, key_notes: list[Note] | None = None) -> None:
         """Detect the key of `notes` (or of `key_notes`), move them to C/Am, prime the model."""
-        key = keys.detect_key(key_notes or notes)
-        shift = key.shift_to_normal()
-        symbols = notes_to_symbols(keys.transpose_notes(notes, shift), n_steps)
-        self.seed = self._fit(symbols)
-        self.transpose = -shift
-        self.last_key = key
-        self.model.reseed(self.seed)
-        log.debug("seeded from %d notes in %s (moved %+d)", len(notes), key.name, shift)
+        self.seeding.prime_from(self.model, notes, n_steps, key_notes)
 
     # -- generation --------------------------------------------------------
     def _lookahead_steps(self) -> float:
@@ -347,9 +338,16 @@ class Engine:
         return self.sync.song_bar(step, self.clock.steps_per_bar)
 
     def begin_stream(self) -> None:
+        """Stream from the next bar line, or from where the bars already queued end: a stream
+        stopped and started again within the lookahead never writes a bar twice."""
         if self.next_bar is None:
             soon = self.clock.now_step() + START_MARGIN_NS / self.clock.step_ns
-            self.next_bar = self.clock.next_bar_line(soon)
+            start = self.clock.next_bar_line(soon)
+            if self.stream.end is not None and start <= self.stream.end:
+                start = self.stream.end  # contiguous: a held note may go on
+            else:
+                self.stream.cut()  # a gap: the open note ends where it was due to
+            self.next_bar = start
 
     def phrase_done(self, phrase: Phrase | None, t_ns: int) -> None:
         if phrase is None:

@@ -33,6 +33,7 @@ class NoteStream:
         self.tag = tag
         self.open: _Open | None = None
         self.notes: list[Note] = []  # what was written, in sounding pitches (tests, key checks)
+        self.end: int | None = None  # the step where the last bar written ends (None: nothing queued)
 
     def _close(self, end: int) -> None:
         o = self.open
@@ -55,12 +56,14 @@ class NoteStream:
                     self.shaper.velocity, self.shaper.channel, self.tag)
                 self.open = _Open(pitch, step, handle)
                 self.notes.append(Note(step, pitch, start + len(symbols) - step))
-        end = start + len(symbols)
+        end = self.end = start + len(symbols)
         if self.open is not None and self.open.handle.off_step < self.shaper.off_step(self.open.start, end):
             self.scheduler.move_note_off(self.open.handle, self.shaper.off_step(self.open.start, end))
             o = self.open
             self.notes[-1] = Note(o.start, o.pitch, end - o.start)
 
     def cut(self) -> None:
-        """Forget the open note (after a panic, which has already ended it)."""
+        """Forget the open note and where the stream ended (after a panic, which has already
+        ended the note, or before a stream starts again after a gap)."""
         self.open = None
+        self.end = None
