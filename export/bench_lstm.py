@@ -234,7 +234,7 @@ def _epoch_times(cfg: Config, V: int, U: int, quick: bool) -> dict[str, Any]:
     from jamd.training.lstm_model import build_training_model
     from jamd.training.train_lstm import windows
 
-    corpus = load_corpus(cfg.corpus, progress=False)
+    corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     train_idx, _ = corpus.split()
     L, B = cfg.training.sequence_length, cfg.training.batch_size
     stream = corpus.stream(train_idx, L).astype(np.int32)

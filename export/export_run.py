@@ -32,7 +32,7 @@ def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | 
     from jamd.training.corpus import load_corpus
 
     state, figures = read_run(run_dir, figures)
-    corpus = load_corpus(cfg.corpus, progress=False)
+    corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     _, val_idx = corpus.split()
     vocab = Vocabulary(state["vocabulary"])
     # a real validation melody (several tunes joined) drives the parity rollout

@@ -167,7 +167,7 @@ def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None
 
     state, figures = read_run(run_dir, figures)
     gan_cfg = state.get("config", {}).get("gan", {})
-    corpus = load_corpus(cfg.corpus, progress=False)
+    corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     _, val_idx = corpus.split()
     parity_prev = None
     if state["variant"] == "cgan" and val_idx:

@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     args = p.parse_args(argv)
     cfg = Config()
-    corpus = load_corpus(cfg.corpus, progress=False)
+    corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     train_idx, val_idx = corpus.split()
     train, val = extract_bars(corpus, train_idx), extract_bars(corpus, val_idx)
     reference = reference_figures(train, args.n)

@@ -199,7 +199,7 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     gc = cfg.gan
     out = Path(out_dir or Path(gc.out_dir) / variant)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = load_corpus(cfg.corpus, progress=progress)
+    corpus = load_corpus(cfg.corpus, progress=progress, input_channels=cfg.live.input_channels)
     train_idx, _ = corpus.split()
     bars = extract_bars(corpus, train_idx, gc.steps_per_bar)
     vocab = corpus.vocab

@@ -135,7 +135,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
     tc = cfg.training
     out = Path(out_dir or tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    corpus = load_corpus(cfg.corpus, progress=progress)
+    corpus = load_corpus(cfg.corpus, progress=progress, input_channels=cfg.live.input_channels)
     train_idx, val_idx = corpus.split()
     L = tc.sequence_length
     train_stream = corpus.stream(train_idx, L)

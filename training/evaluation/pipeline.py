@@ -124,7 +124,8 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
 
     # -- reference: a folder, or N validation tunes --------------------------
     if s.reference_is_folder:
-        ref, ref_source = melodies.load_midi_folder(s.reference, s.n, s.max_steps, rng_ref, progress)
+        ref, ref_source = melodies.load_midi_folder(s.reference, s.n, s.max_steps, rng_ref, progress,
+                                                    cfg.live.is_melody_channel)
     else:
         draw = melodies.draw_reference(get_corpus(), n, s.max_steps, rng_ref, corpus_cfg.validation_fraction,
                                        corpus_cfg.split_seed, corpus_name=s.reference)
@@ -136,7 +137,8 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
     step_models: dict[str, models.StepModel] = {}
     vocab = None
     if s.generated:
-        mel, source = melodies.load_midi_folder(s.generated, s.n, s.max_steps, rng_folder, progress)
+        mel, source = melodies.load_midi_folder(s.generated, s.n, s.max_steps, rng_folder, progress,
+                                                cfg.live.is_melody_channel)
         generated["generated"] = (mel, source)
     for name, src, rng in zip(s.models, sources, rng_models, strict=True):
         vocab = src.vocab if vocab is None else vocab  # the baseline shares the first model's symbols
