@@ -148,7 +148,7 @@ class TickFit:
         if len(self._suspects) < self.confirm:
             return 0, False
         suspects = self._suspects
-        intervals = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(suspects, suspects[1:])]
+        intervals = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(suspects, suspects[1:], strict=False)]
         if any(not self.min_tick_ns <= iv <= self.max_tick_ns for iv in intervals):
             # No tempo in range gives these intervals: a stall and its burst are
             # the transport catching up.  They count for the position (the
