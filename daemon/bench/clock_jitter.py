@@ -89,8 +89,8 @@ def make_profile(name: str, bpm: float = 120.0, bars: int = 8, seed: int = 0, t0
     lost_at = rng.randrange(100)
     arrivals = []
     for i, (ts, msg) in enumerate(sent):
-        if name == "jitter-1ms":
-            ts += rng.uniform(0, MS)
+        if name == "jitter-1ms":  # late by 0 to 1 ms, never reordered (MIDI is one stream)
+            ts = max(ts + rng.uniform(0, MS), arrivals[-1][0] if arrivals else 0)
         elif name == "lost-1-in-100" and msg == [CLOCK] and i % 100 == lost_at:
             continue
         arrivals.append((ts, msg))

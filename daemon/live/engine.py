@@ -379,22 +379,22 @@ class Engine:
         self.metronome.start_at(step)
 
     def _fill(self) -> None:
-        """Continuous and accompany: generate bars until the lookahead is covered."""
+        """Continuous and accompany: generate bars to cover the lookahead (a debug line a bar: JACK tests count it)."""
         if not self.playing or not self._mode.streams:
             self.next_bar = None
             return
         spb, budget = self.clock.steps_per_bar, int(self.cfg.clock.lookahead_bars) + 2  # bars per call: Stop is heard
         while budget and self.next_bar is not None and self.next_bar <= self.clock.now_step() + self._lookahead_steps():
-            # Fell behind: skip to the next bar line (logged once a second); the first bar after Start may be < 1 late
+            self._mode.on_bar(self.next_bar)
+            symbols, budget = self.model.next_bar(spb, self.temperature, self.rng), budget - 1
+            # Fell behind (a stalled machine): skip to the next bar line; the first bar after Start may be < 1 late
             if (late := self.clock.now_step() - self.next_bar) >= 1 or late > 0 and self.next_bar != self._first_bar:
-                if time.monotonic() - self._behind_logged >= 1.0:
-                    self._behind_logged = time.monotonic()
-                    log.warning("generation fell behind; skipping to the next bar line")
+                if time.monotonic() - self._behind_logged >= 1.0:  # one line a second at most
+                    self._behind_logged = log.warning("generation fell behind; skipping to the next bar line") or \
+                        time.monotonic()
                 self.stream.cut()
                 self.next_bar = self.clock.next_bar_line(self.clock.now_step() + 1)
-            self._mode.on_bar(self.next_bar)
-            symbols = self.model.next_bar(spb, self.temperature, self.rng)
-            # one line per bar (debug): lets the JACK tests check one bar per bar line
+                continue
             log.debug("bar %d from %s: %s", self.song_bar(self.next_bar), self.model_name, " ".join(symbols))
             self.stream.write_bar(symbols, self.next_bar, self.transpose)
-            self.next_bar, budget = self.next_bar + spb, budget - 1
+            self.next_bar += spb

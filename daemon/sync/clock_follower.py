@@ -206,14 +206,16 @@ class ClockFollower:
         return [SyncEvent("position", t_ns, float(position_16th))]
 
     def _clock(self, t_ns: int) -> list[SyncEvent]:
-        lost, changed = self.fit.add(self._seq + 1, t_ns, self.state == RUNNING and not self._relocate)
+        playing = self.state == RUNNING and not self._relocate
+        lost, changed = self.fit.add(self._seq + 1, t_ns, playing)
+        first = self._seq + 1  # the first clock since this one's predecessor: lost, or this one
         self._seq += 1 + lost  # a lost tick still moved the master's position
         events = [SyncEvent("tempo", t_ns, self.position_16th)] if changed else []
         self._last_tick_ns = t_ns
         if self.state == ARMED or (self.state == RUNNING and self._relocate):
             self.state = RUNNING
             self._relocate = False
-            self._seq_base = self._seq - self._next_song_tick
+            self._seq_base = first - self._next_song_tick  # a lost first clock was the Start's position
         return events
 
     def _next_on(self, ticks: int) -> tuple[int, int] | None:

@@ -111,9 +111,11 @@ class TickFit:
         self._last_t: int | None = None
         self.catching_up = 0  # ticks taken as a stall's or burst's catching up (count, for benches/tests)
         self.lost_ticks = 0  # ticks inferred lost
+        self._just_lost = False
 
     def add(self, seq: int, t_ns: int, running: bool) -> tuple[int, bool]:
-        """Clock number `seq` arrived at `t_ns`.
+        """Clock number `seq` arrived at `t_ns`; `running`: the transport is playing
+        (a gap is then a stall, not a pause).
 
         Returns (lost, tempo_changed): `lost` ticks (0 or 1) were inferred missing
         before this one, so this arrival is clock `seq + lost`; `tempo_changed`
@@ -125,23 +127,28 @@ class TickFit:
             # The clock paused while stopped: keep the tempo, forget where the old ticks fell.
             self._points.clear()
             self._suspects.clear()
-        if len(self._points) < MIN_FIT or line is None:
+        if line is None or len(self._points) < 3:
             self._add(seq, t_ns)
             return 0, False
         threshold = self.threshold()
         residual = t_ns - line.at(seq)
-        if abs(residual) <= threshold:
-            self._suspects.clear()  # those were outliers or a stall: they never reach the fit
-            self._learn_spread(residual)
-            self._add(seq, t_ns)
-            return 0, False
-        if (running and not self._suspects and last is not None
+        just_lost, self._just_lost = self._just_lost, False
+        if (not self._suspects and not just_lost and last is not None
                 and _LOST_LO * line.slope < t_ns - last < _LOST_HI * line.slope
-                and abs(t_ns - line.at(seq + 1)) <= threshold):
+                and abs(t_ns - line.at(seq + 1)) < min(abs(residual), threshold if self.filled else line.slope)):
+            # About twice the interval, and on the line one tick on: a tick was lost.
             self.lost_ticks += 1
-            self._learn_spread(t_ns - line.at(seq + 1))
+            self._just_lost = True  # a second 2x interval in a row is a slower tempo, not another loss
+            if self.filled:
+                self._learn_spread(t_ns - line.at(seq + 1))
             self._add(seq + 1, t_ns)
             return 1, False
+        if not self.filled or abs(residual) <= threshold:
+            self._suspects.clear()  # those were outliers or a stall: they never reach the fit
+            if self.filled:
+                self._learn_spread(residual)
+            self._add(seq, t_ns)
+            return 0, False
         if self._suspects and (self._suspects[-1][2] > 0) != (residual > 0):
             self._suspects.clear()
         self._suspects.append((seq, t_ns, residual))
@@ -172,6 +179,11 @@ class TickFit:
             self._points.append((s, t))
         self._refit()
         return 0, True
+
+    @property
+    def filled(self) -> bool:
+        """Enough points that residuals are trusted to judge new ticks."""
+        return len(self._points) >= MIN_FIT
 
     def threshold(self) -> float:
         """How far off the line (ns) a tick may arrive and still join the fit."""
