@@ -23,6 +23,7 @@ Positions are song positions: ticks or 16ths since the master's bar 1.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -31,6 +32,7 @@ from .clock import Clock, _Timebase
 from .clock_master import CLOCK, CONTINUE, SONG_POSITION, START, STOP, TICKS_PER_16TH, TICKS_PER_QUARTER
 from .tick_fit import MIN_FIT, NS_PER_MIN, Line, TickFit
 
+log = logging.getLogger(__name__)
 STOPPED, ARMED, RUNNING, LOST = "stopped", "armed", "running", "lost"
 
 
@@ -210,6 +212,8 @@ class ClockFollower:
         lost, changed = self.fit.add(self._seq + 1, t_ns, playing)
         first = self._seq + 1  # the first clock since this one's predecessor: lost, or this one
         self._seq += 1 + lost  # a lost tick still moved the master's position
+        if lost:
+            log.debug("clock: %+d tick(s) at song tick %d (lost on the way, or a miscount)", lost, self.position_ticks)
         events = [SyncEvent("tempo", t_ns, self.position_16th)] if changed else []
         self._last_tick_ns = t_ns
         if self.state == ARMED or (self.state == RUNNING and self._relocate):

@@ -48,6 +48,7 @@ TICKS_PER_QUARTER = 24
 # clock paused (a master silent while stopped): the old line says nothing
 # about where ticks fall now.  While running, a gap is a stall: the line stays.
 GAP_TICKS = 4.0
+PAUSE_MIN_NS = 300_000_000  # ... and at least this long: a loaded machine stalls for 200 ms
 MIN_FIT = 6  # points before residuals are trusted to judge new ticks
 _SPREAD_K = 4.0  # "far off": this many robust standard deviations
 _SPREAD_TICKS = 48  # the spread estimate's memory, in ticks (an EMA)
@@ -111,38 +112,45 @@ class TickFit:
         self._last_t: int | None = None
         self.catching_up = 0  # ticks taken as a stall's or burst's catching up (count, for benches/tests)
         self.lost_ticks = 0  # ticks inferred lost
-        self._just_lost = False
+        self._pending: list[tuple[int, int]] = []  # (seq, arrival) from a tick that may follow a lost one
 
     def add(self, seq: int, t_ns: int, running: bool) -> tuple[int, bool]:
         """Clock number `seq` arrived at `t_ns`; `running`: the transport is playing
         (a gap is then a stall, not a pause).
 
-        Returns (lost, tempo_changed): `lost` ticks (0 or 1) were inferred missing
-        before this one, so this arrival is clock `seq + lost`; `tempo_changed`
-        when a sustained change restarted the fit.
+        Returns (lost, tempo_changed): `lost` ticks were inferred missing before
+        this one (usually 0 or 1; -1 takes back one counted too many), so this
+        arrival is clock `seq + lost`; `tempo_changed` when a sustained change
+        restarted the fit.
         """
         line, last = self.line, self._last_t
         self._last_t = t_ns
-        if last is not None and line is not None and not running and t_ns - last > GAP_TICKS * line.slope:
+        if (last is not None and line is not None and not running
+                and t_ns - last > max(GAP_TICKS * line.slope, PAUSE_MIN_NS)):
             # The clock paused while stopped: keep the tempo, forget where the old ticks fell.
             self._points.clear()
             self._suspects.clear()
+        if last is not None and line is not None and not self.filled:
+            # No spread to judge by yet: a burst (far faster than any tempo in range)
+            # stays out, and after a long interval (a lost tick, a stall) the fit
+            # starts again from here rather than mislabel every tick after it.
+            if t_ns - last < self.min_tick_ns / 4:
+                return 0, False
+            if t_ns - last > _LOST_LO * line.slope:
+                self._points.clear()
         if line is None or len(self._points) < 3:
             self._add(seq, t_ns)
             return 0, False
         threshold = self.threshold()
         residual = t_ns - line.at(seq)
-        just_lost, self._just_lost = self._just_lost, False
-        if (not self._suspects and not just_lost and last is not None
-                and _LOST_LO * line.slope < t_ns - last < _LOST_HI * line.slope
-                and abs(t_ns - line.at(seq + 1)) < min(abs(residual), threshold if self.filled else line.slope)):
-            # About twice the interval, and on the line one tick on: a tick was lost.
-            self.lost_ticks += 1
-            self._just_lost = True  # a second 2x interval in a row is a slower tempo, not another loss
-            if self.filled:
-                self._learn_spread(t_ns - line.at(seq + 1))
-            self._add(seq + 1, t_ns)
-            return 1, False
+        if self._pending:
+            return self._judge_pending(seq, t_ns, line, threshold), False
+        if (not self._suspects and last is not None
+                and _LOST_LO * line.slope < t_ns - last < _LOST_HI * line.slope):
+            on_next = abs(t_ns - line.at(seq + 1))
+            if self.filled and on_next <= threshold and on_next < abs(residual):
+                self._pending = [(seq, t_ns)]  # the next ticks decide: a late run looks the same at first
+                return 0, False
         if not self.filled or abs(residual) <= threshold:
             self._suspects.clear()  # those were outliers or a stall: they never reach the fit
             if self.filled:
@@ -156,10 +164,12 @@ class TickFit:
             return 0, False
         suspects = self._suspects
         intervals = [(b[1] - a[1]) / (b[0] - a[0]) for a, b in zip(suspects, suspects[1:], strict=False)]
-        if any(not self.min_tick_ns <= iv <= self.max_tick_ns for iv in intervals):
-            # No tempo in range gives these intervals: a stall and its burst are
-            # the transport catching up.  They count for the position (the
-            # caller's seq) and never bend the line; judge the next ones afresh.
+        if (any(not self.min_tick_ns <= iv <= self.max_tick_ns for iv in intervals)
+                or abs(suspects[-1][2]) < abs(suspects[0][2]) - threshold / 2):
+            # No tempo in range gives these intervals, or each tick is nearer the
+            # line than the one before: a stall and its burst, the transport
+            # catching up.  They count for the position (the caller's seq) and
+            # never bend the line; judge the next ones afresh.
             self.catching_up += 1
             self._suspects = suspects[1:]
             return 0, False
@@ -168,17 +178,49 @@ class TickFit:
             # Off the line by about the same amount each time: the phase moved
             # (or a JACK period boundary was crossed), not the tempo.  These are
             # real ticks: the fit absorbs them, and the spread learns from them.
+            # An offset of about a whole tick is a miscount (a tick lost unseen,
+            # or one too many): the master's count wins, and they are relabelled.
+            mean = sum(r for _, _, r in suspects) / len(suspects)
+            shift = max(-1, min(1, round(mean / line.slope)))
+            if abs(mean - shift * line.slope) > threshold / 2:
+                shift = 0  # not clearly one whole tick: a change of latency, which the fit absorbs
             for s, t, r in suspects:
-                self._learn_spread(r)
-                self._points.append((s, t))
+                self._learn_spread(r - shift * line.slope)
+                self._points.append((s + shift, t))
             self._refit()
-            return 0, False
+            return shift, False
         # Further off with every tick at a plausible pace: a new tempo.  Start again from those ticks.
         self._points.clear()
         for s, t, _ in suspects:
             self._points.append((s, t))
         self._refit()
         return 0, True
+
+    def _judge_pending(self, seq: int, t_ns: int, line: Line, threshold: float) -> int:
+        """After a tick about twice the interval late: lost tick or late run?
+
+        A loaded machine delays a run of ticks by up to a period or two and then
+        catches up: one tick on, each of them would look early.  Only when the
+        `confirm` ticks from it sit on the line one tick on, all within the
+        threshold and together at least 3 times closer than as counted, was a
+        tick lost (then they are relabelled and 1 is returned); otherwise those
+        on the line as counted join the fit and 0 is returned.
+        """
+        self._pending.append((seq, t_ns))
+        if len(self._pending) < self.confirm:
+            return 0
+        held, self._pending = self._pending, []
+        as_counted = [t - line.at(s) for s, t in held]
+        one_on = [t - line.at(s + 1) for s, t in held]
+        lost = (all(abs(r) <= threshold for r in one_on)
+                and 3 * sum(abs(r) for r in one_on) < sum(abs(r) for r in as_counted))
+        for (s, t), r in zip(held, one_on if lost else as_counted, strict=True):
+            if abs(r) <= threshold:
+                self._learn_spread(r)
+                self._points.append((s + lost, t))
+        self._refit()
+        self.lost_ticks += lost
+        return int(lost)
 
     @property
     def filled(self) -> bool:
