@@ -118,10 +118,9 @@ class TickFit:
         """Clock number `seq` arrived at `t_ns`; `running`: the transport is playing
         (a gap is then a stall, not a pause).
 
-        Returns (lost, tempo_changed): `lost` ticks were inferred missing before
-        this one (usually 0 or 1; -1 takes back one counted too many), so this
-        arrival is clock `seq + lost`; `tempo_changed` when a sustained change
-        restarted the fit.
+        Returns (lost, tempo_changed): `lost` ticks (0 or 1) were inferred missing
+        before this one, so this arrival is clock `seq + lost`; `tempo_changed`
+        when a sustained change restarted the fit.
         """
         line, last = self.line, self._last_t
         self._last_t = t_ns
@@ -178,17 +177,11 @@ class TickFit:
             # Off the line by about the same amount each time: the phase moved
             # (or a JACK period boundary was crossed), not the tempo.  These are
             # real ticks: the fit absorbs them, and the spread learns from them.
-            # An offset of about a whole tick is a miscount (a tick lost unseen,
-            # or one too many): the master's count wins, and they are relabelled.
-            mean = sum(r for _, _, r in suspects) / len(suspects)
-            shift = max(-1, min(1, round(mean / line.slope)))
-            if abs(mean - shift * line.slope) > threshold / 2:
-                shift = 0  # not clearly one whole tick: a change of latency, which the fit absorbs
             for s, t, r in suspects:
-                self._learn_spread(r - shift * line.slope)
-                self._points.append((s + shift, t))
+                self._learn_spread(r)
+                self._points.append((s, t))
             self._refit()
-            return shift, False
+            return 0, False
         # Further off with every tick at a plausible pace: a new tempo.  Start again from those ticks.
         self._points.clear()
         for s, t, _ in suspects:
