@@ -24,7 +24,10 @@ from __future__ import annotations
 import bisect
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from ..config import Config
 from ..inference.bar_source import BarSource
@@ -125,7 +128,8 @@ class _LateAwareOutput(MemoryOutput):
         self.floor_ns = 0
 
 
-def replay(profile: Profile, model: BarSource, until_ns: int | None = None, **sets) -> tuple[LiveSession, list]:
+def replay(profile: Profile, open_model: Callable[[str], BarSource], until_ns: int | None = None,
+           **sets) -> tuple[LiveSession, list]:
     """Drive a `clock.source: midi` session through `profile`; returns (session, [(t_ns, message)]).
 
     `sets`: config overrides (dotted keys).  Every 1 ms: the arrivals of that
@@ -134,7 +138,7 @@ def replay(profile: Profile, model: BarSource, until_ns: int | None = None, **se
     cfg = Config().replace(**{"live.mode": "continuous", "clock.source": "midi", **sets})
     clock = ManualFollowedClock(profile.bpm, start_ns=profile.arrivals[0][0] - 10 * MS)
     out = _LateAwareOutput(clock)
-    s = LiveSession(cfg, out, model, clock=clock)
+    s = LiveSession(cfg, out, open_model, clock=clock)
     msgs = list(profile.arrivals)
     end = until_ns if until_ns is not None else profile.stop_ns + 100 * MS
     t = clock.t_ns
@@ -166,3 +170,30 @@ def onset_errors_ms(profile: Profile, sent: list, status: int = 0x90) -> list[fl
         nearest = min(grid[max(0, j - 1):j + 1], key=lambda g: abs(g - t))
         errors.append((t - nearest) / MS)
     return errors
+
+
+def figures(open_model: Callable[[str], BarSource], quick: bool = False) -> list[dict]:
+    """Onset error (notes and metronome clicks) against the master's grid, per profile
+    and tempo: |error| median / p99 / max in ms over `seeds` runs of 16 bars, plus
+    what the follower made of it (ticks inferred lost, catching-up judgements)."""
+    seeds = 2 if quick else 10
+    rows = []
+    for bpm in (120.0, 200.0):
+        for name in PROFILES:
+            errors, lost, catching, notes, wanted = [], 0, 0, 0, 0
+            for seed in range(seeds):
+                p = make_profile(name, bpm, bars=16, seed=seed)
+                s, sent = replay(p, open_model, **{"metronome.enabled": True, "model.random_seed": seed})
+                e = onset_errors_ms(p, sent) + onset_errors_ms(p, sent, 0x99)
+                errors += [abs(x) for x in e]
+                notes += len(onset_errors_ms(p, sent, 0x99))
+                wanted += 16 * 4
+                lost += s.engine.follower.fit.lost_ticks
+                catching += s.engine.follower.fit.catching_up
+                s.close()
+            a = np.array(errors)
+            rows.append({"profile": name, "bpm": bpm, "runs": seeds, "onsets": len(a),
+                         "p50_ms": float(np.median(a)), "p99_ms": float(np.percentile(a, 99)),
+                         "max_ms": float(a.max()), "clicks_heard": notes, "clicks_due": wanted,
+                         "ticks_inferred_lost": lost, "catching_up": catching})
+    return rows
