@@ -31,6 +31,7 @@ import pytest
 
 from jamd.bench import jack_server
 from jamd.bench.timing import send_at_times
+from jamd.midi.input import ArrivalStamper
 
 # 256 frames at 48 kHz: a 5.3 ms period, small enough for timing checks and
 # large enough that a non-realtime server on a busy 2-core machine keeps up.
@@ -125,12 +126,16 @@ class Recorder:
         if timing:
             self.inp.ignore_types(sysex=True, timing=False, active_sense=True)
         self.events: list[tuple[int, tuple[int, ...]]] = []
+        self.stamper = ArrivalStamper()
         self._lock = threading.Lock()
         self.inp.set_callback(self._arrived)
         self.port = _connect(self.inp, source, "recorder")
 
     def _arrived(self, event, _data) -> None:
-        t = time.perf_counter_ns()
+        # Stamped from RtMidi's deltas (taken in JACK's process cycle), as jamd
+        # stamps its own input: the callback itself can wait for the GIL behind the
+        # player's spin, tens of ms on a loaded machine, which is the rig's delay.
+        t = self.stamper.stamp(event[1], time.perf_counter_ns())
         with self._lock:
             self.events.append((t, tuple(event[0])))
 

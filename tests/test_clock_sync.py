@@ -211,6 +211,64 @@ def test_follower_copes_with_arrivals_quantised_to_a_jack_period():
     assert events == []  # the quantisation is learnt as jitter, not taken for tempo changes
 
 
+def _started(bpm: float, beats: int = 2, **kw) -> tuple[ClockFollower, float]:
+    f = ClockFollower(**kw)
+    t, _ = play_ticks(f, T0, bpm, 24)
+    f.feed(int(t - 50_000), [START])
+    t, _ = play_ticks(f, t, bpm, 24 * beats)
+    return f, t
+
+
+@pytest.mark.parametrize("bpm", [60, 120, 200])
+def test_a_lost_tick_is_inferred_and_the_position_stays_on_the_master(bpm):
+    f, t = _started(bpm)
+    assert f.position_ticks == 47
+    t += tick_ns(bpm)  # tick 48 never arrives
+    t, events = play_ticks(f, t, bpm, 24, random.Random(4))
+    assert events == [] and f.position_ticks == 48 + 24 and f.fit.lost_ticks == 1
+    assert within(f.bpm, bpm, 0.002)
+
+
+def test_a_lost_first_clock_after_start_is_still_song_position_0():
+    f = ClockFollower()
+    t, _ = play_ticks(f, T0, 120, 24)
+    f.feed(int(t - 50_000), [START])
+    t, _ = play_ticks(f, t + tick_ns(120), 120, 10)  # the clock of song tick 0 is lost
+    assert f.position_ticks == 10 and f.time_of_tick(0) == pytest.approx(t - 11 * tick_ns(120), abs=1000)
+
+
+@pytest.mark.parametrize("stall_ms", [60, 200, 500])
+def test_a_stall_then_a_burst_is_catching_up_not_a_tempo_change(stall_ms):
+    f, t = _started(120)
+    line_before = f.time_of_tick(200)
+    held = []
+    release = t + stall_ms * MS
+    while t <= release + len(held) * 0.1 * MS:  # every tick due before the burst has ended is in it
+        held.append(t)
+        t += tick_ns(120)
+    events = []
+    for k in range(len(held)):  # all delivered at once, 0.1 ms apart
+        events += f.feed(int(release + k * 0.1 * MS), [CLOCK])
+    t, more = play_ticks(f, t, 120, 24)
+    assert events + more == [] and within(f.bpm, 120, 0.001)
+    assert f.time_of_tick(200) == pytest.approx(line_before, abs=0.2 * MS)  # the grid never moved
+    assert f.position_ticks == 48 + len(held) + 24 - 1
+
+
+def test_the_tempo_stays_in_the_configured_range():
+    f, _ = _started(400, bpm_range=(20.0, 300.0))
+    assert within(f.bpm, 300, 1e-9)
+    g, _ = _started(15, bpm_range=(20.0, 300.0))
+    assert within(g.bpm, 20, 1e-9)
+
+
+def test_a_halved_tempo_is_a_tempo_change_not_a_run_of_lost_ticks():
+    f, t = _started(140)
+    t, events = play_ticks(f, t, 70, 24)
+    assert within(f.bpm, 70, 0.005) and [e.kind for e in events] == ["tempo"]
+    assert f.fit.lost_ticks <= 1
+
+
 # -- follower: transport ---------------------------------------------------------
 
 def test_start_stop_spp_continue_move_the_song_position():

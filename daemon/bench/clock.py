@@ -38,6 +38,7 @@ from ..live.session import LiveSession
 from ..midi.outputs import MemoryOutput
 from ..sync.clock import Clock
 from ..sync.clock_master import CLOCK, START, STOP
+from . import clock_jitter
 from .daemon_proc import Recorder, private_jack, proc_cpu_s, start_daemon
 from .realtime import SWITCH_INTERVAL_S
 from .timing import send_at_times
@@ -301,7 +302,8 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
                   "spin_us": cfg.clock.spin_us}
     figures: dict = {"conditions": conditions,
                      "master_sender": master_sender(cfg, 8.0 if quick else 40.0),
-                     "slave_model": [slave_model(p, 5 if quick else 50) for p in (0.0001, 1.33, 5.33)]}
+                     "slave_model": [slave_model(p, 5 if quick else 50) for p in (0.0001, 1.33, 5.33)],
+                     "slave_jitter": clock_jitter.figures(lambda name: open_bar_source(name, cfg.model), quick)}
     if sys.platform.startswith("linux"):
         # The rig's 256-frame period only: at 128 and 64 frames this VM's non-realtime
         # dummy JACK server drops MIDI events between two plain rtmidi clients
@@ -346,6 +348,11 @@ def _print_table(f: dict) -> None:
         rows.append(("Slave, follower alone: beats to settle within 2 ms after 120 -> 140",
                      f"{sm['seeds']} runs", f"median {sm['beats_to_settle_median']:.2f}, max "
                      f"{sm['beats_to_settle_max']}, never {sm['never_settled']}"))
+    for j in f.get("slave_jitter", []):
+        rows.append((f"Slave, follower + engine: onset error vs the master's 16th, {j['profile']}, p50 / p99 / max",
+                     f"{j['bpm']:g} BPM, {j['runs']} x 16 bars, {j['onsets']} onsets; clicks "
+                     f"{j['clicks_heard']}/{j['clicks_due']}; lost ticks inferred {j['ticks_inferred_lost']}",
+                     f"{j['p50_ms']:.3f} / {j['p99_ms']:.3f} / {j['max_ms']:.3f} ms"))
     for s in f.get("slave_jack", []):
         if "skipped" in s:
             rows.append(("Slave over JACK", "-", s["skipped"]))

@@ -187,6 +187,36 @@ def _warm_up_key_finder() -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    code = _run(args, cfg)
+    _exit_if_threads_linger(code)
+    return code
+
+
+def _exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
+    """Exit now, skipping interpreter teardown, if a jamd thread is still alive.
+
+    Teardown ends daemon threads that want the GIL back with pthread_exit, a
+    forced unwind; a thread then inside C++ (ONNX Runtime returning from a
+    bar's inference, RtMidi) unwinds through a noexcept frame and the C++
+    runtime aborts the process: "terminate called without an active
+    exception", exit 134 (seen with `--clock follow` on a loaded machine when
+    the engine thread was still generating).  Every port is closed and every
+    note ended by now, so nothing is lost by leaving at once.
+    """
+    deadline = time.monotonic() + wait_s
+    for t in threading.enumerate():
+        if t.name.startswith("jamd-") and t.is_alive():
+            t.join(max(0.0, deadline - time.monotonic()))
+    alive = [t.name for t in threading.enumerate() if t.name.startswith("jamd-") and t.is_alive()]
+    if alive:
+        log.warning("thread(s) %s still busy at exit; leaving without interpreter teardown", ", ".join(alive))
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _run(args: argparse.Namespace, cfg: Config) -> int:
     t0 = time.perf_counter()
     extra = _option_overrides(args)
     if extra:

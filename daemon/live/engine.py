@@ -96,7 +96,7 @@ class Engine:
         self.error: BaseException | None = None
         self.on_error: Callable[[BaseException], None] | None = None
         self._thread: threading.Thread | None = None
-        self._stop = False
+        self._stop, self._first_bar, self._behind_logged = False, None, -1.0  # _first_bar: see stream_from
         self.warm_up: Callable[[], None] | None = None  # run first on the engine thread
         self.seeding.prime_default(self.model, cfg.live.default_seed)
         self.metronome = Metronome(cfg.metronome, clock, scheduler)
@@ -372,27 +372,28 @@ class Engine:
 
     def stream_from(self, step: float) -> None:
         """Following: play from `step` on (the next bar line for bars, the next beat for clicks)."""
-        self.next_bar = None
+        self.next_bar = self._first_bar = None
         if self._mode.wants_stream():
-            self.next_bar = self.clock.next_bar_line(step)
+            self.next_bar = self._first_bar = self.clock.next_bar_line(step)
         self.metronome.start_at(step)
 
     def _fill(self) -> None:
-        """Continuous and accompany: generate bars until the lookahead is covered."""
+        """Continuous and accompany: generate bars to cover the lookahead (a debug line a bar: JACK tests count it)."""
         if not self.playing or not self._mode.streams:
             self.next_bar = None
             return
-        spb = self.clock.steps_per_bar
-        while self.next_bar is not None and self.next_bar <= self.clock.now_step() + self._lookahead_steps():
-            if self.next_bar < self.clock.now_step():
-                # Generation fell behind (a stalled machine): skip to the next
-                # bar line instead of sending a burst of late notes.
-                log.warning("generation fell behind; skipping to the next bar line")
+        spb, budget = self.clock.steps_per_bar, int(self.cfg.clock.lookahead_bars) + 2  # bars per call: Stop is heard
+        while budget and self.next_bar is not None and self.next_bar <= self.clock.now_step() + self._lookahead_steps():
+            self._mode.on_bar(self.next_bar)
+            symbols, budget = self.model.next_bar(spb, self.temperature, self.rng), budget - 1
+            # Fell behind (a stalled machine): skip to the next bar line; the first bar after Start may be < 1 late
+            if (late := self.clock.now_step() - self.next_bar) >= 1 or late > 0 and self.next_bar != self._first_bar:
+                if time.monotonic() - self._behind_logged >= 1.0:  # one line a second at most
+                    self._behind_logged = log.warning("generation fell behind; skipping to the next bar line") or \
+                        time.monotonic()
                 self.stream.cut()
                 self.next_bar = self.clock.next_bar_line(self.clock.now_step() + 1)
-            self._mode.on_bar(self.next_bar)
-            symbols = self.model.next_bar(spb, self.temperature, self.rng)
-            # one line per bar (debug): lets the JACK tests check one bar per bar line
+                continue
             log.debug("bar %d from %s: %s", self.song_bar(self.next_bar), self.model_name, " ".join(symbols))
             self.stream.write_bar(symbols, self.next_bar, self.transpose)
             self.next_bar += spb

@@ -5,27 +5,10 @@ A pure object with no thread and no timer.  The input callback only enqueues
 `feed()` and calls `check(now_ns)` from its loop so a vanished clock is seen.
 Both return the transport changes (`SyncEvent`) the engine must act on.
 
-Tempo: the arrival times of the last `window` + 1 clocks (0xF8) are fitted
-with a least-squares line, time = a + b * tick.  Its slope b is the tick
-length; jitter of the arrivals averages out (±0.3 ms of jitter costs about
-0.02% of tempo over 24 ticks, where the median of the intervals would still
-be off by a few tenths of a percent).  Each new tick is first compared with
-the line's prediction:
-
-* one tick far off (a late delivery) is held back and, if the next tick is
-  back on the line, forgotten, so a single outlier never bends the fit;
-* `confirm` ticks in a row off the line on the same side, further off each
-  time, are a new tempo: the window restarts from those ticks alone, so a
-  tempo change is seen within a few ticks and settled within one beat (24
-  ticks), not smeared over the window;
-* `confirm` ticks off on the same side by about the same amount are a phase
-  shift (or a JACK period boundary crossed), not a tempo: they join the fit.
-
-"Far off" is 4 times the spread of the residuals, never less than
-`min_threshold_ns`.  The spread is learnt slowly from each tick's residual
-against the line fitted before it and survives window restarts, so it adapts
-to the transport's own jitter: RtMidi stamps all JACK events of one period
-with one time, which quantises arrivals by the period (5.3 ms in the rig).
+Tempo and phase come from `tick_fit.TickFit`, a robust line through the
+arrival times of the last clocks (time is filtered, not ticks): jitter
+averages out, late deliveries and a stall's burst never bend it, a lost tick
+is inferred and counted, and the tempo stays in the configured range.
 
 Transport (MIDI 1.0): Start arms at song position 0 and Continue at the
 current position; the first clock after either is that position, and each
@@ -40,23 +23,17 @@ Positions are song positions: ticks or 16ths since the master's bar 1.
 
 from __future__ import annotations
 
+import logging
 import math
-import statistics
-from collections import deque
 from collections.abc import Sequence
 from typing import NamedTuple
 
 from .clock import Clock, _Timebase
 from .clock_master import CLOCK, CONTINUE, SONG_POSITION, START, STOP, TICKS_PER_16TH, TICKS_PER_QUARTER
+from .tick_fit import MIN_FIT, NS_PER_MIN, Line, TickFit
 
-NS_PER_MIN = 60_000_000_000
+log = logging.getLogger(__name__)
 STOPPED, ARMED, RUNNING, LOST = "stopped", "armed", "running", "lost"
-# A gap this many tick lengths long means the clock paused (a master that is
-# silent while stopped): the old line says nothing about where ticks fall now.
-_GAP_TICKS = 4.0
-_MIN_FIT = 6  # points before residuals are trusted to judge new ticks
-_SPREAD_K = 4.0  # "far off": this many robust standard deviations
-_SPREAD_TICKS = 48  # the spread estimate's memory, in ticks (an EMA)
 
 
 class SyncEvent(NamedTuple):
@@ -73,42 +50,14 @@ class SyncEvent(NamedTuple):
     position_16th: float
 
 
-class _Line(NamedTuple):
-    """time(seq) = t_ref + y_ref + slope * (seq - x_ref), kept in small floats
-    around an integer time so perf_counter values lose no precision."""
-
-    t_ref: int
-    x_ref: float
-    y_ref: float
-    slope: float  # ns per tick
-
-    def at(self, seq: float) -> float:
-        return self.t_ref + self.y_ref + self.slope * (seq - self.x_ref)
-
-
-def _fit(points: Sequence[tuple[int, int]], slope_if_one: float | None) -> _Line | None:
-    """Least-squares line through (seq, t_ns) points; one point keeps a known slope."""
-    if not points:
-        return None
-    t_ref = points[0][1]
-    if len(points) == 1:
-        return None if slope_if_one is None else _Line(t_ref, float(points[0][0]), 0.0, slope_if_one)
-    n = len(points)
-    xs = [float(s) for s, _ in points]
-    ys = [float(t - t_ref) for _, t in points]
-    xm, ym = sum(xs) / n, sum(ys) / n
-    sxx = sum((x - xm) ** 2 for x in xs)
-    sxy = sum((x - xm) * (y - ym) for x, y in zip(xs, ys, strict=True))
-    return _Line(t_ref, xm, ym, sxy / sxx)
-
-
 class ClockFollower:
     """Follows an external MIDI clock; see the module docstring."""
 
     def __init__(self, window: int = TICKS_PER_QUARTER, loss_timeout_ns: int = 1_000_000_000,
-                 confirm: int = 3, min_threshold_ns: int = 1_000_000):
-        if window < _MIN_FIT:
-            raise ValueError(f"window must be at least {_MIN_FIT} ticks (received {window})")
+                 confirm: int = 3, min_threshold_ns: int = 1_000_000,
+                 bpm_range: tuple[float, float] = (20.0, 300.0)):
+        if window < MIN_FIT:
+            raise ValueError(f"window must be at least {MIN_FIT} ticks (received {window})")
         if confirm < 2:
             raise ValueError(f"confirm must be at least 2 ticks (received {confirm})")
         self.window = window
@@ -116,11 +65,7 @@ class ClockFollower:
         self.confirm = confirm
         self.min_threshold_ns = min_threshold_ns
         self.state = STOPPED
-        self._points: deque[tuple[int, int]] = deque(maxlen=window + 1)  # (seq, arrival): window intervals
-        self._suspects: list[tuple[int, int, float]] = []  # (seq, arrival, residual) off the line
-        self._line: _Line | None = None
-        self._spread_ns = 0.0  # std of the residuals, kept across restarts
-        self._spread_known = False
+        self.fit = TickFit(window, confirm, min_threshold_ns, bpm_range)
         self._seq = -1  # index of the last clock received, running or not
         self._last_tick_ns: int | None = None
         self._armed_ns = 0  # arrival of the Start/Continue now pending
@@ -137,6 +82,10 @@ class ClockFollower:
     @property
     def lost(self) -> bool:
         return self.state == LOST
+
+    @property
+    def _line(self) -> Line | None:
+        return self.fit.line
 
     @property
     def tick_ns(self) -> float | None:
@@ -259,89 +208,19 @@ class ClockFollower:
         return [SyncEvent("position", t_ns, float(position_16th))]
 
     def _clock(self, t_ns: int) -> list[SyncEvent]:
-        events = self._tempo(t_ns)
-        self._seq += 1
+        playing = self.state == RUNNING and not self._relocate
+        lost, changed = self.fit.add(self._seq + 1, t_ns, playing)
+        first = self._seq + 1  # the first clock since this one's predecessor: lost, or this one
+        self._seq += 1 + lost  # a lost tick still moved the master's position
+        if lost:
+            log.debug("clock: %+d tick(s) at song tick %d (lost on the way, or a miscount)", lost, self.position_ticks)
+        events = [SyncEvent("tempo", t_ns, self.position_16th)] if changed else []
         self._last_tick_ns = t_ns
         if self.state == ARMED or (self.state == RUNNING and self._relocate):
             self.state = RUNNING
             self._relocate = False
-            self._seq_base = self._seq - self._next_song_tick
+            self._seq_base = first - self._next_song_tick  # a lost first clock was the Start's position
         return events
-
-    # -- tempo -------------------------------------------------------------------------
-    def _tempo(self, t_ns: int) -> list[SyncEvent]:
-        seq = self._seq + 1
-        line = self._line
-        last = self._last_tick_ns
-        if last is not None and line is not None and t_ns - last > _GAP_TICKS * line.slope:
-            # The clock paused: keep the tempo, forget where the old ticks fell.
-            self._points.clear()
-            self._suspects.clear()
-        if len(self._points) < _MIN_FIT or line is None:
-            self._add(seq, t_ns)
-            return []
-        residual = t_ns - line.at(seq)
-        if abs(residual) <= self._threshold():
-            self._suspects.clear()  # those were outliers: they never reach the fit
-            self._learn_spread(residual)
-            self._add(seq, t_ns)
-            return []
-        if self._suspects and (self._suspects[-1][2] > 0) != (residual > 0):
-            self._suspects.clear()
-        self._suspects.append((seq, t_ns, residual))
-        if len(self._suspects) < self.confirm:
-            return []
-        suspects, self._suspects = self._suspects, []
-        if abs(suspects[-1][2]) - abs(suspects[0][2]) <= self._threshold() / 2:
-            # Off the line by about the same amount each time: the phase moved
-            # (or a JACK period boundary was crossed), not the tempo.  These are
-            # real ticks: the fit absorbs them, and the spread learns from them.
-            for s, t, r in suspects:
-                self._learn_spread(r)
-                self._points.append((s, t))
-            self._refit()
-            return []
-        # Further off with every tick: a new tempo.  Start again from those ticks.
-        self._points.clear()
-        for s, t, _ in suspects:
-            self._points.append((s, t))
-        self._refit()
-        return [SyncEvent("tempo", t_ns, self.position_16th)]
-
-    def _add(self, seq: int, t_ns: int) -> None:
-        self._points.append((seq, t_ns))
-        self._refit()
-
-    def _threshold(self) -> float:
-        return max(float(self.min_threshold_ns), _SPREAD_K * self._spread_ns)
-
-    def _learn_spread(self, residual: float) -> None:
-        # Out-of-sample residuals (each tick against the line fitted before it)
-        # are learnt slowly and survive window restarts: a fit through a few
-        # points follows their noise and would make the transport look cleaner
-        # than it is.  The mean absolute residual times 1.25 estimates the
-        # standard deviation (exact for Gaussian noise, close for uniform).
-        self._spread_ns += (1.25 * abs(residual) - self._spread_ns) / _SPREAD_TICKS
-
-    def _refit(self) -> None:
-        old = self._line
-        line = _fit(self._points, None if old is None else old.slope)
-        if line is None:
-            return
-        if len(self._points) >= _MIN_FIT:
-            residuals = [t - line.at(s) for s, t in self._points]
-            if not self._spread_known:
-                # The first full window seeds the spread: in-sample MAD, scaled by
-                # n / (n - 2) because a line through n points fits 2 of them away.
-                self._spread_ns = 1.4826 * statistics.median(abs(r) for r in residuals) * _MIN_FIT / (_MIN_FIT - 2)
-                self._spread_known = True
-            # Outliers that came in while the window was filling: drop, refit once.
-            limit = self._threshold()
-            kept = [p for p, r in zip(self._points, residuals, strict=True) if abs(r) <= limit]
-            if len(kept) >= 2 and len(kept) < len(self._points):
-                self._points = deque(kept, maxlen=self.window + 1)
-                line = _fit(self._points, line.slope) or line
-        self._line = line
 
     def _next_on(self, ticks: int) -> tuple[int, int] | None:
         if not self.running or self._line is None:

@@ -9,6 +9,7 @@ Messages" and "Song Position Pointer").
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -32,7 +33,7 @@ class MidiClockSync(Follower):
         super().__init__(clock)
         self.cfg = cfg
         self.player = player
-        self.follower = ClockFollower(cfg.follow_window, cfg.loss_timeout_ms * 1_000_000)
+        self.follower = ClockFollower(cfg.follow_window, cfg.loss_timeout_ms * 1_000_000, bpm_range=bpm_bounds())
         self.step_offset = 0
         player.playing = False  # until the master's Start or Continue
         log.info("waiting for Start or Continue from the MIDI clock on the input")
@@ -98,6 +99,13 @@ class MidiClockSync(Follower):
             log.info("clock: song position %s", where(ev.position_16th, spb))
         elif ev.kind == "tempo":
             log.debug("clock: tempo change detected, now %.1f BPM", follower.bpm or 0.0)
+
+
+def bpm_bounds() -> tuple[float, float]:
+    """The tempo range `clock.bpm` accepts (quarters per minute): a followed clock's
+    estimate never leaves it, whatever a stall or a burst suggests."""
+    meta = {f.name: f.metadata for f in dataclasses.fields(ClockConfig)}["bpm"]
+    return float(meta["lo"]), float(meta["hi"])
 
 
 def where(position_16th: float, steps_per_bar: int) -> str:
