@@ -13,18 +13,13 @@ that is the next thing it has to do.  Only the sender thread keeps time.
 
 from __future__ import annotations
 
-import gc
 import logging
-import queue
-import threading
-import time
 from collections.abc import Callable
 
 import numpy as np
 
 from ..config import Config
 from ..inference.bar_source import BarSource
-from ..midi.realtime import ask_realtime
 from ..music import keys
 from ..sync.clock import Clock
 from ..sync.clock_follower import ClockFollower
@@ -35,6 +30,7 @@ from ..sync.scheduler import Scheduler
 from ..sync.transport import MasterSync, Metronome
 from ..tokens import Note
 from . import controls
+from .loop import EngineLoop, Throttle
 from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
 from .note_stream import NoteStream
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
@@ -47,19 +43,9 @@ log = logging.getLogger(__name__)
 # be generated in time to start on the bar line where the silence ends.
 ANSWER_LEAD_NS = 200_000_000
 MAX_WAIT_S = 0.25
-# Woken by input, the engine lets this long's worth of it gather before handling
-# it.  Every message is timestamped in the input callback, so this costs a
-# phrase nothing, and a control CC this little; but a flood (10,000 messages/s,
-# issue 4 section 8) then wakes the engine a few hundred times a second instead
-# of once per message, and the input callback, which runs in the MIDI system's
-# own thread (JACK's process cycle), no longer waits for the GIL behind the
-# engine for every message.  Measured (`jamd bench --suite realtime --flood`):
-# without this the flood delayed the output's arrival by up to tens of ms although
-# the sender sent every event on time; with it, within a JACK period of no input.
-INPUT_BATCH_S = 0.002
 
 
-class Engine:
+class Engine(EngineLoop):
     """The generation thread: owns the model, the mode, the streams and the phrase capture.
 
     It is the `sync.follow.Player` that a clock follower drives.
@@ -68,13 +54,12 @@ class Engine:
     def __init__(self, cfg: Config, clock: Clock, scheduler: Scheduler,
                  open_model: Callable[[str], BarSource], echo: EchoGuard | None = None,
                  now_ns: Callable[[], int] | None = None, clock_scheduler: Scheduler | None = None):
+        super().__init__(now_ns or clock.now_ns)
         self.cfg = cfg
         self.clock = clock
         self.scheduler = scheduler
         self.open_model = open_model
         self.echo = echo
-        self.now_ns = now_ns or clock.now_ns
-        self.inbox: queue.SimpleQueue = queue.SimpleQueue()
         self.decoder = Decoder()
         self.capture = PhraseCapture(clock, cfg.live)
         self.shaper = Shaper(cfg.output)
@@ -93,11 +78,9 @@ class Engine:
         self.seeding = Seeding()
         self.phrases: list[Phrase] = []  # finished phrases, newest last (tests, benchmark)
         self.events: list[tuple[str, int]] = []  # (what, perf_counter_ns): "phrase-end", "answer-scheduled"
-        self.error: BaseException | None = None
-        self.on_error: Callable[[BaseException], None] | None = None
-        self._thread: threading.Thread | None = None
-        self._stop, self._first_bar, self._behind_logged = False, None, -1.0  # _first_bar: see stream_from
-        self.warm_up: Callable[[], None] | None = None  # run first on the engine thread
+        self._first_bar: int | None = None  # the first bar after Start/Continue (see stream_from)
+        self._behind = Throttle()  # "fell behind" logs a line a second at most
+        self._unreadable = Throttle()
         self.seeding.prime_default(self.model, cfg.live.default_seed)
         self.metronome = Metronome(cfg.metronome, clock, scheduler)
         # jamd as master (clock.send): ticks and transport for a slaved DAW, on
@@ -121,6 +104,15 @@ class Engine:
                 self.master.fill(self.clock.now_step() + self._lookahead_steps())
 
     @property
+    def realtime_priority(self) -> int:
+        """One below the sender's: the engine holds the GIL the sender needs (see `ask_realtime`)."""
+        return self.cfg.clock.realtime_priority - 1
+
+    def stop(self, timeout: float = 2.0) -> None:
+        super().stop(timeout)
+        self.sync.close()
+
+    @property
     def mode(self) -> str:
         """The mode's name (`config.MODES`)."""
         return self._mode.name
@@ -129,60 +121,6 @@ class Engine:
     def follower(self) -> ClockFollower | None:
         """The MIDI clock follower (clock.source: midi), else None."""
         return self.sync.follower if isinstance(self.sync, MidiClockSync) else None
-
-    # -- the thread ------------------------------------------------------------
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="jamd-engine", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 2.0) -> None:
-        self.inbox.put(None)
-        if self._thread is not None:
-            self._thread.join(timeout)
-        self.sync.close()
-
-    def midi_in(self, message: list[int], t_ns: int | None = None) -> None:
-        """The input callback's whole job: timestamp and enqueue."""
-        self.inbox.put((self.now_ns() if t_ns is None else t_ns, message))
-
-    def reload(self, cfg: Config) -> None:
-        self.inbox.put(("config", cfg))
-
-    def _run(self) -> None:
-        try:
-            ask_realtime(self.cfg.clock.realtime_priority - 1, "engine")
-            if self.warm_up is not None:
-                # Here, not in a thread of its own: a normal-priority thread
-                # holding the GIL through a long import, preempted on a busy
-                # machine, would keep the real-time sender waiting for the GIL.
-                self.warm_up()
-                # All that is loaded by now (music21, ONNX Runtime, numpy) lives as long
-                # as the daemon: keep it out of the cyclic collector's full passes, which
-                # hold the GIL (and so the sender) for tens of ms over a heap this size
-                # and which a flood of input, allocating as it goes, triggers more often.
-                gc.freeze()
-            while not self._stop:
-                try:
-                    item = self.inbox.get(timeout=self._wait_s())
-                except queue.Empty:
-                    item = ()
-                if item:  # input: let the rest of a burst arrive first (see INPUT_BATCH_S)
-                    time.sleep(INPUT_BATCH_S)
-                while True:
-                    if item is None:
-                        return
-                    if item:
-                        self.handle(item)
-                    try:
-                        item = self.inbox.get_nowait()
-                    except queue.Empty:
-                        break
-                self.tick()
-        except BaseException as exc:  # any failure must reach the main thread, which silences the port
-            self.error = exc
-            log.error("engine thread failed: %s", exc, exc_info=log.isEnabledFor(logging.DEBUG))
-            if self.on_error is not None:
-                self.on_error(exc)
 
     def _wait_s(self) -> float:
         """Until the next thing to do: a bar to generate or a phrase to close."""
@@ -200,17 +138,6 @@ class Engine:
             todo.append(wake)
         return max(0.0, (min(todo) - now) * self.clock.step_ns / 1e9)
 
-    def run_once(self) -> None:
-        """Handle everything queued and tick once, on this thread (tests)."""
-        while True:
-            try:
-                item = self.inbox.get_nowait()
-            except queue.Empty:
-                break
-            if item:
-                self.handle(item)
-        self.tick()
-
     # -- input ---------------------------------------------------------------
     def handle(self, item: tuple) -> None:
         if item[0] == "config":
@@ -222,7 +149,8 @@ class Engine:
         try:
             events = self.decoder.decode(data)
         except Exception as exc:  # bad input never costs the user more than a log line
-            log.warning("ignored an unreadable MIDI message %s: %s", list(data)[:8], exc)
+            if self._unreadable.ready():
+                log.warning("ignored an unreadable MIDI message %s: %s", list(data)[:8], exc)
             return
         for ev in events:
             if self.echo is not None and self.echo.is_echo(ev, t_ns):
@@ -378,19 +306,25 @@ class Engine:
         self.metronome.start_at(step)
 
     def _fill(self) -> None:
-        """Continuous and accompany: generate bars to cover the lookahead (a debug line a bar: JACK tests count it)."""
+        """Continuous and accompany: generate bars until the lookahead is covered.
+
+        One debug line a bar: the JACK tests count them."""
         if not self.playing or not self._mode.streams:
             self.next_bar = None
             return
-        spb, budget = self.clock.steps_per_bar, int(self.cfg.clock.lookahead_bars) + 2  # bars per call: Stop is heard
+        spb = self.clock.steps_per_bar
+        budget = int(self.cfg.clock.lookahead_bars) + 2  # bars per call, so a Stop queued meanwhile is heard
         while budget and self.next_bar is not None and self.next_bar <= self.clock.now_step() + self._lookahead_steps():
             self._mode.on_bar(self.next_bar)
-            symbols, budget = self.model.next_bar(spb, self.temperature, self.rng), budget - 1
-            # Fell behind (a stalled machine): skip to the next bar line; the first bar after Start may be < 1 late
-            if (late := self.clock.now_step() - self.next_bar) >= 1 or late > 0 and self.next_bar != self._first_bar:
-                if time.monotonic() - self._behind_logged >= 1.0:  # one line a second at most
-                    self._behind_logged = log.warning("generation fell behind; skipping to the next bar line") or \
-                        time.monotonic()
+            symbols = self.model.next_bar(spb, self.temperature, self.rng)
+            budget -= 1
+            # Fell behind (a stalled machine): skip to the next bar line rather than send
+            # a burst of late notes.  The first bar after Start may be up to a 16th late:
+            # the master's Start arrives on its first 16th.
+            late = self.clock.now_step() - self.next_bar
+            if late >= 1 or (late > 0 and self.next_bar != self._first_bar):
+                if self._behind.ready():
+                    log.warning("generation fell behind; skipping to the next bar line")
                 self.stream.cut()
                 self.next_bar = self.clock.next_bar_line(self.clock.now_step() + 1)
                 continue
