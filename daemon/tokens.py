@@ -186,18 +186,18 @@ def transpose_symbols(symbols: Iterable[str], semitones: int) -> list[str]:
 
 
 def fit_pitch_to_vocab(pitch: int, vocab: Vocabulary) -> int:
-    """Move a pitch (any integer) by octaves into the vocabulary's range (for live seeds)."""
+    """The vocabulary's pitch for `pitch` (any integer, e.g. a live seed moved to C/Am).
+
+    The same pitch class in the nearest octave the model knows, so a seed keeps its
+    notes; only a pitch class the model never saw becomes the nearest pitch it has.
+    Raises `ModelError` for a vocabulary without pitches.
+    """
     if not vocab.pitches:
         raise ModelError(f"the model's vocabulary has no pitches ({len(vocab)} symbols)")
-    lo, hi = vocab.pitch_range
-    while pitch < lo:
-        pitch += 12
-    while pitch > hi:
-        pitch -= 12
     if str(pitch) in vocab:
         return pitch
-    # pitch classes missing inside the range: take the nearest one present
-    return min(vocab.pitches, key=lambda p: (abs(p - pitch), p))
+    same_class = [p for p in vocab.pitches if (p - pitch) % 12 == 0]
+    return min(same_class or vocab.pitches, key=lambda p: (abs(p - pitch), p))
 
 
 def fit_symbols_to_vocab(symbols: Iterable[str], vocab: Vocabulary) -> list[str]:

@@ -65,7 +65,17 @@ def test_transpose_and_fit():
     assert transpose_symbols(["60", "_", "r"], 2) == ["62", "_", "r"]
     v = Vocabulary.from_pitches([60, 62, 64, 72])
     assert fit_pitch_to_vocab(48, v) == 60
-    assert fit_pitch_to_vocab(86, v) == 62  # 86 -> 74, not in vocab: nearest present is 72
+    assert fit_pitch_to_vocab(86, v) == 62  # 86 -> 74, not in vocab: 62 is the nearest D it has
+
+
+def test_a_pitch_the_model_lacks_in_one_octave_keeps_its_class_from_another():
+    """A fresh user's seed: C# 121 and C# 1 came out as C, because the shipped model's
+    vocabulary skips 85 and 49; it has 61 and 73, so the seed keeps its notes."""
+    v = Vocabulary.from_pitches([p for p in range(48, 90) if p not in (49, 85)])
+    assert [fit_pitch_to_vocab(p, v) for p in (127, 121, 124, 117, 0, 1)] == [79, 73, 88, 81, 48, 61]
+    assert fit_pitch_to_vocab(10**9, v) % 12 == 10**9 % 12  # any integer, in constant time
+    only_c = Vocabulary.from_pitches([48, 60])
+    assert fit_pitch_to_vocab(62, only_c) == 60  # a class the model never saw: the nearest pitch
 
 
 def test_transposition_never_leaves_0_127_and_any_pitch_fits_a_vocabulary():
