@@ -346,3 +346,29 @@ def test_cache_folder_is_per_user(tmp_path, monkeypatch):
     assert corpus_mod.cache_dir(cfg) == tmp_path / "home" / ".cache" / "jamd" / "corpus"
     assert corpus_mod.cache_dir(CorpusConfig(cache_dir=str(tmp_path / "mine"))) == tmp_path / "mine"
     assert CorpusConfig().cache_dir == ""  # the default is the per-user folder, not the working folder
+
+
+def test_the_report_says_how_many_more_it_does_not_name(folder, tmp_path, capsys):
+    """Twelve unreadable files: ten named, then "... and 2 more", and --out's JSON has all twelve
+    (a fresh user's report said "12 unreadable" and named ten)."""
+    import json
+    import shutil
+
+    from jamd.commands import corpus as command
+    from jamd.config import Config
+
+    d = tmp_path / "many"
+    shutil.copytree(folder, d)
+    for i in range(11):
+        (d / f"broken{i:02d}.mid").write_bytes(b"this is not a MIDI file either")
+    parser = argparse.ArgumentParser()
+    command.add_arguments(parser)
+    out_json = tmp_path / "report.json"
+    args = parser.parse_args(["--source", str(d), "--no-progress", "--no-cache", "--out", str(out_json)])
+    cfg = Config().replace(**{"corpus.cache_dir": str(tmp_path / "cache"), "corpus.workers": 1})
+    assert command.run(args, cfg) == 0
+    out = capsys.readouterr().out
+    assert "12 unreadable" in out
+    assert sum(line.lstrip().startswith("unreadable") for line in out.splitlines()) == 11
+    assert f"... and 2 more (all in {out_json})" in out
+    assert len(json.loads(out_json.read_text())["parse_errors"]) == 12

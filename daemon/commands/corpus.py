@@ -93,8 +93,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         f"{sum(s['dropped'].values())} dropped, {len(s['parse_errors'])} unreadable",
     ]
     lines += [f"  dropped     {n:5d}  {reason}" for reason, n in s["dropped"].items()]
-    lines += [f"  unreadable  {name}" for name in s["parse_errors"][:10]]
-    lines += [f"  skipped     {entry}" for entry in s.get("skipped", [])[:10]]
+    lines += _listed("unreadable", s["parse_errors"], args.out)
+    lines += _listed("skipped", s.get("skipped", []), args.out)
     lines += [f"MIDI keys     {n:5d}  {source}" for source, n in s.get("midi_keys", {}).items()]
     lines += [
         f"vocabulary    {len(corpus.vocab)} symbols, pitches {lo}-{hi}",
@@ -117,3 +117,14 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return 0
 
+
+SHOWN = 10  # names listed per kind; --out's JSON has them all
+
+
+def _listed(kind: str, names: list[str], out: str | None) -> list[str]:
+    """Up to SHOWN report lines naming `names`, and a last line saying how many more and where."""
+    lines = [f"  {kind:<10}  {name}" for name in names[:SHOWN]]
+    if len(names) > SHOWN:
+        where = f"all in {out}" if out else "--out FILE lists them all"
+        lines.append(f"  {kind:<10}  ... and {len(names) - SHOWN} more ({where})")
+    return lines
