@@ -267,8 +267,65 @@ def test_not_midi_is_one_data_error(tmp_path, content):
 def test_missing_folder_and_too_large_are_one_data_error(tmp_path):
     with pytest.raises(DataError, match="not found"):
         read_midi_file(tmp_path / "nope.mid")
-    with pytest.raises(DataError, match="cannot read"):
+    with pytest.raises(DataError, match="not a regular file"):
         read_midi_file(tmp_path)
     write_midi(D_NOTES, tmp_path / "d.mid")
     with pytest.raises(DataError, match="too large"):
         read_midi_file(tmp_path / "d.mid", max_bytes=10)
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/urandom", "/dev/zero"])
+def test_a_fifo_or_a_device_is_refused_at_once_not_read_forever(tmp_path, special):
+    """A fresh user's kind: a path that is not a regular file would be read without end."""
+    import os
+
+    path = Path(special)
+    if special == "fifo":
+        path = tmp_path / "pipe.mid"
+        os.mkfifo(path)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_midi_file(path)
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return kind + len(body).to_bytes(4, "big") + body
+
+
+def _smf(*chunks: bytes, fmt: int = 0, ntracks: int = 1) -> bytes:
+    return _chunk(b"MThd", fmt.to_bytes(2, "big") + ntracks.to_bytes(2, "big") + (96).to_bytes(2, "big")) + \
+        b"".join(chunks)
+
+
+TRACK = _chunk(b"MTrk", bytes([0x00, 0x90, 60, 100, 0x60, 0x80, 60, 0, 0x00, 0xFF, 0x2F, 0x00]))
+
+
+def test_the_container_is_read_as_the_spec_says(tmp_path):
+    """SMF 1.0 "Chunks": unknown chunk types are skipped; a RIFF RMID file is unwrapped; a
+    header that promises more tracks than there are reads those there are."""
+    cases = {
+        "unknown_chunk.mid": _smf(_chunk(b"XFIH", b"vendor data"), TRACK),
+        "more_promised.mid": _smf(TRACK, ntracks=3, fmt=1),
+    }
+    inner = _smf(TRACK)
+    riff_body = b"RMID" + _chunk(b"data", inner) + (b"\0" if len(inner) % 2 else b"")
+    cases["song.rmi"] = b"RIFF" + len(riff_body).to_bytes(4, "little") + riff_body
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        notes = read_midi_file(tmp_path / name).notes
+        assert [(n.pitch, n.start, n.duration) for n in notes] == [(60, 0, 4)], name
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", "the file is empty"),
+    (_smf(TRACK, fmt=7), "format 7 is not a Standard MIDI File format"),
+    (_smf(TRACK)[:-5], "track 1 is cut short"),
+    (_smf(), "no MIDI track"),
+    (_smf(_chunk(b"MTrk", bytes([0x00, 0x90, 60]))), "a track ends in the middle of a message"),
+    (_smf(_chunk(b"MTrk", bytes([0x00, 0xFF, 0x59, 0x01, 0x00, 0x00, 0xFF, 0x2F, 0x00]))),
+     "a meta or system message is shorter than its kind needs"),
+])
+def test_a_broken_container_says_what_is_wrong_in_words(tmp_path, data, words):
+    path = tmp_path / "broken.mid"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=words):
+        read_midi_file(path)

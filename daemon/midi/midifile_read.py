@@ -29,6 +29,7 @@ from pathlib import Path
 
 from ..errors import DataError
 from ..tokens import STEPS_PER_QUARTER, Note
+from . import smf
 from .pairing import release, strike
 
 log = logging.getLogger(__name__)
@@ -90,6 +91,8 @@ def _load(path: Path, max_bytes: int):
     import mido
 
     try:
+        if path.exists() and not path.is_file():  # a folder, a FIFO or a device would read forever
+            raise DataError(f"{path}: not a regular file, so not a MIDI file")
         size = path.stat().st_size
         if size > max_bytes:
             raise DataError(f"{path}: MIDI file too large ({size} bytes; at most {max_bytes} are read)")
@@ -98,13 +101,23 @@ def _load(path: Path, max_bytes: int):
         raise DataError(f"{path}: MIDI file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read the MIDI file ({exc.strerror or exc})") from None
+    data, _ = smf.tidy(data, path)
     try:
         # clip=True: a data byte over 127 is clipped, not an error
         return mido.MidiFile(file=io.BytesIO(data), clip=True)
     except Exception as exc:  # mido raises many types on bad bytes; none may escape as a traceback
         text = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {text[0][:80]}" if text else type(exc).__name__
-        raise DataError(f"{path}: not a readable MIDI file ({reason})") from None
+        detail = f"{type(exc).__name__}: {text[0][:80]}" if text else type(exc).__name__
+        raise DataError(f"{path}: {_WHAT.get(type(exc).__name__, 'not a readable MIDI file')} ({detail})") from None
+
+
+# mido's exceptions, in words: the chunks are sound by now (`smf.tidy`), so these are events
+_WHAT = {
+    "EOFError": "a track ends in the middle of a message (a truncated or corrupt track)",
+    "IndexError": "a meta or system message is shorter than its kind needs",
+    "KeyError": "a message of an unknown kind",
+    "KeySignatureError": "a key signature meta that names no key",
+}
 
 
 class _TimeBase:
