@@ -16,7 +16,7 @@ from ..inference.lstm import LstmGenerator
 from ..music.keys import detect_key, transpose_notes
 from ..tokens import HOLD, Note, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
 from . import options
-from .paths import check_output_file, writing
+from .paths import check_input_file, check_output_file, writing
 
 if TYPE_CHECKING:
     from ..midi.midifile_read import MidiRead
@@ -58,6 +58,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
                               "--random-seed": ("model.random_seed", args.random_seed),
                               "--bpm": ("clock.bpm", args.bpm), "--bars": ("generate.bars", args.bars),
                               "--model": ("model.name", args.model)})
+    if args.seed_midi is not None:
+        check_input_file(args.seed_midi, "--seed-midi")
     seed = read_midi_file(args.seed_midi, cfg.live.is_melody_channel) if args.seed_midi else None
     cfg = _with_meter(cfg, args.meter, seed)
     path = model_store.resolve(cfg.model.name)

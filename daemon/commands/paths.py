@@ -35,8 +35,9 @@ def _make_folder(folder: Path, option: str, path: str | Path) -> None:
     """Create `folder` and its parents; refuse a file in the way or a folder jamd cannot write into."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise _fail(option, path, f"{clip(str(folder))} is a file, not a folder") from None
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise _fail(option, path, f"{clip(str(blocker))} is a file, not a folder") from None
     except OSError as exc:
         raise _fail(option, path, f"cannot create folder {clip(str(folder))} ({_reason(exc)})") from None
     if not folder.is_dir():
@@ -65,7 +66,7 @@ def check_output_file(path: str | Path, option: str) -> Path:
     p = _given(path, option)
     try:
         st = p.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # the parents are checked below
         st = None
     except OSError as exc:
         raise _fail(option, path, f"cannot use this path ({_reason(exc)})") from None
@@ -85,7 +86,27 @@ def check_output_dir(path: str | Path, option: str) -> Path:
     p = _given(path, option)
     if p.exists() and not p.is_dir():
         raise _fail(option, path, "is a file, not a folder")
+    if p.is_dir() and not os.access(p, os.W_OK | os.X_OK):
+        raise _fail(option, path, "the folder is not writable")
     _make_folder(p, option, path)
+    return p
+
+
+def check_input_file(path: str | Path, option: str) -> Path:
+    """`path` as a file jamd may read whole: it exists and is a regular file, else one `UsageError` line.
+
+    A device (/dev/urandom: endless) or a FIFO (blocks until a writer comes) would hang the
+    read; a folder would fail deep inside a parser.
+    """
+    p = _given(path, option)
+    try:
+        st = p.stat()
+    except OSError as exc:
+        raise _fail(option, path, f"cannot read ({_reason(exc)})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise _fail(option, path, "is a folder; give a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(option, path, "is not a regular file (a device, FIFO or socket)")
     return p
 
 
