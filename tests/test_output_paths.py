@@ -167,7 +167,7 @@ def test_a_config_file_over_one_mebibyte_is_refused(capsys, tmp_path):
 
 @pytest.mark.parametrize("duration", ["-1", "nan", "inf", "-inf"])
 def test_run_refuses_a_duration_that_is_not_a_time(capsys, duration):
-    code, _, err = run_cli(capsys, "run", "--duration", duration)
+    code, _, err = run_cli(capsys, "run", f"--duration={duration}")
     assert code == 2
     assert_one_line(err, "--duration")
 
