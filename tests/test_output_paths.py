@@ -314,3 +314,30 @@ def test_a_fifo_or_device_as_the_model_s_sidecar_is_refused_not_read_forever(cap
     code, _, err = run_cli(capsys, "generate", "--model", model, "--out", tmp_path / "o.mid")
     assert code == 3
     assert_one_line(err, "m.json", "not a regular file")
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("progress", [False, True])
+def test_train_prints_no_keras_epoch_lines_and_writes_files_others_can_read(capsys, tmp_path, progress):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("tf2onnx")
+    from corpora import erk5_folder
+
+    overrides = [*erk5_folder(tmp_path), "corpus.workers=1", "training.units=8", "training.batch_size=8",
+                 "training.max_steps_per_epoch=2", "training.sequence_length=16", "corpus.validation_fraction=0.2"]
+    run, model = tmp_path / "run", tmp_path / "out" / "tiny.onnx"
+    run.mkdir()
+    stale = run / ".state.abcd1234.tmp.json"  # what a run killed mid-write leaves
+    stale.write_text("{")
+    old = os.umask(0o022)
+    try:
+        code = main(["train", "--epochs", "2", "--out", str(run), "--export", str(model),
+                     *([] if progress else ["--no-progress"]), *[a for o in overrides for a in ("--set", o)]])
+    finally:
+        os.umask(old)
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "Epoch " not in out.out + out.err  # Keras's own count contradicts jamd's "epoch 2/2"
+    assert not stale.exists()
+    for p in (model, model.with_suffix(".json"), run / "state.json", run / "best.keras"):
+        assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
