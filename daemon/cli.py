@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 from . import __version__
 from . import config as config_mod
-from .errors import JamdError
+from .commands.options import check_models
+from .errors import JamdError, UsageError
 
 log = logging.getLogger("jamd")
 
@@ -65,8 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         mod.add_arguments(p)
         _add_common(p)
-        p.set_defaults(_module=mod)
+        p.set_defaults(_module=mod, _parser=p)
     return parser
+
+
+def check_not_empty(args: argparse.Namespace) -> None:
+    """Refuse an empty or blank value of any string option (`--model ""`, `--source " "`, a
+    positional folder): every one names a thing, and "" would silently mean the default or the
+    current folder."""
+    parser = getattr(args, "_parser", None)
+    for action in parser._actions if parser is not None else ():
+        value = getattr(args, action.dest, None)
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if isinstance(v, str) and not v.strip():
+                name = action.option_strings[-1] if action.option_strings else action.metavar or action.dest
+                raise UsageError(f"{name} must not be empty or blank (received {v!r})")
 
 
 def setup_logging(level: str) -> None:
@@ -88,8 +103,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = args.log_level == "debug"
     setup_logging(args.log_level or "info")
     try:
-        path = args.config if args.config else config_mod.default_config_path()
-        cfg = config_mod.load(path, args.overrides)
+        check_not_empty(args)
+        path = args.config if args.config is not None else config_mod.default_config_path()
+        cfg = check_models(config_mod.load(path, args.overrides))
         if not args.log_level:
             setup_logging(cfg.logging.level)
             debug = cfg.logging.level == "debug"

@@ -85,7 +85,7 @@ def test_bad_override(capsys, tmp_path):
 def test_bad_option_value(capsys, tmp_path):
     code, _, err = run_cli(capsys, "generate", "--bpm", "5", "--out", str(tmp_path / "x.mid"))
     assert code == 2
-    assert_one_line(err, "clock.bpm", "(received 5)")
+    assert_one_line(err, "--bpm must be between 20 and 300", "(received 5)")  # the option typed, not its key
 
 
 def test_unreadable_seed_midi(capsys, tmp_path, shipped_lstm):
@@ -99,7 +99,7 @@ def test_unreadable_seed_midi(capsys, tmp_path, shipped_lstm):
 def test_empty_seed_is_refused_not_replaced(capsys, tmp_path, shipped_lstm):
     code, _, err = run_cli(capsys, "generate", "--seed", "", "--out", str(tmp_path / "x.mid"))
     assert code == 2
-    assert_one_line(err, "seed is empty")
+    assert_one_line(err, "--seed must not be empty")
     assert not (tmp_path / "x.mid").exists()
 
 

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -64,6 +65,9 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file 0600; what a run writes (the .onnx a daemon running as another user
+    # loads) gets the mode any new file gets: 0666 less the umask
+    os.chmod(tmp, 0o666 & ~current_umask())
     try:
         yield tmp
         fsync_file(tmp)
@@ -72,6 +76,38 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
+
+
+def current_umask() -> int:
+    """The process's umask (read by setting it and back: there is no getter before Python 3.13's os)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# the temp names `atomic_path` makes: "." + the target's stem + "." + mkstemp's 8 random
+# characters + ".tmp" + the target's suffix
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp(\.[A-Za-z0-9_]+)?")
+
+
+def clean_stale_temps(folder: str | Path) -> list[Path]:
+    """Remove temp files of `atomic_path`'s naming left in `folder` by a killed run (at a run's start,
+    when no write of this run is under way); returns what was removed, each named at debug level."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for p in entries:
+        if _TEMP_NAME.fullmatch(p.name) and p.is_file() and not p.is_symlink():
+            try:
+                p.unlink()
+            except OSError as exc:
+                log.debug("could not remove stale temp file %s: %s", p, exc)
+                continue
+            log.debug("removed stale temp file %s (left by a killed run)", p)
+            removed.append(p)
+    return removed
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> None:

@@ -52,7 +52,7 @@ import numpy as np
 from jamd.config import Config
 from jamd.errors import DataError, UsageError
 
-from .checkpoints import atomic_json, atomic_save, fsync_file, read_states, rotate_state
+from .checkpoints import atomic_json, atomic_save, clean_stale_temps, fsync_file, read_states, rotate_state
 from .gan_data import collapse_figures, extract_bars, join_figures, plain, reference_figures
 from .gan_trainer import Trainer, vocab_pitches
 
@@ -199,6 +199,7 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     gc = cfg.gan
     out = Path(out_dir or Path(gc.out_dir) / variant)
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
     corpus = load_corpus(cfg.corpus, progress=progress, input_channels=cfg.live.input_channels)
     train_idx, _ = corpus.split()
     bars = extract_bars(corpus, train_idx, gc.steps_per_bar)

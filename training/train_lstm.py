@@ -25,7 +25,17 @@ import numpy as np
 from jamd.config import Config
 from jamd.errors import DataError
 
-from .checkpoints import STATE, atomic_copy, atomic_json, atomic_path, atomic_save, read_states, rotate_state, sha256
+from .checkpoints import (
+    STATE,
+    atomic_copy,
+    atomic_json,
+    atomic_path,
+    atomic_save,
+    clean_stale_temps,
+    read_states,
+    rotate_state,
+    sha256,
+)
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +127,26 @@ def resume(out: Path, vocabulary: list[str]) -> tuple[dict[str, Any], Any] | Non
                     "use --fresh or another --out")
 
 
+def _EpochBar(epoch: int, epochs: int, batches: int):
+    """A Keras callback drawing one tqdm bar per epoch, numbered as the run counts ("epoch 40/60")."""
+    import keras
+    from tqdm import tqdm
+
+    class EpochBar(keras.callbacks.Callback):
+        def on_epoch_begin(self, _epoch, logs=None) -> None:
+            self.bar = tqdm(total=batches, desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False)
+
+        def on_train_batch_end(self, _batch, logs=None) -> None:
+            self.bar.update(1)
+            if logs and "loss" in logs:
+                self.bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+        def on_epoch_end(self, _epoch, logs=None) -> None:
+            self.bar.close()
+
+    return EpochBar()
+
+
 def device_description() -> str:
     import tensorflow as tf
 
@@ -135,6 +165,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
     tc = cfg.training
     out = Path(out_dir or tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    clean_stale_temps(out)
     corpus = load_corpus(cfg.corpus, progress=progress, input_channels=cfg.live.input_channels)
     train_idx, val_idx = corpus.split()
     L = tc.sequence_length
@@ -171,8 +202,11 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
             n = tc.max_steps_per_epoch * tc.batch_size
             x, y = x[:n], y[:n]
         t0 = time.perf_counter()
+        # Keras stays quiet (verbose=0): its "Epoch 1/1" counts fit's one-epoch calls, not the
+        # run's; jamd shows its own bar (--no-progress: none) and one log line per epoch
+        callbacks = [_EpochBar(epoch + 1, tc.epochs, -(-len(x) // tc.batch_size))] if progress else []
         h = model.fit(x, y, batch_size=tc.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                      validation_data=(vx, vy), verbose=1 if progress else 2, shuffle=False)
+                      validation_data=(vx, vy), verbose=0, shuffle=False, callbacks=callbacks)
         seconds = time.perf_counter() - t0
         for k in state["history"]:
             state["history"][k].append(float(h.history[k][-1]))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from pathlib import Path
 
 from ..config import Config
+from . import options
+from .paths import check_output_file, write_text
 
 HELP = "measure latency, throughput and timing; figures for docs/BENCHMARKS.md"
 EXAMPLE = "jamd bench --suite lstm --steps 2000"
@@ -40,12 +41,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    options.check_number(args.steps, "--steps", lo=1, hi=10**8)
+    options.check_number(args.events, "--events", lo=1, hi=10**8)
+    if args.out is not None:
+        check_output_file(args.out, "--out")  # before the measurements
     if args.suite == "lstm":  # the seed's Keras loop: TensorFlow's start-up noise muted
         from jamd.training.tf_quiet import debugging, quiet_tensorflow
 
         quiet_tensorflow(debugging())
     suite = importlib.import_module(SUITES[args.suite])
     figures = suite.run(args, cfg)
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    if args.out is not None:
+        write_text(args.out, json.dumps(figures, indent=2) + "\n", "--out")
     return 0

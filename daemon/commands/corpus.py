@@ -12,9 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 from ..config import Config
+from . import options
+from .paths import check_output_file, write_text
 
 HELP = "parse the training corpus (or load it from the cache) and report what was kept and why"
 EXAMPLE = "jamd corpus --source essenFolksong/han --show 3"
@@ -70,15 +71,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _config(args: argparse.Namespace, cfg: Config) -> Config:
-    changes = {f"corpus.{k}": getattr(args, k) for k in ("source", "part", "workers")
-               if getattr(args, k) is not None}
-    return cfg.replace(**changes) if changes else cfg  # validated like the config file
+    # validated like the config file; an error names the option
+    return options.apply(cfg, {f"--{k}": (f"corpus.{k}", getattr(args, k)) for k in ("source", "part", "workers")})
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     from jamd.training.corpus import load_corpus
 
     cfg = _config(args, cfg)
+    options.check_number(args.show, "--show", lo=0)
+    out = check_output_file(args.out, "--out") if args.out is not None else None  # before the parse
     t0 = time.perf_counter()
     corpus = load_corpus(cfg.corpus, progress=not args.no_progress, cache=not args.no_cache,
                          input_channels=cfg.live.input_channels)
@@ -111,10 +113,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         lines.append(f"  {t.name}  {t.key} ({t.shift:+d})  {t.meter}  pickup {t.pickup_steps}: "
                      + " ".join(t.symbols[:32]))
     print("\n".join(lines))
-    if args.out:
+    if out is not None:
         report = dict(s, source=corpus.source, vocabulary=list(corpus.vocab.symbols),
                       train_tunes=len(train), validation_tunes=len(val), seconds=round(elapsed, 3))
-        Path(args.out).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        write_text(out, json.dumps(report, indent=2) + "\n", "--out")
     return 0
 
 

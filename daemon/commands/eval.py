@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UsageError
+from .paths import check_output_dir
 
 HELP = "compare generated melodies with the corpus (seed + Yang & Lerch metrics, NLL, Markov baseline)"
 EXAMPLE = "jamd eval --model lstm --reference erk --n 100 --out report/ --random-seed 1"
@@ -66,6 +67,7 @@ def _check(args: argparse.Namespace, cfg: Config) -> None:
         raise UsageError(f"--model given twice for the same model ({', '.join(args.model)})")
     if args.generated and not Path(args.generated).is_dir():
         raise UsageError(f"--generated {args.generated}: not a folder")
+    check_output_dir(args.out, "--out")  # before any generation: a file in the way costs nothing
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:

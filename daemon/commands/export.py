@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import Config
+from .paths import check_output_file, writing
 from .train import require_training_extra
 
 HELP = "export a trained run (LSTM step model or GAN generator) to ONNX with metadata, checked for parity"
@@ -50,12 +51,16 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     require_training_extra()
     from jamd.export.export_run import export_run
 
+    out = check_output_file(args.out, "--out")
     run_dir = Path(args.run_dir)
     # a GAN run (jamd train --model gan|wgan|cgan) saves its generator at every checkpoint
     if any((run_dir / f"{which}_generator.keras").is_file() for which in ("best", "last")):
         from jamd.export.gan_onnx import export_gan_run
 
-        export_gan_run(run_dir, Path(args.out), cfg, which=args.generator, selection=parse_selection(args.selection))
+        selection = parse_selection(args.selection)
+        with writing(out, "--out"):
+            export_gan_run(run_dir, out, cfg, which=args.generator, selection=selection)
         return 0
-    export_run(run_dir, Path(args.out), cfg)
+    with writing(out, "--out"):
+        export_run(run_dir, out, cfg)
     return 0

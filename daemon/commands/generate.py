@@ -15,6 +15,8 @@ from ..inference import gan, model_store
 from ..inference.lstm import LstmGenerator
 from ..music.keys import detect_key, transpose_notes
 from ..tokens import HOLD, Note, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
+from . import options
+from .paths import check_input_file, check_output_file, writing
 
 if TYPE_CHECKING:
     from ..midi.midifile_read import MidiRead
@@ -51,22 +53,16 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     # and 4 MB, of which 0.3 MB stay once music21 has brought the same stdlib)
     from ..midi.midifile import read_midi_file, write_midi
 
-    overrides = {}
-    if args.temperature is not None:
-        overrides["model.temperature"] = args.temperature
-    if args.random_seed is not None:
-        overrides["model.random_seed"] = args.random_seed
-    if args.bpm is not None:
-        overrides["clock.bpm"] = args.bpm
-    if args.bars is not None:
-        overrides["generate.bars"] = args.bars
-    try:
-        cfg = cfg.replace(**overrides) if overrides else cfg
-    except Exception as exc:  # ConfigError names the key; re-label it as the option
-        raise UsageError(str(exc).replace("override: ", "")) from None
+    out = check_output_file(args.out, "--out")  # before the model loads: a bad path costs nothing
+    cfg = options.apply(cfg, {"--temperature": ("model.temperature", args.temperature),
+                              "--random-seed": ("model.random_seed", args.random_seed),
+                              "--bpm": ("clock.bpm", args.bpm), "--bars": ("generate.bars", args.bars),
+                              "--model": ("model.name", args.model)})
+    if args.seed_midi is not None:
+        check_input_file(args.seed_midi, "--seed-midi")
     seed = read_midi_file(args.seed_midi, cfg.live.is_melody_channel) if args.seed_midi else None
     cfg = _with_meter(cfg, args.meter, seed)
-    path = model_store.resolve(args.model or cfg.model.name)
+    path = model_store.resolve(cfg.model.name)
     kind = model_store.load_info(path).kind
     if kind in gan.KINDS:
         gen = gan.BarGenerator.load(str(path), cfg.model)
@@ -98,9 +94,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         gen.prime(seed_symbols)
         continuation = gen.generate(cfg.generate.bars * steps_per_bar, cfg.model.temperature, rng)
     melody = transpose_notes(symbols_to_notes(seed_symbols + continuation), -shift)
-    path = write_midi(melody, args.out, bpm=cfg.clock.bpm,
-                      time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit),
-                      velocity=cfg.output.velocity, channel=cfg.output.channel)
+    with writing(out, "--out"):
+        path = write_midi(melody, out, bpm=cfg.clock.bpm,
+                          time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit),
+                          velocity=cfg.output.velocity, channel=cfg.output.channel)
     log.info("wrote %s: %d notes, %d bars after a %d-step seed, %.0f BPM", path, len(melody),
              cfg.generate.bars, len(seed_symbols), cfg.clock.bpm)
     print(path)

@@ -23,14 +23,15 @@ import time
 
 from .. import config as config_mod
 from ..config import Config, clip
-from ..errors import ConfigError, JamdError, ModelError, UsageError
-from ..inference import model_store
+from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
 from ..live.session import LiveSession
 from ..midi.jack_memory import release_jack_shared_memory
 from ..midi.jack_watch import JackWatch
 from ..midi.ports import DISPLAY, open_ports
 from ..midi.realtime import ask_realtime
+from . import options
+from .options import check_models
 
 log = logging.getLogger("jamd.run")
 
@@ -95,44 +96,41 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default: metronome.count_in_bars)")
     p.add_argument("--metronome", action="store_true", default=None, help="click every beat (metronome.enabled)")
     p.add_argument("--duration", type=float, metavar="SECONDS",
-                   help="stop by itself after this long (default: run until SIGINT/SIGTERM)")
+                   help="stop by itself after this many seconds; 0 (the default): run until SIGINT/SIGTERM")
 
 
-def _option_overrides(args: argparse.Namespace) -> dict:
-    out = {}
-    options = (("mode", "live.mode"), ("model", "model.name"), ("bpm", "clock.bpm"), ("api", "midi.api"),
-               ("count_in", "metronome.count_in_bars"), ("metronome", "metronome.enabled"))
-    for opt, key in options:
-        value = getattr(args, opt, None)
-        if value is not None:
-            out[key] = value
+def _options(args: argparse.Namespace) -> dict[str, tuple]:
+    """This command's options as {option: (config key, value)} for `options.apply`."""
+    out: dict[str, tuple] = {
+        "--mode": ("live.mode", getattr(args, "mode", None)), "--model": ("model.name", getattr(args, "model", None)),
+        "--bpm": ("clock.bpm", getattr(args, "bpm", None)), "--api": ("midi.api", getattr(args, "api", None)),
+        "--count-in": ("metronome.count_in_bars", getattr(args, "count_in", None)),
+        "--metronome": ("metronome.enabled", getattr(args, "metronome", None)),
+    }
     sync = getattr(args, "clock", None)
-    if sync is not None:
-        out["clock.source"] = {"follow": "midi", "link": "link"}.get(sync, "internal")
-        out["clock.send"] = sync == "send"
+    if sync is not None:  # source and send change together: one alone may break their rule
+        source = {"follow": "midi", "link": "link"}.get(sync, "internal")
+        out["--clock"] = ({"clock.source": source, "clock.send": sync == "send"}, sync)
     return out
 
 
 def load_config(args: argparse.Namespace) -> Config:
-    """Config file + --set + this command's options (what SIGHUP re-reads)."""
-    path = args.config if getattr(args, "config", None) else config_mod.default_config_path()
+    """Config file + --set + this command's options (what SIGHUP re-reads), with model.models checked."""
+    path = args.config if getattr(args, "config", None) is not None else config_mod.default_config_path()
     cfg = config_mod.load(path, getattr(args, "overrides", None))
-    extra = _option_overrides(args)
-    return check_models(cfg.replace(**extra) if extra else cfg)
+    return check_models(options.apply(cfg, _options(args)))
 
 
-def check_models(cfg: Config) -> Config:
-    """`cfg` if each of model.models is a shipped model name or an existing .onnx path
-    (`model_store.resolve`); else one line naming the key: a wrong name is refused as the
-    config loads, not found out at the first model-select CC on stage."""
-    for name in cfg.model.models:
-        try:
-            model_store.resolve(name)
-        except ModelError:
-            known = ", ".join(model_store.shipped_model_names()) or "none"
-            raise ConfigError(f"model.models: no model {clip(repr(name))} (shipped models: {known}; "
-                              "or the path of an existing .onnx file)") from None
-    return cfg
+def check_duration(duration: float | None) -> None:
+    """--duration: seconds, finite and not negative; 0 (like None) means no limit."""
+    options.check_number(duration, "--duration", lo=0, what="; 0 runs until SIGINT/SIGTERM")
+
+
+def warn_unused(cfg: Config) -> None:
+    """One warning for a config value this run ignores (a silent no-op misleads)."""
+    if cfg.clock.port is not None and not cfg.clock.send:
+        why = "following an outside clock" if cfg.clock.source == "midi" else "clock.send is false"
+        log.warning("clock.port %s is unused: jamd sends no MIDI clock when %s", clip(repr(cfg.clock.port)), why)
 
 
 class _Waiter:
@@ -218,13 +216,9 @@ def _exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     t0 = time.perf_counter()
-    extra = _option_overrides(args)
-    if extra:
-        try:
-            cfg = cfg.replace(**extra)
-        except ConfigError as exc:
-            raise UsageError(str(exc).replace("override: ", "")) from None
-    check_models(cfg)
+    check_duration(args.duration)
+    cfg = check_models(options.apply(cfg, _options(args)))
+    warn_unused(cfg)
     waiter = _Waiter()
     session: LiveSession | None = None
     ports = None

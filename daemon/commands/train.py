@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..config import Config
 from ..errors import UsageError
+from . import options
+from .paths import check_output_dir, check_output_file, writing
 
 GAN_VARIANTS = ("gan", "wgan", "cgan")
 
@@ -42,31 +44,36 @@ def require_training_extra() -> None:
     quiet_tensorflow(debugging())
 
 
+def _paths(args: argparse.Namespace, default_out: Path, model_file: str) -> tuple[Path, Path]:
+    """The run folder and the export file, checked before training starts (one line each if unusable)."""
+    out_option = "--out" if args.out is not None else "the run folder (config out_dir)"
+    out = check_output_dir(args.out if args.out is not None else default_out, out_option)
+    export = args.export if args.export is not None else out / model_file
+    return out, check_output_file(export, "--export" if args.export is not None else "the export file")
+
+
 def run(args: argparse.Namespace, cfg: Config) -> int:
     require_training_extra()
     if args.model in GAN_VARIANTS:
         return _run_gan(args, cfg)
-    if args.epochs is not None:
-        cfg = cfg.replace(**{"training.epochs": args.epochs})
-    out = Path(args.out or cfg.training.out_dir)
+    cfg = options.apply(cfg, {"--epochs": ("training.epochs", args.epochs)})
+    out, export = _paths(args, Path(cfg.training.out_dir), "lstm.onnx")
     from jamd.export.export_run import export_run
     from jamd.training.train_lstm import train
 
     figures = train(cfg, out, fresh=args.fresh, progress=not args.no_progress)
-    export_run(out, Path(args.export) if args.export else out / "lstm.onnx", cfg, figures)
+    with writing(export, "--export"):
+        export_run(out, export, cfg, figures)
     return 0
 
 
 def _run_gan(args: argparse.Namespace, cfg: Config) -> int:
-    if args.steps is not None:
-        try:
-            cfg = cfg.replace(**{"gan.steps": args.steps})
-        except Exception as exc:  # ConfigError names the key; re-label it as the option
-            raise UsageError(str(exc).replace("override: gan.steps", "--steps")) from None
-    out = Path(args.out) if args.out else Path(cfg.gan.out_dir) / args.model
+    cfg = options.apply(cfg, {"--steps": ("gan.steps", args.steps), "--epochs": ("training.epochs", args.epochs)})
+    out, export = _paths(args, Path(cfg.gan.out_dir) / args.model, f"{args.model}.onnx")
     from jamd.export.gan_onnx import export_gan_run
     from jamd.training.train_gan import train
 
     figures = train(cfg, args.model, out, fresh=args.fresh, progress=not args.no_progress)
-    export_gan_run(out, Path(args.export) if args.export else out / f"{args.model}.onnx", cfg, figures)
+    with writing(export, "--export"):
+        export_gan_run(out, export, cfg, figures)
     return 0

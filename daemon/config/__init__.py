@@ -10,6 +10,8 @@ with one line that names the key and the value received, and returns a frozen
 from __future__ import annotations
 
 import dataclasses
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +29,10 @@ GM_PERCUSSION_CHANNEL = 10  # General MIDI 1.0: channel 10 is the drum kit, neve
 
 
 def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple | None = None, factory: Any = None, filled: bool = False) -> Any:
-    meta = {"lo": lo, "hi": hi, "choices": choices, "filled": filled}  # filled: no empty or blank name
+          choices: tuple | None = None, factory: Any = None, filled: bool = False, port_name: bool = False) -> Any:
+    # filled: no empty or blank name; port_name: a name jamd gives a MIDI client or port (filled, and
+    # without ':', JACK's separator in "client:port")
+    meta = {"lo": lo, "hi": hi, "choices": choices, "filled": filled or port_name, "port_name": port_name}
     if factory is not None:
         return field(default_factory=factory, metadata=meta)
     return field(default=default, metadata=meta)
@@ -55,7 +59,7 @@ class ClockConfig:
     realtime_priority: int = _spec(10, lo=0, hi=99)  # SCHED_FIFO for the sender where allowed; 0: never
     source: str = _spec("internal", choices=CLOCK_SOURCES)  # who owns tempo and bar position
     send: bool = _spec(False)  # master: send MIDI clock, Start/Stop/Continue, Song Position Pointer
-    port: str | None = _spec(None, filled=True)  # separate virtual output for the clock; None: the note output
+    port: str | None = _spec(None, port_name=True)  # separate virtual output for the clock; None: the note output
     send_while_stopped: bool = _spec(True)  # keep 0xF8 running while the transport is stopped
     tick_spin_us: int = _spec(250, lo=0, hi=20000)  # spin before each 0xF8 (spin_us is for the rest)
     loss_timeout_ms: int = _spec(1000, lo=100, hi=10000)  # source midi: silence that means the clock is gone
@@ -66,9 +70,9 @@ class ClockConfig:
 @dataclass(frozen=True)
 class MidiConfig:
     api: str = _spec("auto", choices=MIDI_APIS)
-    client_name: str = _spec("jamd", filled=True)
-    output_port: str = _spec("jamd out", filled=True)
-    input_port: str = _spec("jamd in", filled=True)
+    client_name: str = _spec("jamd", port_name=True)
+    output_port: str = _spec("jamd out", port_name=True)
+    input_port: str = _spec("jamd in", port_name=True)
     connect_output: str | None = _spec(None)  # existing port to use instead of a virtual one
     connect_input: str | None = _spec(None)
 
@@ -130,7 +134,7 @@ class ControlConfig:
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    source: str = _spec("erk")  # music21 corpus name, or a folder of .krn/.abc/.mid/.musicxml
+    source: str = _spec("erk", filled=True)  # music21 corpus name, or a folder of .krn/.abc/.mid/.musicxml
     part: int = _spec(0, lo=0, hi=64)  # which part of a multi-part file is the melody
     cache_dir: str = _spec("")  # "": $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus
     validation_fraction: float = _spec(0.1, lo=0.0, hi=0.5)
@@ -148,7 +152,7 @@ class TrainingConfig:
     epochs: int = _spec(50, lo=1, hi=10000)
     patience: int = _spec(5, lo=0, hi=1000)  # early stop after this many epochs without progress
     max_steps_per_epoch: int | None = _spec(None, lo=1, hi=10**9)
-    out_dir: str = _spec("runs/lstm")
+    out_dir: str = _spec("runs/lstm", filled=True)
 
 
 @dataclass(frozen=True)
@@ -185,7 +189,7 @@ class GanConfig:
     monitor_bars: int = _spec(1000, lo=10, hi=100000)
     checkpoint_every: int = _spec(250, lo=1, hi=10**6)
     compile: bool = _spec(True)  # false: run eagerly (slow steps, no minute of graph building; for tests)
-    out_dir: str = _spec("runs")  # each variant trains in out_dir/<variant>
+    out_dir: str = _spec("runs", filled=True)  # each variant trains in out_dir/<variant>
 
 
 @dataclass(frozen=True)
@@ -250,6 +254,42 @@ def parse_override(text: str) -> tuple[str, Any]:
     return key.strip(), value
 
 
+MAX_CONFIG_BYTES = 1 << 20  # 1 MiB: jamd's own config.yaml is ~15 KB; more is not a config file
+
+
+def _read_bounded(path: Path) -> bytes:
+    """The bytes of config file `path`: a regular file of at most MAX_CONFIG_BYTES, else one line.
+
+    Checked on the open file (fstat), so a device (/dev/urandom, endless) or a FIFO (blocks
+    until a writer comes) is refused instead of read forever; O_NONBLOCK keeps the open
+    itself from waiting for a FIFO's writer.
+    """
+    if not str(path).strip():
+        raise ConfigError(f"--config must not be empty (received {clip(repr(str(path)))})")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if stat.S_ISDIR(st.st_mode):
+            raise ConfigError(f"{path}: is a directory, not a config file")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{path}: not a regular file (a device, FIFO or socket), not a config file")
+        try:
+            data = f.read(MAX_CONFIG_BYTES + 1)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is over {MAX_CONFIG_BYTES // (1 << 20)} MiB; "
+                          "is it really a config file?")
+    return data
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
     """Load `path` (or the defaults when None) and apply `--set` overrides."""
     data: dict[str, Any] = {}
@@ -258,13 +298,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None) -> 
         path = Path(path)
         source = str(path)
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except IsADirectoryError:
-            raise ConfigError(f"{path}: is a directory, not a config file") from None
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot read config file ({exc.strerror})") from None
+            text = _read_bounded(path).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise ConfigError(f"{path}: config file is not valid UTF-8 (byte {exc.start}: "
                               f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None

@@ -8,6 +8,8 @@ are validated when the object is built, and the message says what was expected).
 from __future__ import annotations
 
 import dataclasses
+import decimal
+import math
 import types
 import typing
 from typing import Any
@@ -56,6 +58,10 @@ def coerce(value: Any, tp: Any, key: str, source: str) -> Any:
             raise ConfigError(f"{source}: {key} must be {describe(tp)} (received {clip(repr(value))})")
         (item,) = typing.get_args(tp)[:1]
         return tuple(coerce(v, item, key, source) for v in value)
+    if tp in (int, float) and isinstance(value, str):
+        # YAML 1.1 (PyYAML) reads 1e9 or 1E3 (no dot, no sign in the exponent) as a string:
+        # a number Python reads is taken as one, then range-checked like any other
+        value = _number(value, tp, value)
     ok = (
         (tp is bool and isinstance(value, bool))
         or (tp is int and isinstance(value, int) and not isinstance(value, bool))
@@ -67,6 +73,19 @@ def coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     return float(value) if tp is float else value
 
 
+def _number(text: str, tp: type, fallback: Any) -> Any:
+    """`text` as a float (float fields) or an exact int (int fields: "1e3" yes, "1.5" no), else `fallback`."""
+    try:
+        d = decimal.Decimal(text.strip().replace("_", ""))
+    except decimal.InvalidOperation:
+        return fallback
+    if tp is float:
+        return float(d)
+    if d.is_finite() and d == d.to_integral_value():
+        return int(d)
+    return fallback
+
+
 def check(value: Any, meta: dict, key: str, source: str) -> None:
     if value is None:
         return
@@ -74,7 +93,12 @@ def check(value: Any, meta: dict, key: str, source: str) -> None:
     if meta.get("filled") and (not items or not all(v.strip() for v in items)):
         shown = clip(repr(value if isinstance(value, str) else list(value)))
         raise ConfigError(f"{source}: {key} must not be empty or blank (received {shown})")
+    if meta.get("port_name") and any(":" in v for v in items):
+        raise ConfigError(f"{source}: {key} must not contain ':', JACK's separator in 'client:port' "
+                          f"(received {clip(repr(value))})")
     for v in items:
+        if isinstance(v, float) and math.isnan(v):
+            raise ConfigError(f"{source}: {key} must be a number (received nan)")
         # show whole numbers as the user wrote them (1000, not 1000.0)
         shown = int(v) if isinstance(v, float) and v.is_integer() else v
         lo, hi, choices = meta.get("lo"), meta.get("hi"), meta.get("choices")

@@ -127,6 +127,8 @@ def _sidecar(sidecar: Path) -> Any:
     """The sidecar's JSON value (any JSON: it is checked later), or `_NO_SIDECAR`."""
     if not sidecar.exists():
         return _NO_SIDECAR
+    if not sidecar.is_file() and not sidecar.is_dir():  # a device or FIFO would be read forever
+        raise ModelError(f"{sidecar}: not a regular file (a device, FIFO or socket), not the model's .json metadata")
     try:
         return json.loads(sidecar.read_bytes().decode("utf-8"))
     except IsADirectoryError:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from jamd import __version__
+from jamd.commands.paths import writing
 from jamd.config import Config
 from jamd.tokens import STEPS_PER_BAR_4_4
 
@@ -209,7 +210,8 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
         "max_steps": s.max_steps, "pitch_melodies": PITCH_MELODIES,
         "temperature": s.temperature, "markov_order": s.markov_order, "jamd_version": __version__,
     }
-    return report.write(ev, settings, Path(s.out), cfg.eval.piano_roll)
+    with writing(s.out, "--out"):  # a folder that fails at the end says so in one line, naming it
+        return report.write(ev, settings, Path(s.out), cfg.eval.piano_roll)
 
 
 def bar_distinct(corpus, corpus_cfg, sources: list, s: Settings) -> dict[str, dict]:
