@@ -23,8 +23,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -187,17 +189,26 @@ def sounding_after_cc123(events) -> set[tuple[int, int]]:
     return sounding
 
 
+def _unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
 _READY = re.compile(r"ready in .*?clock origin (\d+) ns")
 
 
 class Daemon:
-    """`jamd run` in a subprocess, with its log lines collected."""
+    """`jamd run` in a subprocess, with its log lines collected, and what it sent
+    (`sent()`: its own record, JAMD_SENT_LOG, complete once it has stopped)."""
 
     def __init__(self, *args: str, cwd: str | None = None, ready_timeout: float = 30.0):
         # -X faulthandler: a crash prints every thread's Python stack into the log
         cmd = [sys.executable, "-X", "faulthandler", "-m", "jamd.cli", "run", *args]
+        fd, self.sent_path = tempfile.mkstemp(prefix="jamd-sent-", suffix=".txt")
+        os.close(fd)
+        weakref.finalize(self, _unlink, self.sent_path)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=cwd, env=dict(os.environ))
+                                     text=True, cwd=cwd, env=dict(os.environ, JAMD_SENT_LOG=self.sent_path))
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -227,6 +238,16 @@ class Daemon:
             time.sleep(0.02)
         return False
 
+    def sent(self) -> list[tuple[int, tuple[int, ...]]]:
+        """`(perf_counter_ns, message)` of every message jamd sent, from its own
+        record: read after `stop()` (the record is written out as jamd exits)."""
+        out = []
+        with open(self.sent_path, encoding="ascii") as f:
+            for line in f:
+                t, *data = line.split()
+                out.append((int(t), tuple(int(b, 16) for b in data)))
+        return out
+
     def send_signal(self, signum: int) -> None:
         self.proc.send_signal(signum)
 
@@ -241,9 +262,56 @@ class Daemon:
         self._reader.join(2)
         return self.proc.returncode
 
+
     def __enter__(self) -> Daemon:
         return self
 
     def __exit__(self, *exc) -> None:
         with contextlib.suppress(Exception):
             self.stop()
+
+
+class Delivery:
+    """What jamd sent (its own record) set against what the recorder heard.
+
+    JACK keeps a port's messages in order, so the heard messages are matched to
+    the sent ones in sequence: a sent message with no heard twin is one the rig
+    lost; a heard message with no sent twin is not jamd's (a failure of the
+    rig).  `delays_ns`: heard minus sent for each match, the rig's delivery time
+    (a non-realtime JACK server on a busy machine delivers in bunches).
+    `statuses`: only messages whose status byte is in it (None: all).
+    """
+
+    def __init__(self, sent, heard, statuses: set[int] | None = None, max_delay_ns: int = 500_000_000,
+                 since_ns: int = 0):
+        """`since_ns`: messages sent before it are not expected (the recorder's
+        connection may not have been live yet)."""
+        keep = (lambda m: True) if statuses is None else (lambda m: m[0] in statuses)
+        self.sent = [(t, m) for t, m in sent if keep(m) and t >= since_ns]
+        self.heard = [(t, m) for t, m in heard if keep(m)]
+        self.matched: list[tuple[int, int, tuple[int, ...]]] = []  # (sent_ns, heard_ns, message)
+        self.lost: list[tuple[int, tuple[int, ...]]] = []
+        self.foreign: list[tuple[int, tuple[int, ...]]] = []
+        j = 0
+        for th, m in self.heard:
+            k = j
+            # the next sent twin that could have arrived by then (a stamp may lead a send by a period)
+            while k < len(self.sent) and not (self.sent[k][1] == m and th - self.sent[k][0] > -PERIOD_NS):
+                k += 1
+            if k == len(self.sent) or th - self.sent[k][0] > max_delay_ns:
+                self.foreign.append((th, m))
+                continue
+            self.lost.extend(self.sent[j:k])
+            self.matched.append((self.sent[k][0], th, m))
+            j = k + 1
+        self.unheard_tail = self.sent[j:]  # sent after the last heard one (still on the way, or lost)
+        self.delays_ns = [th - ts for ts, th, _ in self.matched]
+
+    def summary(self) -> str:
+        d = sorted(self.delays_ns) or [0]
+        slow = [(round(th / 1e6, 1), round((th - ts) / 1e6, 1), m) for ts, th, m in self.matched
+                if th - ts > 20_000_000]
+        return (f"slow deliveries (heard ms, delay ms): {slow[:8]}; sent {len(self.sent)}, "
+                f"heard {len(self.heard)}, lost {len(self.lost)} {self.lost[:4]}, "
+                f"not sent {len(self.foreign)} {self.foreign[:4]}; delivery ms median {d[len(d) // 2] / 1e6:.1f} "
+                f"p99 {d[int(0.99 * (len(d) - 1))] / 1e6:.1f} max {d[-1] / 1e6:.1f}")
