@@ -144,7 +144,11 @@ class TickFit:
             if t_ns - last < self.min_tick_ns / 4:
                 return 0, False
             if t_ns - last > _LOST_LO * line.slope:
+                # and the slope goes too: it came from a few intervals at most, maybe
+                # a late tick's catch-up; kept, every true interval after it would
+                # look long and the fit would never refill (seen: stuck at 300 BPM)
                 self._points.clear()
+                self.line = None
         if line is None or len(self._points) < 3:
             self._add(seq, t_ns)
             return 0, False
