@@ -8,8 +8,12 @@
   the tempo from jamd's 0xF8 arrivals and follows Start, Stop, SPP and
   Continue, through a start/stop CC and a tempo change by SIGHUP.
 
-Every arrival through JACK is quantised to the server's period (RtMidi
-stamps and writes a period's events together), so tolerances are in periods.
+jamd is judged on what it sent (its own record: `Daemon.sent()`), the rig's
+non-realtime JACK server on what it delivered of that (`jack_rig.Delivery`):
+on a loaded machine it loses and doubles messages of a client that missed a
+cycle, which is no fault of jamd's, while anything heard that jamd never sent,
+or a loss beyond the rig's measured rate, fails.  A witness recorder on the
+master's port records what the server delivered of the master's messages.
 Precise figures are `jamd bench --suite clock` (docs/BENCHMARKS.md).
 """
 
@@ -23,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from jack_rig import PERIOD_NS, Delivery, Recorder, note_pairs, sounding_after_cc123
+from jack_rig import Delivery, Recorder, note_pairs, sounding_after_cc123
 
 from jamd.inference import model_store
 from jamd.sync.clock_follower import ClockFollower
@@ -34,17 +38,14 @@ pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.flaky(reruns=2, re
 TICK, START, CONTINUE, STOP, SPP = 0xF8, 0xFA, 0xFB, 0xFC, 0xF2
 CLICK_ON = 0x99  # note-on, channel 10
 ACCENT, BEAT = 76, 77
-# An arrival against the master's send: the rig's latency (a few ms idle, ~20 ms
-# with the other core fully loaded: a non-realtime JACK server) plus up to two
-# periods of jitter; the typical spread must stay within that.  No arrival may
-# be off by 40 ms; a wrong position or tempo costs a 16th (107 ms at 140 BPM).
-TYPICAL_NS = 2 * PERIOD_NS + 5_000_000
-ARRIVAL_OK_NS = 40_000_000
-# What jamd sent against the master's clocks as sent: the rig's delivery of them
-# to jamd (median 3 ms, p99 ~15 ms at a load average of 5) plus the follower's
+# What jamd sent (JAMD_SENT_LOG) against the master's clocks as sent: the rig's
+# delivery of them to jamd (median 3 ms, p99 ~15 ms at a load average of 5) plus the follower's
 # error; 40 ms is well under a 16th (107 ms at 140 BPM): a wrong tick count
 # (a lost tick is 18-25 ms) over a few beats or a wrong 16th fails it.
 SENT_OK_NS = 40_000_000
+# ... and their median: the rig's delivery of the master's clocks (3-5 ms): a
+# grid one tick late (18 ms at 140 BPM) fails it.
+GRID_OK_NS = 10_000_000
 # The rig's own losses of jamd's messages (see jack_rig.Delivery): at a load
 # average of 4-6 up to 9 of ~97 in one run; more is not the rig's doing.
 RIG_LOST_OK = 0.12
@@ -186,6 +187,7 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
     errs = [round((t - m.time_of_16th(4 * i)) / 1e6, 1) for i, (t, _) in enumerate(first_run)]
     assert [n for _, n in first_run] == [ACCENT, BEAT, BEAT, BEAT] * 4, (first_run, errs, why)
     assert max(map(abs, errs)) < SENT_OK_NS / 1e6, (errs, why)
+    assert abs(np.median(errs)) < GRID_OK_NS / 1e6, (errs, why)  # not a tick off
     # tempo: beats of 600 ms, then of 428.6 ms from the second beat after the change
     beats = np.array([t for t, _ in first_run], dtype=float)
     slow, fast = _beat_length(beats[:8]), _beat_length(beats[9:16])
@@ -206,6 +208,7 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
     assert [n for _, n in resumed] == [BEAT, BEAT, BEAT, ACCENT], (
         resumed, errs, why)
     assert max(map(abs, errs)) < SENT_OK_NS / 1e6, (errs, why)
+    assert abs(np.median(errs)) < GRID_OK_NS / 1e6, (errs, why)
     # the notes follow the master's 16th grid too
     grid = np.array([m.sent[i] for run in m.runs for k, i in run.items() if k % 6 == 0], dtype=float)
     notes = [t for t, x in ons if x[0] == 0x90]
