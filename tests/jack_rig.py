@@ -294,7 +294,7 @@ class Delivery:
         """`since_ns`: messages sent before it are not expected (the recorder's
         connection may not have been live yet)."""
         keep = (lambda m: True) if statuses is None else (lambda m: m[0] in statuses)
-        self.sent = [(t, m) for t, m in sent if keep(m) and t >= since_ns]
+        self.sent = [(t, m) for t, m in sent if keep(m)]
         self.heard = [(t, m) for t, m in heard if keep(m)]
         self.matched: list[tuple[int, int, tuple[int, ...]]] = []  # (sent_ns, heard_ns, message)
         self.doubled: list[tuple[int, tuple[int, ...]]] = []
@@ -312,8 +312,9 @@ class Delivery:
             else:
                 self.foreign.append((th, m))
         last_heard = max((t for t, _ in self.heard), default=0)
-        self.lost = [e for k, e in enumerate(self.sent) if not used[k] and e[0] < last_heard]
+        self.lost = [e for k, e in enumerate(self.sent) if not used[k] and since_ns <= e[0] < last_heard]
         self.unheard_tail = [e for k, e in enumerate(self.sent) if not used[k] and e[0] >= last_heard]
+        self.sent = [e for e in self.sent if e[0] >= since_ns]
         self.delays_ns = sorted(th - ts for ts, th, _ in self.matched)
 
     def lost_fraction(self) -> float:
