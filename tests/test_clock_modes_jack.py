@@ -17,6 +17,9 @@ As in test_clock_jack.py, jamd is judged on what it sent (its own record,
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import signal
 import threading
 import time
@@ -24,7 +27,7 @@ import time
 import numpy as np
 import pytest
 from jack_rig import Delivery, note_pairs, sounding_after_cc123
-from test_clock_jack import RIG_LOST_OK, SENT_OK_NS, _lstm
+from test_clock_jack import SENT_OK_NS, _lstm
 
 from jamd.tokens import Note
 
@@ -110,6 +113,7 @@ def test_sigterm_exits_0_in_every_clock_mode_and_leaves_nothing_sounding(jamd_ri
         assert rec.wait_for(lambda ev: any(m[0] == 0x90 and m[2] > 0 for _, m in ev[n:]), 8), d.log()[-2000:]
     t_sig = time.perf_counter_ns()
     rc = d.stop(signal.SIGTERM, timeout=10)
+    exit_ms = (time.perf_counter_ns() - t_sig) / 1e6
     if master is not None:
         master.join(20)
     _clean_exit(d, rc)
@@ -131,7 +135,23 @@ def test_sigterm_exits_0_in_every_clock_mode_and_leaves_nothing_sounding(jamd_ri
         assert [t for t, m in sent if m[0] & 0xF0 == 0x90 and m[2] > 0 and cc_start < t < t_sig]
     rec.wait_for(lambda ev: not sounding_after_cc123(ev), 2)
     delivery = Delivery(sent, rec.snapshot(), since_ns=rec.connected_ns)
-    assert not delivery.foreign and delivery.lost_fraction() <= RIG_LOST_OK, delivery.summary()
+    assert delivery.within_rig_losses(), delivery.summary()
+    late = re.search(r"sent (\d+) events, (\d+) late \(worst ([\d.]+) ms\)", d.log())
+    ons = [t for t, m in sent if m[0] & 0xF0 == 0x90 and m[2] > 0]
+    _record("sigterm-" + mode, exit_ms=round(exit_ms), note_ons=len(ons),
+            scheduled=late and [int(late.group(1)), int(late.group(2)), float(late.group(3))],
+            cc_stop_to_last_on_ms=cc_stop and round((max([t for t in ons if t < cc_start], default=cc_stop)
+                                                    - cc_stop) / 1e6, 1),
+            cc_start_to_first_on_ms=cc_start and round((min(t for t in ons if t > cc_start) - cc_start) / 1e6),
+            lost=len(delivery.lost), heard_sent=[len(delivery.heard), len(delivery.sent)])
+
+
+def _record(test: str, **figures) -> None:
+    """JAMD_RIG_RECORD=file: a line of figures per run (docs/BENCHMARKS.md, issue 13)."""
+    path = os.environ.get("JAMD_RIG_RECORD")
+    if path:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"test": test, "load": os.getloadavg()[0], **figures}) + "\n")
 
 
 def test_call_response_answers_on_the_masters_bar_grid_and_stop_silences_it(jamd_rig):
@@ -150,7 +170,7 @@ def test_call_response_answers_on_the_masters_bar_grid_and_stop_silences_it(jamd
     sent, log = d.sent(), d.log()
     delivery = Delivery(sent, rec.snapshot(), since_ns=song[0])
     why = delivery.summary() + "\n" + log[-3000:]
-    assert not delivery.foreign and delivery.lost_fraction() <= RIG_LOST_OK, why
+    assert delivery.within_rig_losses(), why
     assert "phrase: 7 notes" in log, why
     ons = [(t, m[1]) for t, m in sent if m[0] == 0x90 and m[2] > 0]
     assert ons, why

@@ -83,7 +83,6 @@ def _struck(symbols: list[str], first_step: int, transpose: int = 0) -> set[tupl
 # JACK server on a busy 2-core machine) may lose or double what jamd sent (see
 # jack_rig.Delivery); what the recorder heard must be what jamd sent less at most
 # that, and a note heard left sounding must be one whose ending the rig lost.
-RIG_LOST_OK = 0.12
 
 
 def _assert_heard(heard: set[tuple[int, int]], want: set[tuple[int, int]], what: str) -> None:
@@ -99,7 +98,7 @@ def _delivered(d: Daemon, events) -> list[tuple[int, tuple[int, ...]]]:
     sent = d.sent()
     delivery = Delivery(sent, events, since_ns=d.origin_ns + 1_200_000_000)
     why = delivery.summary()
-    assert not delivery.foreign and delivery.lost_fraction() <= RIG_LOST_OK, why
+    assert delivery.within_rig_losses(), why
     left = sounding_after_cc123(events)
     assert not left or delivery.explains(left), (left, why)
     return sent
