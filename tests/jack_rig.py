@@ -278,7 +278,7 @@ RIG_LOST_FRACTION, RIG_CYCLE_LOST = 0.12, 4
 class Delivery:
     """What jamd sent (its own record, `Daemon.sent()`) set against what the recorder heard.
 
-    Each heard message is matched to the earliest unmatched sent twin that could
+    Each heard message is matched to the nearest unmatched sent twin that could
     have arrived by then (heard - sent within [-1 period, `max_delay_ns`]).  A sent
     message with no heard twin is one the rig lost; a heard one whose twin was
     already matched is one the rig doubled; a heard one with no sent twin at all
@@ -308,8 +308,11 @@ class Delivery:
                       if ms == m and -PERIOD_NS < th - ts <= max_delay_ns]
             free = [k for k in window if not used[k]]
             if free:
-                used[free[0]] = True
-                self.matched.append((self.sent[free[0]][0], th, m))
+                # the nearest: MIDI clock repeats one message every tick, and after a
+                # lost one the earliest free twin would be a tick (or more) too early
+                k = min(free, key=lambda k: abs(th - self.sent[k][0]))
+                used[k] = True
+                self.matched.append((self.sent[k][0], th, m))
             elif window:
                 self.doubled.append((th, m))
             else:
