@@ -70,8 +70,12 @@ def _clean_exit(d, rc: int) -> None:
     log = d.log()
     assert rc == 0, log[-3000:]
     assert "SIGTERM: stopping" in log, log[-3000:]
-    for bad in ("Traceback", "terminate called", "Fatal Python error", "fell behind"):
+    for bad in ("Traceback", "terminate called", "Fatal Python error"):
         assert bad not in log, log[-3000:]
+    # generation may fall behind on a loaded machine, but recovers: a line a second at most
+    # (the loop of issue 13 logged it 3,000 times a second and then ignored Stop)
+    behind = [line[:8] for line in log.splitlines() if "fell behind" in line]
+    assert len(behind) == len(set(behind)) <= 5, behind
 
 
 CLOCK_MODES = {
