@@ -177,7 +177,11 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
     ons = [(t, x) for t, x in sent if x[0] & 0xF0 == 0x90 and x[2] > 0]
     assert not [t for t, _ in ons if t < m.marks["start"]], "jamd played before Start"
     clicks = _clicks(ons)
-    first_run = [c for c in clicks if c[0] < m.marks["stop"]]
+    # (a Stop comes half a clock before the next beat's: jamd cannot know, and its
+    # click for that beat may go out just before the Stop arrives; half a beat
+    # before each Stop leaves it out)
+    half_beat = 60e9 / 140 / 2
+    first_run = [c for c in clicks if c[0] < m.marks["stop"] - half_beat]
     # a click on every beat of the master, accents on its bar lines: 4 bars, nothing
     # lost at the tempo change; the first is the downbeat of bar 1, on its first clock
     errs = [round((t - m.time_of_16th(4 * i)) / 1e6, 1) for i, (t, _) in enumerate(first_run)]
@@ -199,7 +203,7 @@ def test_jamd_follows_the_masters_tempo_position_and_transport(jamd_rig):
             or "Stop at song position bar 4, 16th 16" in log), log[-2000:]
     # SPP 36 + Continue: the next click is beat 2 of bar 3, then the accent on bar 4's line
     assert "Continue at song position bar 3, 16th 5" in log, log[-2000:]
-    resumed = [c for c in clicks if m.marks["continue"] < c[0] < m.marks["stop2"]]
+    resumed = [c for c in clicks if m.marks["continue"] < c[0] < m.marks["stop2"] - half_beat]
     errs = [round((t - m.time_of_16th(36 + 4 * i, run=1)) / 1e6, 1) for i, (t, _) in enumerate(resumed)]
     assert [n for _, n in resumed] == [BEAT, BEAT, BEAT, ACCENT], (
         resumed, errs, why)
