@@ -9,10 +9,14 @@ recorder clients) is tests/jack_rig.py; tempo and tolerances are those of
 tests/test_daemon_jack.py (120 BPM: a 16th is 125 ms, onsets are placed on
 the grid by rounding, so up to half a 16th of machine noise is tolerated).
 
-The per-bar checks compare what the recorder heard with what the model was
-asked for: in continuous mode the engine logs every bar it generates (debug
-level: `bar N from MODEL: symbols`), and the note-ons heard in bar N must be
-exactly that bar's struck pitches on its steps.  In call-response mode the
+The per-bar checks compare what jamd sent (its own record, `Daemon.sent()`)
+with what the model was asked for: in continuous mode the engine logs every
+bar it generates (debug level: `bar N from MODEL: symbols`), and the note-ons
+sent in bar N must be exactly that bar's struck pitches on its steps.  What
+the recorder heard must be that, less at most the rig's own losses
+(`jack_rig.Delivery`): a non-realtime JACK server on a loaded machine delays
+a note past half a 16th or loses it, which is not jamd's fault ("one GAN note
+a 16th late" of issue 13).  In call-response mode the
 engine's random generator is seeded (`model.random_seed`) and the answer is
 the first thing that draws from it, so the answer must equal what
 `jamd.inference.gan.BarGenerator.next_bar` gives for the player's bar (moved to C, as
@@ -28,8 +32,10 @@ import numpy as np
 import pytest
 from jack_rig import (
     Daemon,
+    Delivery,
     note_pairs,
     patch,
+    sounding_after_cc123,
 )
 from test_daemon_jack import BAR_NS, BPM, C_PHRASE, STEP_NS, bar_time, next_bar, phrase_messages
 
@@ -65,13 +71,6 @@ def _note_ons(events) -> list[tuple[int, int]]:
     return [(t, m[1]) for t, m in events if len(m) == 3 and m[0] & 0xF0 == 0x90 and m[2] > 0]
 
 
-def _latency_ns(d: Daemon, ons: list[tuple[int, int]]) -> int:
-    # how late note-ons arrive after their 16th (sender + JACK cycles): the median,
-    # so that one note delayed by a busy machine does not move the others
-    offsets = sorted((t - d.origin_ns + STEP_NS // 4) % STEP_NS - STEP_NS // 4 for t, _ in ons)
-    return offsets[len(offsets) // 2]
-
-
 def _on_grid(d: Daemon, ons: list[tuple[int, int]], latency: int) -> set[tuple[int, int]]:
     """Note-ons as (16th step since the clock's origin, pitch)."""
     return {(round((t - d.origin_ns - latency) / STEP_NS), p) for t, p in ons}
@@ -83,18 +82,30 @@ def _struck(symbols: list[str], first_step: int, transpose: int = 0) -> set[tupl
     return {(first_step + i, int(s) + transpose) for i, s in enumerate(symbols) if is_pitch(s)}
 
 
-# A non-realtime JACK server on a busy 2-core machine can miss a process cycle
-# (an xrun), and a MIDI event in that cycle never reaches the recorder; the
-# sender does not know (it sent it on time).  So one note-on may be missing from
-# a check, but a note that was not generated, or on another step, never passes.
-MISSING_OK = 1
+# jamd is judged on what it sent (its own record, JAMD_SENT_LOG): every note-on
+# of the bars it generated, on its step, none missing.  The rig (a non-realtime
+# JACK server on a busy 2-core machine) may lose or double what jamd sent (see
+# jack_rig.Delivery); what the recorder heard must be what jamd sent less at most
+# that, and a note heard left sounding must be one whose ending the rig lost.
 
 
 def _assert_heard(heard: set[tuple[int, int]], want: set[tuple[int, int]], what: str) -> None:
     extra, missing = sorted(heard - want), sorted(want - heard)
-    assert not extra and len(missing) <= MISSING_OK, (
-        f"{what}: heard {sorted(heard)}, generated {sorted(want)} "
-        f"(not generated: {extra}, not heard: {missing})")
+    assert not extra and not missing, (
+        f"{what}: sent {sorted(heard)}, generated {sorted(want)} "
+        f"(not generated: {extra}, not sent: {missing})")
+
+
+def _delivered(d: Daemon, events) -> list[tuple[int, tuple[int, ...]]]:
+    """What jamd sent (after it stopped); fails if the recorder heard anything
+    else than that, less the rig's own losses."""
+    sent = d.sent()
+    delivery = Delivery(sent, events, since_ns=d.origin_ns + 1_200_000_000)
+    why = delivery.summary()
+    assert delivery.within_rig_losses(), why
+    left = sounding_after_cc123(events)
+    assert not left or delivery.explains(left), (left, why)
+    return sent
 
 
 def _wait_until(t_ns: int) -> None:
@@ -145,6 +156,7 @@ def test_per_bar_model_plays_one_bar_per_bar_line_and_ends_every_note(rig, model
     # the last note-offs may still be on their way through a busy JACK server
     rec.wait_for(lambda ev: not note_pairs(ev)[1], 2)
     events, log = rec.snapshot(), d.log()
+    sent = _delivered(d, events)
     bars = {}
     for m in _BAR_LOG.finditer(log):
         n, name, symbols = int(m.group(1)), m.group(2), m.group(3).split()
@@ -155,9 +167,9 @@ def test_per_bar_model_plays_one_bar_per_bar_line_and_ends_every_note(rig, model
     assert numbers == list(range(numbers[0], numbers[-1] + 1)), f"bars skipped: {numbers}"
     # generation kept ahead of the clock: every bar line that passed had its bar
     assert numbers[-1] >= (t_stop - d.origin_ns) // BAR_NS, (numbers, log)
-    ons = _note_ons(events)
+    ons = _note_ons(sent)
     assert len(ons) >= 4, f"{model} played {len(ons)} notes in 4 bars:\n{log}"
-    heard = _on_grid(d, ons, _latency_ns(d, ons))
+    heard = _on_grid(d, ons, 0)
     complete = [n for n in numbers if bar_time(d, n) >= t_heard and bar_time(d, n + 1) < t_stop]
     assert len(complete) >= 2, (complete, numbers)
     # note-ons heard in the complete bars, against the bars the log says were generated
@@ -166,7 +178,7 @@ def test_per_bar_model_plays_one_bar_per_bar_line_and_ends_every_note(rig, model
     got = {(s, p) for s, p in heard if lo <= s < hi}
     assert want, f"{model} generated only rests in bars {complete}"
     _assert_heard(got, want, f"bars {complete}")
-    pairs, sounding = note_pairs(events)
+    pairs, sounding = note_pairs(sent)
     assert pairs and not sounding, "a note-on without its note-off"
 
 
@@ -189,6 +201,7 @@ def test_per_bar_answer_is_the_models_next_bar_after_the_players_bar(rig, model)
     _wait_until(bar_time(d, answer_bar + 2) + 300_000_000)
     assert d.stop() == 0, d.log()
     events, log = rec.snapshot(), d.log()
+    sent = _delivered(d, events)
     assert d.lines and f"from bar {answer_bar}," in log, log
 
     # what the engine does with the phrase (Engine.reseed_from, GanBars.reseed/next_bar)
@@ -203,14 +216,14 @@ def test_per_bar_answer_is_the_models_next_bar_after_the_players_bar(rig, model)
     second = gen.next_bar(first, temperature, rng)  # conditioned on its own bar
     want = _struck(first, answer_bar * 16, -to_c) | _struck(second, (answer_bar + 1) * 16, -to_c)
 
-    ons = _note_ons(events)
+    ons = _note_ons(sent)
     assert ons, f"no answer:\n{log}"
-    heard = _on_grid(d, ons, _latency_ns(d, ons))
+    heard = _on_grid(d, ons, 0)
     _assert_heard(heard, want, "answer")
     if gen.conditional:
         after_silence = gen.next_bar(None, temperature, np.random.default_rng(seed), first_note=True)
         assert after_silence != first, "this seed cannot tell the player's bar from silence"
-    _, sounding = note_pairs(events)
+    _, sounding = note_pairs(sent)
     assert not sounding
 
 

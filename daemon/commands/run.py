@@ -28,6 +28,7 @@ from ..inference.bar_source import open_bar_source
 from ..live.session import LiveSession
 from ..midi.jack_memory import release_jack_shared_memory
 from ..midi.jack_watch import JackWatch
+from ..midi.outputs import SentLog
 from ..midi.ports import DISPLAY, open_ports
 from ..midi.realtime import ask_realtime
 from . import options
@@ -223,6 +224,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     session: LiveSession | None = None
     ports = None
     watch: JackWatch | None = None
+    sent_log: SentLog | None = None
     try:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         model_cfg = cfg.model
@@ -246,7 +248,11 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             # every JACK client is open: drop libjack's lock on the server's
             # segment (~100 MB that jackd owns and keeps locked) from jamd's RSS
             release_jack_shared_memory()
-        session = LiveSession(cfg, ports.output, open_model, clock_output=ports.clock_output)
+        output, clock_output = ports.output, ports.clock_output
+        if os.environ.get("JAMD_SENT_LOG"):  # what jamd sent, for the JACK test rig (SentLog)
+            sent_log = SentLog(os.environ["JAMD_SENT_LOG"])
+            output, clock_output = sent_log.wrap(output), clock_output and sent_log.wrap(clock_output)
+        session = LiveSession(cfg, output, open_model, clock_output=clock_output)
         session_ref.append(session)
         session.on_error(lambda _exc: waiter.wake_from_thread())
         session.engine.warm_up = _warm_up_key_finder
@@ -267,6 +273,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                 watch.close()
             if ports is not None:
                 ports.close()
+            if sent_log is not None:
+                sent_log.close()
             waiter.restore()
 
 

@@ -81,3 +81,49 @@ class RtMidiOutput:
             self._out.close_port()
         finally:
             del self._out
+
+
+class SentLog:
+    """What jamd's outputs really sent: a text file with a line per message,
+    `t_ns b0 b1 ...` (perf_counter_ns as the send began, bytes in hex).
+
+    `jamd run` keeps one when JAMD_SENT_LOG names a file; the JACK test rig sets
+    it beside its recorder, so a message the rig's server lost is told apart from
+    one jamd never sent.  Buffered; complete once `close()` has run.
+    """
+
+    def __init__(self, path: str):
+        self._file = open(path, "w", encoding="ascii", buffering=1 << 16)  # noqa: SIM115 - closed by close()
+        self._lock = threading.Lock()
+
+    def write(self, message: Sequence[int], t: int) -> None:
+        with self._lock:
+            if not self._file.closed:
+                self._file.write(f"{t} {' '.join(f'{b:02x}' for b in message)}\n")
+
+    def wrap(self, output: Output) -> Output:
+        return _LoggedOutput(output, self)
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+class _LoggedOutput:
+    def __init__(self, inner: Output, sent: SentLog):
+        self._inner, self._sent = inner, sent
+
+    def send(self, message: Sequence[int]) -> None:
+        t = time.perf_counter_ns()  # before: a busy machine may preempt the thread after the send
+        self._inner.send(message)
+        self._sent.write(message, t)
+
+    def panic(self, channels: Iterable[int]) -> None:
+        channels = list(channels)
+        t = time.perf_counter_ns()
+        self._inner.panic(channels)
+        for ch in channels:
+            self._sent.write(all_notes_off(ch), t)
+
+    def close(self) -> None:
+        self._inner.close()

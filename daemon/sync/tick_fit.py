@@ -10,10 +10,12 @@ tick length; jitter of the arrivals averages out (±0.3 ms of jitter costs about
 0.02% of tempo over 24 ticks).  Each new tick, against the line:
 
 * on the line (within the threshold): it joins the fit;
-* one tick length late, after an interval about twice the expected one,
-  with nothing pending: a tick was lost on the way (a non-real-time JACK
-  server drops one now and then).  The arrival is the tick after, and the
-  caller counts the lost one, so the position never falls a tick behind;
+* k tick lengths late (1 <= k <= 6), after an interval about k + 1 times the
+  expected one, with nothing pending, and the next ticks on the line too: k
+  ticks were lost on the way (a non-real-time JACK server drops one now and
+  then, or every clock of a few process cycles it missed).  The arrival is the
+  tick k on, and the caller counts the lost ones, so the position never falls
+  behind;
 * off the line: held back.  One late delivery is forgotten when the next
   tick is back on the line.  `confirm` in a row on the same side are judged
   by the intervals between them:
@@ -53,8 +55,13 @@ MIN_FIT = 6  # points before residuals are trusted to judge new ticks
 _SPREAD_K = 4.0  # "far off": this many robust standard deviations
 _SPREAD_TICKS = 48  # the spread estimate's memory, in ticks (an EMA)
 # An interval of 1.5 to 2.5 expected tick lengths, landing on the line one tick
-# on, is one lost tick (a jittered 2x interval; 3x would be a stall).
+# on, is one lost tick (a jittered 2x interval); k + 0.5 to k + 1.5, landing k
+# ticks on, k lost in a row: a non-realtime JACK server that misses a few process
+# cycles on a loaded machine drops every clock in them (measured in the rig: 3 in
+# a row, 75 ms at 100 BPM).  The ticks after must confirm it on the line, so a
+# stall's burst or a slower tempo never passes for lost ticks.
 _LOST_LO, _LOST_HI = 1.5, 2.5
+_LOST_MAX = 6
 
 
 def tick_ns_for(bpm: float) -> float:
@@ -112,13 +119,14 @@ class TickFit:
         self._last_t: int | None = None
         self.catching_up = 0  # ticks taken as a stall's or burst's catching up (count, for benches/tests)
         self.lost_ticks = 0  # ticks inferred lost
-        self._pending: list[tuple[int, int]] = []  # (seq, arrival) from a tick that may follow a lost one
+        self._pending: list[tuple[int, int]] = []  # (seq, arrival) from a tick that may follow lost ones
+        self._pending_lost = 1  # how many: the pending run sits on the line this many ticks on
 
     def add(self, seq: int, t_ns: int, running: bool) -> tuple[int, bool]:
         """Clock number `seq` arrived at `t_ns`; `running`: the transport is playing
         (a gap is then a stall, not a pause).
 
-        Returns (lost, tempo_changed): `lost` ticks (0 or 1) were inferred missing
+        Returns (lost, tempo_changed): `lost` ticks (0 to `_LOST_MAX`) were inferred missing
         before this one, so this arrival is clock `seq + lost`; `tempo_changed`
         when a sustained change restarted the fit.
         """
@@ -136,7 +144,11 @@ class TickFit:
             if t_ns - last < self.min_tick_ns / 4:
                 return 0, False
             if t_ns - last > _LOST_LO * line.slope:
+                # and the slope goes too: it came from a few intervals at most, maybe
+                # a late tick's catch-up; kept, every true interval after it would
+                # look long and the fit would never refill (seen: stuck at 300 BPM)
                 self._points.clear()
+                self.line = None
         if line is None or len(self._points) < 3:
             self._add(seq, t_ns)
             return 0, False
@@ -144,11 +156,14 @@ class TickFit:
         residual = t_ns - line.at(seq)
         if self._pending:
             return self._judge_pending(seq, t_ns, line, threshold), False
-        if (not self._suspects and last is not None
-                and _LOST_LO * line.slope < t_ns - last < _LOST_HI * line.slope):
-            on_next = abs(t_ns - line.at(seq + 1))
-            if self.filled and on_next <= threshold and on_next < abs(residual):
-                self._pending = [(seq, t_ns)]  # the next ticks decide: a late run looks the same at first
+        if not self._suspects and last is not None and t_ns - last > _LOST_LO * line.slope:
+            # k ticks lost in a row (a JACK server that missed a few cycles): the
+            # arrival sits on the line k ticks on, after an interval of about k + 1.
+            k = round(residual / line.slope)
+            on_next = abs(t_ns - line.at(seq + k))
+            if (self.filled and 1 <= k <= _LOST_MAX and t_ns - last < (k + _LOST_HI - 1) * line.slope
+                    and on_next <= threshold and on_next < abs(residual)):
+                self._pending, self._pending_lost = [(seq, t_ns)], k  # the next ticks decide
                 return 0, False
         if not self.filled or abs(residual) <= threshold:
             self._suspects.clear()  # those were outliers or a stall: they never reach the fit
@@ -173,6 +188,17 @@ class TickFit:
             self._suspects = suspects[1:]
             return 0, False
         self._suspects = []
+        k = round(statistics.median(r for _, _, r in suspects) / line.slope)
+        if 1 <= k <= _LOST_MAX and all(abs(r - k * line.slope) <= threshold for _, _, r in suspects):
+            # On the line k ticks on, at the master's pace: k ticks were lost
+            # (more losses close together than the pending check can tell), not a
+            # phase move of whole ticks, which no master makes.
+            for s, t, r in suspects:
+                self._learn_spread(r - k * line.slope)
+                self._points.append((s + k, t))
+            self._refit()
+            self.lost_ticks += k
+            return k, False
         if abs(suspects[-1][2] - suspects[0][2]) <= threshold / 2:
             # Off the line by about the same amount each time: the phase moved
             # (or a JACK period boundary was crossed), not the tempo.  These are
@@ -190,7 +216,7 @@ class TickFit:
         return 0, True
 
     def _judge_pending(self, seq: int, t_ns: int, line: Line, threshold: float) -> int:
-        """After a tick about twice the interval late: lost tick or late run?
+        """After a tick k tick lengths late (`_pending_lost`): k lost ticks or a late run?
 
         A loaded machine delays a run of ticks by up to a period or two and then
         catches up: one tick on, each of them would look early.  Only when the
@@ -202,18 +228,18 @@ class TickFit:
         self._pending.append((seq, t_ns))
         if len(self._pending) < self.confirm:
             return 0
-        held, self._pending = self._pending, []
+        held, self._pending, k = self._pending, [], self._pending_lost
         as_counted = [t - line.at(s) for s, t in held]
-        one_on = [t - line.at(s + 1) for s, t in held]
+        one_on = [t - line.at(s + k) for s, t in held]
         lost = (all(abs(r) <= threshold for r in one_on)
                 and 3 * sum(abs(r) for r in one_on) < sum(abs(r) for r in as_counted))
         for (s, t), r in zip(held, one_on if lost else as_counted, strict=True):
             if abs(r) <= threshold:
                 self._learn_spread(r)
-                self._points.append((s + lost, t))
+                self._points.append((s + k * lost, t))
         self._refit()
-        self.lost_ticks += lost
-        return int(lost)
+        self.lost_ticks += k * lost
+        return k * int(lost)
 
     @property
     def filled(self) -> bool:
