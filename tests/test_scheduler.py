@@ -139,3 +139,38 @@ def test_a_note_overdue_past_its_end_is_skipped_not_blipped():
     sch.flush_until(100)
     assert out.messages == [(ON, 62, 90), (OFF, 62, 0)]
     assert sch.stats.skipped == 1 and sch.sounding() == []
+
+
+def test_a_grid_moved_earlier_wakes_the_sender_asleep_towards_the_old_deadline():
+    """A followed master's clock (or a reloaded tempo) brings a queued event 600 ms sooner
+    while the sender sleeps towards its old deadline: it must go out on the new one, not
+    600 ms late (seen as notes 40-60 ms late under --clock follow on a loaded machine)."""
+    from jamd.sync.clock_follower import FollowedClock
+
+    clock = FollowedClock(120)  # 125 ms a 16th
+    out = MemoryOutput(clock.now_ns)
+    sched = Scheduler(clock, out, spin_us=1000)
+    sched.start()
+    try:
+        step = clock.now_step() + 8  # a second from now
+        sched.schedule(step, [0xB0, 1, 1])
+        time.sleep(0.05)  # the sender is asleep, towards the old deadline
+        now = clock.now_ns()
+        new_deadline = now + 300_000_000
+        clock.follow((new_deadline, step, clock.step_ns))  # the same step, 300 ms from now
+        time.sleep(0.6)
+        assert len(out.sent) == 1
+        late_ms = (out.sent[0][0] - new_deadline) / 1e6
+        assert -1 < late_ms < 100, late_ms  # on the new deadline (a busy machine may add a little)
+    finally:
+        sched.stop()
+
+
+def test_only_a_sooner_grid_wakes_the_sender():
+    clock = ManualClock(120)
+    woken = []
+    clock.on_sooner(lambda: woken.append(clock.bpm))
+    clock.set_tempo(60)  # slower: every later deadline comes later
+    assert woken == []
+    clock.set_tempo(240)  # faster: the deadlines ahead come sooner
+    assert woken == [240]

@@ -32,6 +32,11 @@ class _Timebase(NamedTuple):
     step_ns: float
 
 
+# A grid change that brings a deadline this much sooner wakes the sender (below it,
+# the sender's spin absorbs the difference).
+SOONER_NS = 100_000
+
+
 def step_ns_for(bpm: float, beat_unit: int) -> float:
     """Nanoseconds per 16th note when `bpm` counts notes of value `beat_unit`."""
     beat_ns = 60 * NS_PER_S / bpm
@@ -56,6 +61,7 @@ class Clock:
         self.steps_per_bar = 16 * beats_per_bar // beat_unit
         self._tb = _Timebase(now_ns(), 0.0, step_ns_for(bpm, beat_unit))
         self._bpm = bpm
+        self._on_sooner: list[Callable[[], None]] = []
 
     @classmethod
     def from_config(cls, cfg: ClockConfig, now_ns: Callable[[], int] = time.perf_counter_ns) -> Clock:
@@ -124,7 +130,28 @@ class Clock:
         self.beats_per_bar, self.beat_unit = beats_per_bar, beat_unit
         self.steps_per_bar = 16 * beats_per_bar // beat_unit
         self._bpm = bpm
-        self._tb = _Timebase(now, here, step_ns_for(bpm, beat_unit))
+        self._swap(_Timebase(now, here, step_ns_for(bpm, beat_unit)))
+
+    def on_sooner(self, callback: Callable[[], None]) -> None:
+        """Call `callback` (on the thread that changes the grid) whenever a new tempo or a
+        followed master moves deadlines earlier: a thread sleeping towards an old deadline
+        (the sender) must wake, or it sends late by as much as the grid moved."""
+        self._on_sooner.append(callback)
+
+    def _swap(self, tb: _Timebase) -> None:
+        """Put `tb` in place (one assignment: readers need no lock) and wake who must know."""
+        old, self._tb = self._tb, tb
+        if not self._on_sooner:
+            return
+        # Deadlines differ linearly in the step, so if none from now to a bar ahead
+        # moved earlier, none that the sender may be sleeping towards did.
+        now = self.step_at(self._now_ns())
+        for step in (now, now + self.steps_per_bar):
+            new = tb.origin_ns + (step - tb.origin_step) * tb.step_ns
+            if new < old.origin_ns + (step - old.origin_step) * old.step_ns - SOONER_NS:
+                for callback in self._on_sooner:
+                    callback()
+                return
 
     def describe(self) -> str:
         return f"{self._bpm:g} BPM, {self.beats_per_bar}/{self.beat_unit}"

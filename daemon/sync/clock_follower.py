@@ -249,5 +249,5 @@ class FollowedClock(Clock):
             return False
         origin_ns, origin_step, step_ns = timebase
         self._bpm = NS_PER_MIN / (step_ns * 16 / self.beat_unit)
-        self._tb = _Timebase(origin_ns, origin_step, step_ns)
+        self._swap(_Timebase(origin_ns, origin_step, step_ns))
         return True

@@ -112,6 +112,11 @@ class Scheduler:
         self.on_error: Callable[[BaseException], None] | None = None
         self.realtime_priority = realtime_priority
         self.realtime = False  # whether the sender got SCHED_FIFO
+        clock.on_sooner(self._wake)  # a grid moved earlier must not find the sender asleep
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
 
     # -- scheduling (any thread) ---------------------------------------------
     def schedule_note(self, on_step: float, off_step: float, pitch: int, velocity: int,
