@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -377,3 +377,18 @@ def judge_delivery(d: Daemon, heard, since_ns: int = 0,
 def after(events, t_ns: int):
     """The events at or after `t_ns`."""
     return [(t, m) for t, m in events if t >= t_ns]
+
+
+def witnesses() -> Iterator[Callable[[], Recorder]]:
+    """(A fixture's body) start() -> a recorder on the player's own port: what the rig's
+    server delivered of the player's messages (a client that misses a cycle loses what
+    it wrote there, for every reader alike); all closed at the end."""
+    made: list[Recorder] = []
+
+    def start() -> Recorder:
+        made.append(Recorder("player:", name="witness"))
+        return made[-1]
+
+    yield start
+    for r in made:
+        r.close()

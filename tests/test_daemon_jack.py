@@ -35,6 +35,7 @@ from jack_rig import (
     after,
     judge_delivery,
     note_pairs,
+    witnesses,
 )
 
 from jamd.music import keys
@@ -112,20 +113,7 @@ def rig(jamd_rig):
     return lambda *args: jamd_rig(*common(*args))
 
 
-@pytest.fixture
-def witness():
-    """witness() -> a recorder on the player's own port: what the rig's server delivered
-    of the player's messages (a client that misses a cycle loses what it wrote there,
-    for every reader alike)."""
-    made: list[Recorder] = []
-
-    def start() -> Recorder:
-        made.append(Recorder("player:", name="witness"))
-        return made[-1]
-
-    yield start
-    for r in made:
-        r.close()
+witness = pytest.fixture(witnesses, name="witness")
 
 
 def require_phrase(d: Daemon, witnessed, bar: int, notes: list[Note], shift: int = 0) -> None:
