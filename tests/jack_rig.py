@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -121,17 +121,25 @@ class Player:
 class Recorder:
     """Records `(arrival_ns, message)` from the first port containing `source`."""
 
-    def __init__(self, source: str, timing: bool = False):
-        """`timing`: record MIDI clock and transport too (rtmidi drops them by default)."""
+    def __init__(self, source: str | None, timing: bool = False, *, name: str = "recorder",
+                 virtual: str | None = None):
+        """`timing`: record MIDI clock and transport too (rtmidi drops them by default).
+        `virtual`: open an input port of that name instead of connecting to `source`
+        (None then), as a synth's is: "NAME:VIRTUAL", there before jamd connects to it."""
         rtmidi = _rtmidi()
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="recorder")
+        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=name)
         if timing:
             self.inp.ignore_types(sysex=True, timing=False, active_sense=True)
         self.events: list[tuple[int, tuple[int, ...]]] = []
         self.stamper = ArrivalStamper()
         self._lock = threading.Lock()
         self.inp.set_callback(self._arrived)
-        self.port = _connect(self.inp, source, "recorder")
+        if virtual is not None:
+            self.inp.open_virtual_port(virtual)
+            self.port = f"{name}:{virtual}"
+        else:
+            assert source is not None, "a source port, or a virtual port of its own"
+            self.port = _connect(self.inp, source, name)
         self.connected_ns = time.perf_counter_ns()
 
     def _arrived(self, event, _data) -> None:
@@ -349,3 +357,38 @@ class Delivery:
                 f"{self.lost[:4]}, doubled {len(self.doubled)}, not sent by jamd {len(self.foreign)} "
                 f"{self.foreign[:4]}; delivery ms median {self.percentile_ms(50):.1f} "
                 f"p99 {self.percentile_ms(99):.1f} max {self.percentile_ms(100):.1f}")
+
+
+def judge_delivery(d: Daemon, heard, since_ns: int = 0,
+                   max_delay_ns: int = 200_000_000) -> list[tuple[int, tuple[int, ...]]]:
+    """What jamd sent (read after `d.stop()`), after checking the rig's part: the
+    recorder heard nothing jamd did not send, lost no more than the rig loses
+    (`Delivery.within_rig_losses`), and any note heard left sounding is one whose
+    note-off or CC 123 the rig lost.  The caller judges jamd on what it returns."""
+    sent = d.sent()
+    delivery = Delivery(sent, heard, since_ns=since_ns, max_delay_ns=max_delay_ns)
+    why = delivery.summary()
+    assert delivery.within_rig_losses(), why
+    left = sounding_after_cc123(heard)
+    assert not left or delivery.explains(left), (left, why)
+    return sent
+
+
+def after(events, t_ns: int):
+    """The events at or after `t_ns`."""
+    return [(t, m) for t, m in events if t >= t_ns]
+
+
+def witnesses() -> Iterator[Callable[[], Recorder]]:
+    """(A fixture's body) start() -> a recorder on the player's own port: what the rig's
+    server delivered of the player's messages (a client that misses a cycle loses what
+    it wrote there, for every reader alike); all closed at the end."""
+    made: list[Recorder] = []
+
+    def start() -> Recorder:
+        made.append(Recorder("player:", name="witness"))
+        return made[-1]
+
+    yield start
+    for r in made:
+        r.close()

@@ -5,6 +5,16 @@ player client plays phrases into jamd's input on jamd's own bar grid (read
 from its ready line) and a recorder client records jamd's output with
 arrival times.  Tempo 120 BPM (a 16th is 125 ms): grid checks tolerate half a
 16th of machine noise, and the suite still takes about a minute.
+
+jamd is judged on what it sent (its own record, `Daemon.sent()`): the right
+notes on the right bar, every note ended, CC 123 sent.  The rig's non-realtime
+JACK server on a loaded machine loses ~1% of messages and delays some by
+15-30 ms, which is not jamd's fault: what the recorder heard must only be what
+jamd sent less at most the rig's measured losses (`jack_rig.judge_delivery`).
+The player's input can be lost the same way: a witness recorder on the
+player's port shows what the server delivered of the phrase, and a phrase the
+rig did not deliver as played is a skip (rerun: jamd was not tested), while a
+phrase delivered whole that jamd did not take, or answered wrongly, fails.
 """
 
 from __future__ import annotations
@@ -21,8 +31,11 @@ import pytest
 from jack_rig import (
     PERIOD_NS,
     Daemon,
+    Recorder,
+    after,
+    judge_delivery,
     note_pairs,
-    sounding_after_cc123,
+    witnesses,
 )
 
 from jamd.music import keys
@@ -100,7 +113,33 @@ def rig(jamd_rig):
     return lambda *args: jamd_rig(*common(*args))
 
 
-def test_answers_start_on_the_bar_line_end_every_note_and_follow_the_key(rig):
+witness = pytest.fixture(witnesses, name="witness")
+
+
+def require_phrase(d: Daemon, witnessed, bar: int, notes: list[Note], shift: int = 0) -> None:
+    """Skip (the rig's fault: rerun) unless the server delivered the phrase as played, on
+    its steps; fail if it did and jamd did not take a phrase of that many notes."""
+    got = sorted(as_notes(d, witnessed), key=lambda n: (n.start, n.pitch))
+    want = [Note(bar * 16 + n.start, n.pitch + shift, n.duration) for n in notes]
+    if got != want:
+        pytest.skip(f"the rig's JACK server did not deliver the player's phrase as played (delivered {got}, "
+                    f"played {want}): jamd was not tested, rerun")
+    assert d.wait_log(f"phrase: {len(notes)} notes", 0.1), (
+        f"the phrase reached jamd's port whole, but jamd did not take {len(notes)} notes:\n{d.log()}")
+
+
+def note_ons(events):
+    return [(t, m) for t, m in events if m[0] & 0xF0 == 0x90 and m[2] > 0]
+
+
+def first_index(events, message: tuple[int, ...], t_ns: int = 0) -> int:
+    """Index of the first `message` at or after `t_ns`; fails if there is none."""
+    found = [i for i, (t, m) in enumerate(events) if m == message and t >= t_ns]
+    assert found, f"no {message} sent after {t_ns}"
+    return found[0]
+
+
+def test_answers_start_on_the_bar_line_end_every_note_and_follow_the_key(rig, witness):
     # Two daemons with the same random seed: the phrase a tone higher reaches
     # the model as the very same C-major phrase, so the answers must differ by
     # exactly the tone, and so must their detected keys.
@@ -108,51 +147,63 @@ def test_answers_start_on_the_bar_line_end_every_note_and_follow_the_key(rig):
     for shift in (0, 2):
         d, player, rec = rig("--mode", "call-response", "--set", "live.response_bars=2",
                              "--set", "model.random_seed=7", "--set", "model.temperature=0.9")
+        seen = witness()
         bar = next_bar(d)
         player.play(phrase_messages(d, bar, C_PHRASE, shift))
         answer_bar = bar + 2  # a one-bar phrase, a bar of silence, then the answer
         end = bar_time(d, answer_bar + 2) + 300_000_000
         rec.wait_for(lambda _ev, end=end: time.perf_counter_ns() > end, 8)
-        answer = in_window(rec.snapshot(), bar_time(d, answer_bar) - 5_000_000, bar_time(d, answer_bar + 2))
-        ons = [(t, m) for t, m in answer if m[0] == 0x90 and m[2] > 0]
-        assert ons, f"no answer in bar {answer_bar}:\n{d.log()}"
-        assert d.wait_log(f"from bar {answer_bar},"), f"answer not placed on bar {answer_bar}:\n{d.log()}"
-        # How late each note-on arrived after its nearest 16th; the run's median
-        # is the delivery latency (sender + JACK cycles), robust to one stalled event.
+        assert d.stop() == 0, d.log()
+        require_phrase(d, seen.snapshot(), bar, C_PHRASE, shift)
+        sent = judge_delivery(d, rec.snapshot(), since_ns=d.origin_ns + 1_200_000_000)
+        answer = in_window(sent, bar_time(d, answer_bar) - 5_000_000, bar_time(d, answer_bar + 2))
+        ons = note_ons(answer)
+        assert ons, f"no answer sent in bars {answer_bar}-{answer_bar + 1}:\n{d.log()}"
+        assert not note_ons(in_window(sent, 0, bar_time(d, answer_bar) - 5_000_000)), "notes before the answer"
+        assert f"from bar {answer_bar}," in d.log(), f"answer not placed on bar {answer_bar}:\n{d.log()}"
+        # How late each note-on went after its nearest 16th: the sender's lateness
         offsets = sorted((t - d.origin_ns + STEP_NS // 4) % STEP_NS - STEP_NS // 4 for t, _ in ons)
-        latency = offsets[len(offsets) // 2]
-        assert -2_000_000 <= latency <= LATE_OK_NS, f"notes arrive {latency / 1e6:.1f} ms off the grid"
-        lateness = ons[0][0] - bar_time(d, answer_bar) - latency
-        assert abs(lateness) < STEP_NS // 2, (
-            f"answer started {lateness / 1e6:.1f} ms from its bar line:\n{d.log()}")
-        pairs, sounding = note_pairs(rec.snapshot())
-        assert pairs and not sounding, "a note-on without its note-off"
+        assert -2_000_000 <= offsets[len(offsets) // 2] <= LATE_OK_NS, (
+            f"notes sent {offsets[len(offsets) // 2] / 1e6:.1f} ms off the grid")
+        lateness = ons[0][0] - bar_time(d, answer_bar)
+        assert abs(lateness) < STEP_NS // 2, f"answer started {lateness / 1e6:.1f} ms from its bar line:\n{d.log()}"
+        pairs, sounding = note_pairs(sent)
+        assert pairs and not sounding, "a note-on sent without its note-off"
         assert "ended by silence" in d.log()
         keys_found.append((as_notes(d, answer), [m[1] for _, m in ons]))
     (c_notes, c_pitches), (_, d_pitches) = keys_found
     assert [p + 2 for p in c_pitches] == d_pitches
-    # Keys from the pitches as they arrived, on the first answer's timing (arrival
-    # times carry the machine's jitter, which is the benchmark's business).
     c_key = keys.detect_key(c_notes)
     d_key = keys.detect_key([Note(n.start, n.pitch + 2, n.duration) for n in c_notes])
     assert d_key.mode == c_key.mode and d_key.tonic == (c_key.tonic + 2) % 12, (c_key, d_key)
 
 
-def test_panic_cc_silences_everything(rig):
+def test_panic_cc_silences_everything(rig, witness):
     d, player, rec = rig("--mode", "call-response", "--set", "live.response_bars=4",
                          "--set", "output.gate=1.0")
+    seen = witness()
     bar = next_bar(d)
     player.play(phrase_messages(d, bar, C_PHRASE))
-    assert rec.wait_for(lambda ev: note_pairs(ev)[1], 12), "no answer note sounding"
+    # the panic goes while the answer sounds: timed by what the recorder hears
+    if not rec.wait_for(lambda ev: note_pairs(ev)[1], 12):
+        assert d.stop() == 0, d.log()
+        require_phrase(d, seen.snapshot(), bar, C_PHRASE)
+        raise AssertionError(f"jamd took the phrase but no answer note was heard sounding:\n{d.log()}")
+    t_panic = time.perf_counter_ns()
     player.send([0xB0, 24, 127])  # control.panic_cc
-    assert rec.wait_for(lambda ev: any(m == (0xB0, 123, 0) for _, m in ev), 2), "no CC 123"
+    took = d.wait_log("panic", 2)
     time.sleep(BAR_NS * 1.5 / 1e9)
-    events = rec.snapshot()
-    cc = next(i for i, (_, m) in enumerate(events) if m == (0xB0, 123, 0))
-    _, sounding = note_pairs(events[:cc])
-    assert not sounding, "notes left sounding before CC 123"
-    assert not [m for _, m in events[cc:] if m[0] == 0x90], "notes after the panic"
-    assert d.proc.poll() is None
+    assert d.stop() == 0, d.log()
+    if not took:
+        delivered = any(m == (0xB0, 24, 127) for _, m in seen.snapshot())
+        if not delivered:
+            pytest.skip("the rig's JACK server lost the player's panic CC: jamd was not tested, rerun")
+        raise AssertionError(f"the panic CC reached jamd's port, and jamd did not take it:\n{d.log()}")
+    sent = judge_delivery(d, rec.snapshot(), since_ns=d.origin_ns + 1_200_000_000)
+    cc = first_index(sent, (0xB0, 123, 0), t_panic)
+    pairs, sounding = note_pairs(sent[:cc])
+    assert pairs and not sounding, "notes left sounding when CC 123 went"
+    assert not note_ons(sent[cc:]), "notes sent after the panic"
 
 
 def test_sighup_reloads_and_sigterm_mid_note_leaves_nothing_sounding(rig, tmp_path: Path):
@@ -169,25 +220,29 @@ def test_sighup_reloads_and_sigterm_mid_note_leaves_nothing_sounding(rig, tmp_pa
     cfg.write_text("clock:\n  bpm: 1000\n", encoding="utf-8")
     d.send_signal(signal.SIGHUP)
     assert d.wait_log("config not reloaded"), d.log()
-    n = len(rec.snapshot())
-    assert rec.wait_for(lambda ev: len(ev) > n, 3) and d.proc.poll() is None
+    t_refused = time.perf_counter_ns()
     cfg.write_text("clock:\n  bpm: 240\noutput:\n  velocity: 77\n", encoding="utf-8")
     d.send_signal(signal.SIGHUP)
     assert d.wait_log("config reloaded"), d.log()
+    t_reloaded = time.perf_counter_ns()
     # bars already generated keep the old velocity: allow the lookahead to play out
-    assert rec.wait_for(lambda ev: any(m[0] == 0x90 and m[2] == 77 for _, m in ev), 10)
+    # (timed by what the recorder hears; judged below on what jamd sent)
+    rec.wait_for(lambda ev: any(m[0] == 0x90 and m[2] == 77 for _, m in ev), 10)
     # now stop it while a note sounds
     assert rec.wait_for(lambda ev: note_pairs(ev)[1], 5)
     t_sig = time.perf_counter_ns()
-    assert note_pairs(rec.snapshot())[1], "no note sounding when SIGTERM went"
     assert d.stop(signal.SIGTERM) == 0, d.log()
     # the last note-offs may still be on their way through a busy JACK server
-    rec.wait_for(lambda ev: not note_pairs(ev)[1] and not sounding_after_cc123(ev), 2)
-    events = rec.snapshot()
-    pairs, sounding = note_pairs(events)
-    assert not sounding and not sounding_after_cc123(events)
-    assert events[-1][1] == (0xB0, 123, 0)
-    assert any(on < t_sig < off for on, off, _ in pairs)  # that note was ended by the shutdown
+    rec.wait_for(lambda ev: not note_pairs(ev)[1], 2)
+    # `jamd ports` opens JACK clients of its own: the dummy server stalls its cycles
+    # while they register, and delivers what it held up to ~0.5 s late
+    sent = judge_delivery(d, rec.snapshot(), since_ns=d.origin_ns + 1_200_000_000, max_delay_ns=800_000_000)
+    assert note_ons(after(sent, t_refused)), "the music stopped after the refused reload"
+    assert any(m[2] == 77 for _, m in note_ons(after(sent, t_reloaded))), "the reloaded velocity was never sent"
+    pairs, sounding = note_pairs(sent)
+    assert not sounding, f"left sounding by jamd: {sounding}"
+    assert sent[-1][1] == (0xB0, 123, 0)
+    assert any(on < t_sig < off for on, off, _ in pairs), "no note was sounding when SIGTERM went"
 
 
 def test_no_midi_system_is_one_line_and_exit_2(tmp_path: Path):
@@ -200,33 +255,10 @@ def test_no_midi_system_is_one_line_and_exit_2(tmp_path: Path):
     assert "Traceback" not in r.stderr and "Cannot connect" not in r.stderr
 
 
-class _Synth:
-    """A JACK MIDI input of its own ("synth:in"), there before jamd starts, as a synth is:
-    jamd connects to it (midi.connect_output), so its very first messages are recorded."""
-
-    def __init__(self):
-        import rtmidi
-
-        self.inp = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name="synth")
-        self.events: list[tuple[int, tuple[int, ...]]] = []
-        self.inp.set_callback(lambda event, _d: self.events.append((time.perf_counter_ns(), tuple(event[0]))))
-        self.inp.open_virtual_port("in")
-
-    def wait_for(self, predicate, timeout: float) -> bool:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if predicate(list(self.events)):
-                return True
-            time.sleep(0.02)
-        return False
-
-    def close(self) -> None:
-        self.inp.close_port()
-        self.inp.delete()
-
-
 def test_a_restart_silences_the_note_a_killed_jamd_left_sounding(jack_server):
-    synth = _Synth()
+    # a JACK MIDI input of its own ("synth:in"), there before jamd starts, as a synth is:
+    # jamd connects to it (midi.connect_output), so its very first messages are recorded
+    synth = Recorder(None, name="synth", virtual="in")
     args = common("--mode", "continuous", "--set", "output.gate=1.0", "--set", "midi.connect_output=synth:in")
     try:
         d = Daemon(*args)
@@ -235,15 +267,16 @@ def test_a_restart_silences_the_note_a_killed_jamd_left_sounding(jack_server):
         finally:
             d.stop(signal.SIGKILL)  # no note-off, no CC 123: the synth holds the note
         time.sleep(0.3)
-        killed = len(synth.events)
-        assert note_pairs(synth.events)[1], "the kill left nothing sounding: nothing to prove"
+        killed = len(synth.snapshot())
+        assert note_pairs(synth.snapshot())[1], "the kill left nothing sounding: nothing to prove"
         d = Daemon(*common("--set", "midi.connect_output=synth:in"))  # call-response: silent until played to
         try:
-            assert synth.wait_for(lambda ev: len(ev) >= killed + 4, 5), d.log()
-            first = [m for _, m in synth.events[killed:killed + 4]]
-            assert first == [(0xB0, 123, 0), (0xB0, 120, 0), (0xB9, 123, 0), (0xB9, 120, 0)], first
+            synth.wait_for(lambda ev: len(ev) >= killed + 4, 5)
         finally:
             assert d.stop() == 0, d.log()
+        sent = judge_delivery(d, synth.snapshot()[killed:])
+        first = [m for _, m in sent[:4]]
+        assert first == [(0xB0, 123, 0), (0xB0, 120, 0), (0xB9, 123, 0), (0xB9, 120, 0)], first
     finally:
         synth.close()
 

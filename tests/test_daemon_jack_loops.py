@@ -36,8 +36,19 @@ from jack_rig import (
     note_pairs,
     patch,
     sounding_after_cc123,
+    witnesses,
 )
-from test_daemon_jack import BAR_NS, BPM, C_PHRASE, STEP_NS, bar_time, next_bar, phrase_messages
+from test_daemon_jack import (
+    BAR_NS,
+    BPM,
+    C_PHRASE,
+    STEP_NS,
+    bar_time,
+    first_index,
+    next_bar,
+    phrase_messages,
+    require_phrase,
+)
 
 from jamd.inference import model_store
 from jamd.music import keys
@@ -50,6 +61,9 @@ from jamd.tokens import fit_pitch_to_vocab, is_pitch, notes_to_symbols
 pytestmark = [pytest.mark.jack, pytest.mark.slow, pytest.mark.flaky(reruns=2, reruns_delay=1)]
 
 _BAR_LOG = re.compile(r"bar (\d+) from (\S+): (.*)")
+
+
+witness = pytest.fixture(witnesses, name="witness")
 
 
 def _shipped(name: str) -> str:
@@ -114,31 +128,38 @@ def _wait_until(t_ns: int) -> None:
 
 # -- echo loop ------------------------------------------------------------------------
 
-def test_own_output_echoed_back_through_the_patchbay_is_ignored(rig):
+def test_own_output_echoed_back_through_the_patchbay_is_ignored(rig, witness):
     """One phrase in, one answer out; the answer comes back to jamd's input
     through a patchbay connection and must not be taken for a new phrase."""
     d, player, rec = rig("--model", _shipped("lstm"), "--mode", "call-response",
                          "--set", "live.response_bars=1", "--set", "model.random_seed=3")
     patch("jamd:jamd out", "jamd-in:jamd in")  # the loop
+    seen = witness()
     bar = next_bar(d)
     player.play(phrase_messages(d, bar, C_PHRASE))
     answer_bar = bar + 2  # a one-bar phrase, a bar of silence, then the answer
     # An answer to the echo would start 2 bars after the answer's start (one
     # bar of answer heard as a phrase, one bar of silence): watch 2 bars more.
     _wait_until(bar_time(d, answer_bar + 5))
-    events = rec.snapshot()
     assert d.stop() == 0, d.log()
     log = d.log()
-    ons = _note_ons(events)
+    require_phrase(d, seen.snapshot(), bar, C_PHRASE)
+    events = rec.snapshot()
+    sent = _delivered(d, events)
+    ons = _note_ons(sent)
     assert ons, f"no answer:\n{log}"
+    early = [(t - bar_time(d, answer_bar)) / 1e6 for t, _ in ons if t < bar_time(d, answer_bar) - STEP_NS // 2]
     late = [(t - bar_time(d, answer_bar)) / 1e6 for t, _ in ons if t >= bar_time(d, answer_bar + 1)]
-    assert not late, f"notes after the answer's bar (ms after its start): {late}\n{log}"
+    assert not late and not early, f"notes outside the answer's bar (ms after its start): {early + late}\n{log}"
     assert len(re.findall(r"phrase: \d+ notes", log)) == 1, f"the echo was taken for a phrase:\n{log}"
     assert len(re.findall(r"answer: \d+ bar", log)) == 1, log
-    # the loop really carried the answer back: every note-on and its note-off were seen and dropped
+    # the loop really carried the answer back: what the rig delivered of the answer's
+    # notes (the recorder on jamd's port hears what its input does) was seen and dropped
+    notes_heard = [m for _, m in events if m[0] & 0xF0 in (0x80, 0x90)]
     echoes = int(re.search(r"(\d+) echoes ignored", log).group(1))
-    assert echoes >= 2 * len(ons), f"{echoes} echoes ignored for {len(ons)} answer notes:\n{log}"
-    _, sounding = note_pairs(events)
+    assert notes_heard and echoes >= len(notes_heard) - 2, (
+        f"{echoes} echoes ignored for {len(notes_heard)} answer note messages heard:\n{log}")
+    _, sounding = note_pairs(sent)
     assert not sounding
 
 
@@ -227,28 +248,33 @@ def test_per_bar_answer_is_the_models_next_bar_after_the_players_bar(rig, model)
     assert not sounding
 
 
-def test_model_switch_by_cc_leaves_no_note_sounding(rig):
+def test_model_switch_by_cc_leaves_no_note_sounding(rig, witness):
     d, player, rec = rig("--model", _shipped("lstm"), "--mode", "continuous", "--log-level", "debug",
                          "--set", "model.models=[lstm, gan]", "--set", "output.gate=1.0")
     _shipped("gan")
-    # switch while a note sounds (gate 1.0 keeps one sounding nearly always)
+    seen = witness()
+    # switch while a note sounds (gate 1.0 keeps one sounding nearly always): timed
+    # by what the recorder hears, judged below on what jamd sent
     assert rec.wait_for(lambda ev: len(_note_ons(ev)) >= 2 and note_pairs(ev)[1], 8), d.log()
+    t_switch = time.perf_counter_ns()
     player.send([0xB0, 26, 127])  # control.model_select_cc: the last of model.models
-    assert rec.wait_for(lambda ev: any(m == (0xB0, 123, 0) for _, m in ev), 3), f"no CC 123:\n{d.log()}"
-    assert d.wait_log("model gan"), d.log()
-    events = rec.snapshot()
-    cc = next(i for i, (_, m) in enumerate(events) if m == (0xB0, 123, 0))
-    before, sounding = note_pairs(events[:cc])
-    assert before and not sounding, "a note was still sounding when CC 123 went (no explicit note-off)"
+    took = d.wait_log("model gan", 3)
     # the music goes on with the new model, which plays from the next bar line
-    assert rec.wait_for(lambda ev: len(_note_ons(ev[cc:])) >= 2, 2 * BAR_NS / 1e9 + 2), d.log()
+    _wait_until(t_switch + 3 * BAR_NS)
     assert d.stop() == 0, d.log()
-    time.sleep(0.1)
     log = d.log()
+    if not took:
+        if not any(m == (0xB0, 26, 127) for _, m in seen.snapshot()):
+            pytest.skip("the rig's JACK server lost the player's model-select CC: jamd was not tested, rerun")
+        raise AssertionError(f"the model-select CC reached jamd's port, and jamd did not switch:\n{log}")
+    sent = _delivered(d, rec.snapshot())
+    cc = first_index(sent, (0xB0, 123, 0), t_switch)
+    before, sounding = note_pairs(sent[:cc])
+    assert before and not sounding, "a note was still sounding when CC 123 went (no explicit note-off)"
+    assert len(_note_ons(sent[cc:])) >= 2, f"the music did not go on after the switch:\n{log}"
     after = log[log.index("model gan"):]
     generated = [m.group(2) for m in _BAR_LOG.finditer(after)]
     assert generated and set(generated) == {"gan"}, generated
-    events = rec.snapshot()
-    _, sounding = note_pairs(events)
-    tail = [((t - d.origin_ns) / STEP_NS, m) for t, m in events[-8:]]
-    assert not sounding, f"left sounding: {sounding}; last events (16th, message): {tail}\n{log}"
+    _, sounding = note_pairs(sent)
+    tail = [((t - d.origin_ns) / STEP_NS, m) for t, m in sent[-8:]]
+    assert not sounding, f"left sounding: {sounding}; last sent (16th, message): {tail}\n{log}"
