@@ -24,6 +24,7 @@ from jamd.live.phrase import Decoder, PhraseCapture
 from jamd.live.session import LiveSession
 from jamd.midi.outputs import MemoryOutput
 from jamd.sync.clock import ManualClock
+from jamd.sync.clock_follower import FollowedClock
 from jamd.tokens import Vocabulary
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -197,6 +198,45 @@ def test_the_engine_survives_any_input_and_leaves_nothing_sounding(sets, bar, sc
                 clock.advance_to_step(step)
                 s.engine.run_once()
                 s.scheduler.flush_until(step)
+            if not wait:
+                s.engine.run_once()
+            assert s.engine.error is None and s.scheduler.error is None
+    finally:
+        s.close()
+    assert s.error is None
+    check_output(out, cfg)
+
+
+class ManualFollowedClock(FollowedClock, ManualClock):
+    """A followed clock whose time only moves when the test says."""
+
+
+@given(live_config(), pattern,
+       st.lists(st.tuples(st.integers(0, 24), st.sampled_from([0, 6, 6, 6, 5, 7, 12]),
+                          st.lists(message(), max_size=4)), min_size=1, max_size=30),
+       st.integers(0, 48))
+@FUZZ
+def test_the_engine_following_midi_clock_survives_any_input(sets, bar, script, tail):
+    """The same, with jamd following MIDI clock (clock.source: midi): each 16th the master sends
+    `ticks` clocks (6 is in time; 0 a stall; 12 a burst; 5 or 7 a lost or doubled tick) besides
+    the random messages, which bring Start, Stop, Continue and Song Position Pointer too."""
+    cfg = Config().replace(**{**sets, "clock.source": "midi", "clock.send": False})
+    clock = ManualFollowedClock(120)
+    out = MemoryOutput(clock.now_ns)
+    s = LiveSession(cfg, out, open_model(bar), clock=clock)
+    t_ns, tick_ns = clock.now_ns(), clock.step_ns
+    s.engine.midi_in([0xFA], t_ns)  # Start: the random messages may stop it again
+    try:
+        for wait, ticks, messages in [*script, (tail, 6, [])]:
+            for m in messages:
+                s.engine.midi_in(m, t_ns)
+            for _ in range(wait):
+                for i in range(ticks):
+                    s.engine.midi_in([0xF8], t_ns + int(i * tick_ns / max(ticks, 1)))
+                t_ns += int(tick_ns)
+                clock.t_ns = t_ns
+                s.engine.run_once()
+                s.scheduler.flush_until(clock.now_step())
             if not wait:
                 s.engine.run_once()
             assert s.engine.error is None and s.scheduler.error is None
