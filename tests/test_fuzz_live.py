@@ -185,26 +185,7 @@ def test_the_engine_survives_any_input_and_leaves_nothing_sounding(sets, bar, sc
     """Steps of (16ths to wait, messages arriving then) into a whole session, then `tail` 16ths
     more (an answer plays out, or the session closes in the middle of a note)."""
     cfg = Config().replace(**sets)
-    clock = ManualClock(120)
-    out = MemoryOutput(clock.now_ns)
-    s = LiveSession(cfg, out, open_model(bar), clock=clock)
-    step = 0
-    try:
-        for wait, messages in [*script, (tail, [])]:
-            for m in messages:
-                s.engine.midi_in(m, clock.now_ns())
-            for _ in range(wait):
-                step += 1
-                clock.advance_to_step(step)
-                s.engine.run_once()
-                s.scheduler.flush_until(step)
-            if not wait:
-                s.engine.run_once()
-            assert s.engine.error is None and s.scheduler.error is None
-    finally:
-        s.close()
-    assert s.error is None
-    check_output(out, cfg)
+    run_script(cfg, ManualClock(120), bar, [(wait, 0, messages) for wait, messages in script], tail)
 
 
 class ManualFollowedClock(FollowedClock, ManualClock):
@@ -221,22 +202,32 @@ def test_the_engine_following_midi_clock_survives_any_input(sets, bar, script, t
     `ticks` clocks (6 is in time; 0 a stall; 12 a burst; 5 or 7 a lost or doubled tick) besides
     the random messages, which bring Start, Stop, Continue and Song Position Pointer too."""
     cfg = Config().replace(**{**sets, "clock.source": "midi", "clock.send": False})
-    clock = ManualFollowedClock(120)
+    run_script(cfg, ManualFollowedClock(120), bar, [(0, 0, [[0xFA]]), *script], tail, tail_ticks=6)
+
+
+def run_script(cfg: Config, clock: ManualClock, bar, script, tail: int, tail_ticks: int = 0) -> None:
+    """Play `script`, steps of (16ths to wait, MIDI clocks sent in each of them, messages arriving
+    first), then `tail` 16ths, through a whole session; then check what it sent (`check_output`).
+    Time moves a 16th of the clock's first tempo at a time; a followed clock's grid may move."""
     out = MemoryOutput(clock.now_ns)
     s = LiveSession(cfg, out, open_model(bar), clock=clock)
-    t_ns, tick_ns = clock.now_ns(), clock.step_ns
-    s.engine.midi_in([0xFA], t_ns)  # Start: the random messages may stop it again
+    follows = isinstance(clock, FollowedClock)
+    t_ns, step_ns, step = clock.now_ns(), clock.step_ns, 0
     try:
-        for wait, ticks, messages in [*script, (tail, 6, [])]:
+        for wait, ticks, messages in [*script, (tail, tail_ticks, [])]:
             for m in messages:
                 s.engine.midi_in(m, t_ns)
             for _ in range(wait):
                 for i in range(ticks):
-                    s.engine.midi_in([0xF8], t_ns + int(i * tick_ns / max(ticks, 1)))
-                t_ns += int(tick_ns)
-                clock.t_ns = t_ns
+                    s.engine.midi_in([0xF8], t_ns + int(i * step_ns / ticks))
+                if follows:  # the master's time moves on, whatever jamd's grid does
+                    t_ns = clock.t_ns = t_ns + int(step_ns)
+                else:
+                    step += 1
+                    clock.advance_to_step(step)
+                    t_ns = clock.t_ns
                 s.engine.run_once()
-                s.scheduler.flush_until(clock.now_step())
+                s.scheduler.flush_until(clock.now_step() if follows else step)
             if not wait:
                 s.engine.run_once()
             assert s.engine.error is None and s.scheduler.error is None
