@@ -3,22 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from cli_checks import assert_one_line, run_cli
 
-from jamd.cli import COMMANDS, build_parser, main
-
-
-def run_cli(capsys, *argv):
-    code = main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line(err: str, *fragments: str):
-    lines = [line for line in err.splitlines() if line.startswith("jamd: ")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
+from jamd.cli import COMMANDS, build_parser
 
 
 def test_help_has_an_example_per_command(capsys):

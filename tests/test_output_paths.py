@@ -9,23 +9,9 @@ import os
 import stat
 
 import pytest
+from cli_checks import assert_one_line, run_cli
 
 from jamd.cli import main
-
-
-def run_cli(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def assert_one_line(err: str, *fragments: str) -> None:
-    lines = [line for line in err.splitlines() if line.startswith("jamd: ")]
-    assert len(lines) == 1, err
-    assert "Traceback" not in err, err
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
-
 
 # -- paths jamd writes --------------------------------------------------------------------------
 
