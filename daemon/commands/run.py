@@ -218,7 +218,7 @@ def _exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
 def _run(args: argparse.Namespace, cfg: Config) -> int:
     t0 = time.perf_counter()
     check_duration(args.duration)
-    cfg = check_models(options.apply(cfg, _options(args)))
+    cfg = options.apply(cfg, _options(args))  # the CLI checked model.models as the config loaded
     warn_unused(cfg)
     waiter = _Waiter()
     session: LiveSession | None = None

@@ -119,11 +119,8 @@ class _LoggedOutput:
         self._sent.write(message, t)
 
     def panic(self, channels: Iterable[int]) -> None:
-        channels = list(channels)
-        t = time.perf_counter_ns()
-        self._inner.panic(channels)
-        for ch in channels:
-            self._sent.write(all_notes_off(ch), t)
+        for ch in channels:  # what every output's panic sends, logged through `send`
+            self.send(all_notes_off(ch))
 
     def close(self) -> None:
         self._inner.close()
