@@ -1,6 +1,10 @@
-"""What the CLI tests share: run `jamd` in process, and check that an error is one line."""
+"""What the CLI tests share: run `jamd` in process or Python in a fresh one, and check that an
+error is one line."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 from jamd.cli import main
 
@@ -19,3 +23,10 @@ def assert_one_line(err: str, *fragments: str) -> None:
     assert "Traceback" not in err, err
     for f in fragments:
         assert f in lines[0], (f, lines[0])
+
+
+def run_python(code: str, timeout: float = 180) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter (what it imports at start is then its own); it must exit 0."""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout)
+    assert r.returncode == 0, r.stderr
+    return r

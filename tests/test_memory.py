@@ -6,11 +6,11 @@ Not timing tests: each checks what is mapped or imported.  See
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 
 import pytest
+from cli_checks import run_python
 
 from jamd.bench.daemon_proc import proc_memory_mb
 from jamd.midi.jack_memory import _locked_jack_segments
@@ -47,16 +47,10 @@ def test_only_locked_jack_segments_are_released(tmp_path):
     ]  # not the unlocked client segment, not a locked mapping that is not JACK's
 
 
-def _run_python(code: str) -> str:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    return out.stdout
-
-
 def test_the_command_line_does_not_import_mido():
     # `jamd run` builds the parser, which imports every command module
-    out = _run_python("import sys\nfrom jamd import cli\ncli.build_parser()\nprint('mido' in sys.modules)")
-    assert out.strip() == "False"
+    out = run_python("import sys\nfrom jamd import cli\ncli.build_parser()\nprint('mido' in sys.modules)")
+    assert out.stdout.strip() == "False"
 
 
 @pytest.mark.jack

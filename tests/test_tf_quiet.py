@@ -4,28 +4,20 @@ noise comes once, at TensorFlow's first import, from C++ straight to file descri
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
+from cli_checks import run_python
 
 pytestmark = [pytest.mark.train, pytest.mark.slow]
 
 NOISE = ("oneDNN", "cuda", "cuInit", "absl::InitializeLog", "cpu_feature_guard", "rebuild TensorFlow")
 
 
-def _stderr(code: str) -> str:
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
-    assert r.returncode == 0, r.stderr
-    return r.stderr
-
-
 def test_tensorflow_imported_through_jamd_says_nothing_unless_debugging():
-    plain = _stderr("import tensorflow")
-    quiet = _stderr("from jamd.training.tf_quiet import quiet_tensorflow; quiet_tensorflow(False); "
-                    "import tensorflow as tf; tf.constant(1.0) + 1")
-    debug = _stderr("from jamd.training.tf_quiet import quiet_tensorflow; quiet_tensorflow(True); "
-                    "import tensorflow")
+    plain = run_python("import tensorflow").stderr
+    quiet = run_python("from jamd.training.tf_quiet import quiet_tensorflow; quiet_tensorflow(False); "
+                    "import tensorflow as tf; tf.constant(1.0) + 1").stderr
+    debug = run_python("from jamd.training.tf_quiet import quiet_tensorflow; quiet_tensorflow(True); "
+                    "import tensorflow").stderr
     # the check can fail: on this kind of machine plain TensorFlow does speak at import
     if not any(word in plain for word in NOISE):
         pytest.skip(f"TensorFlow printed nothing at import here: {plain[:200]!r}")
