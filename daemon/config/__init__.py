@@ -25,6 +25,9 @@ MODES = ("continuous", "call-response", "accompany")
 MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
 PROVIDERS = ("auto", "cpu", "cuda")
 CLOCK_SOURCES = ("internal", "midi", "link")
+HARMONY_PARTS = ("chords", "bass", "melody")
+HARMONIC_RHYTHMS = ("beat", "half-bar", "bar")  # how often the chord may change
+HARMONY_PATTERNS = ("sustained", "beats")
 GM_PERCUSSION_CHANNEL = 10  # General MIDI 1.0: channel 10 is the drum kit, never melody by default
 
 
@@ -129,6 +132,7 @@ class ControlConfig:
     panic_cc: int | None = _spec(24, lo=0, hi=127)
     response_length_cc: int | None = _spec(25, lo=0, hi=127)
     model_select_cc: int | None = _spec(26, lo=0, hi=127)
+    harmony_cc: int | None = _spec(27, lo=0, hi=127)  # >= 64: chords and bass on, < 64: off
     channel: int | None = _spec(None, lo=1, hi=16)  # None: listen on every channel
 
 
@@ -202,6 +206,40 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class HarmonyConfig:
+    # Chords and bass (issue 14): the harmony model, the parts and how they are played.
+    model: str = _spec("harmony", filled=True)  # a shipped model name or a path to an .onnx file
+    parts: tuple[str, ...] = _spec(factory=lambda: ("chords", "bass"), choices=HARMONY_PARTS, filled=True)
+    under_melody: bool = _spec(False)  # continuous and call-response: chords and bass under jamd's melody
+    rhythm: str = _spec("half-bar", choices=HARMONIC_RHYTHMS)  # harmonic rhythm: most one chord per ...
+    pattern: str = _spec("beats", choices=HARMONY_PATTERNS)
+    temperature: float = _spec(0.3, lo=0.0, hi=5.0)  # 0: always the likeliest chord
+    melody_fit: float = _spec(1.0, lo=0.0, hi=10.0)  # weight of the melody's chord tones in the choice
+    decide_ms: float = _spec(30.0, lo=1.0, hi=200.0)  # accompany: a beat's chord is chosen this long before it
+    chords_channel: int = _spec(2, lo=1, hi=16)
+    bass_channel: int = _spec(3, lo=1, hi=16)
+    chords_velocity: int = _spec(64, lo=1, hi=127)
+    bass_velocity: int = _spec(80, lo=1, hi=127)
+    chords_lowest: int = _spec(48, lo=12, hi=108)  # lowest chord note (the bass goes below it)
+    chords_highest: int = _spec(72, lo=12, hi=120)  # highest chord note; lower still when the melody is
+    gate: float = _spec(0.95, lo=0.05, hi=1.0)
+
+
+@dataclass(frozen=True)
+class HarmonyTrainingConfig:
+    # `jamd train --model harmony`: the online harmony LSTM on music21's Bach chorales
+    source: str = _spec("bach", filled=True)  # music21 corpus folder of four-part chorales
+    units: int = _spec(128, lo=1, hi=4096)
+    dropout: float = _spec(0.2, lo=0.0, hi=0.9)
+    learning_rate: float = _spec(0.002, lo=1e-6, hi=1.0)
+    batch_size: int = _spec(16, lo=1, hi=4096)  # chorales per batch
+    epochs: int = _spec(80, lo=1, hi=10000)
+    patience: int = _spec(10, lo=0, hi=1000)
+    lookahead_share: float = _spec(0.5, lo=0.0, hi=1.0)  # beats trained with the beat's own melody shown
+    out_dir: str = _spec("runs/harmony", filled=True)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _spec("info", choices=("debug", "info", "warning", "error"))
 
@@ -220,6 +258,8 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     gan: GanConfig = field(default_factory=GanConfig)
+    harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
+    harmony_training: HarmonyTrainingConfig = field(default_factory=HarmonyTrainingConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -141,6 +141,9 @@ def cross_checks(cfg: Any, source: str) -> None:
     if cfg.clock.send and cfg.clock.source == "midi":
         raise ConfigError(f"{source}: clock.send needs clock.source internal or link (received clock.source "
                           f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)")
+    if cfg.harmony.chords_lowest + 12 > cfg.harmony.chords_highest:
+        raise ConfigError(f"{source}: harmony.chords_highest must be at least an octave above harmony.chords_lowest "
+                          f"(received {cfg.harmony.chords_lowest} and {cfg.harmony.chords_highest})")
     if cfg.output.note_min > cfg.output.note_max:
         raise ConfigError(f"{source}: output.note_min must not exceed output.note_max "
                           f"(received {cfg.output.note_min} > {cfg.output.note_max})")

@@ -66,8 +66,8 @@ def _resolve(name_or_path: str) -> Path:
 @dataclass(frozen=True)
 class ModelInfo:
     path: Path
-    kind: str  # "lstm-step", "gan-bar", ...
-    vocab: Vocabulary
+    kind: str  # "lstm-step", "gan-bar", ..., "harmony-step"
+    vocab: Vocabulary | None  # None for a harmony model: its vocabulary is the chord table
     raw: dict[str, Any]
 
     @property
@@ -198,20 +198,22 @@ def _first_difference(key: str, a: Any, b: Any) -> tuple[str, Any, Any]:
 
 # -- checking ----------------------------------------------------------------------
 
-LSTM_KIND, GAN_KIND, CGAN_KIND = "lstm-step", "gan-bar", "cgan-bar"
-KINDS = (LSTM_KIND, GAN_KIND, CGAN_KIND)
+LSTM_KIND, GAN_KIND, CGAN_KIND, HARMONY_KIND = "lstm-step", "gan-bar", "cgan-bar", "harmony-step"
+KINDS = (LSTM_KIND, GAN_KIND, CGAN_KIND, HARMONY_KIND)
+MELODY_KINDS = (LSTM_KIND, GAN_KIND, CGAN_KIND)
 
 # The fields that decide how a model's inputs and outputs are read: the sidecar and the
 # ONNX file's embedded copy must agree on each (descriptive fields and `selection`, a
 # playing preference users may edit in the sidecar, may differ).
 CONTRACT_FIELDS = ("kind", "vocabulary", "units", "start_symbols", "steps_per_bar", "latent_dim",
-                   "step_quarter_length", "head")
+                   "step_quarter_length", "head", "chords", "step_features")
 
 # per kind: field -> (required, lowest, highest) for integer fields
 _INT_FIELDS: dict[str, dict[str, tuple[bool, int, int]]] = {
     LSTM_KIND: {"units": (True, 1, 65536), "start_symbols": (False, 1, 4096)},
     GAN_KIND: {"steps_per_bar": (True, 1, 256), "latent_dim": (True, 1, 65536)},
     CGAN_KIND: {"steps_per_bar": (True, 1, 256), "latent_dim": (True, 1, 65536)},
+    HARMONY_KIND: {"units": (True, 1, 65536), "step_features": (True, 1, 65536)},
 }
 
 
@@ -223,7 +225,7 @@ def _quote(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def check_metadata(raw: Any, where: Path) -> Vocabulary:
+def check_metadata(raw: Any, where: Path) -> Vocabulary | None:
     """Check every field jamd reads from a model's metadata; returns its vocabulary.
 
     The vocabulary is a list of distinct strings: the delimiter ``/``, rest ``r``
@@ -241,7 +243,7 @@ def check_metadata(raw: Any, where: Path) -> Vocabulary:
         raise ModelError(f"{where}: model metadata has no 'kind' (one of {', '.join(KINDS)})")
     if not isinstance(kind, str) or kind not in KINDS:
         raise ModelError(f"{where}: model kind {_quote(kind)} is not one of {', '.join(KINDS)}")
-    vocab = _check_vocabulary(raw, where)
+    vocab = _check_harmony(raw, where) if kind == HARMONY_KIND else _check_vocabulary(raw, where)
     for key, (required, lo, hi) in _INT_FIELDS[kind].items():
         if key not in raw:
             if required:
@@ -256,6 +258,18 @@ def check_metadata(raw: Any, where: Path) -> Vocabulary:
             raise ModelError(f"{where}: step_quarter_length is {_quote(value)}; it must be a number "
                              "of quarter notes above 0 and at most 4 (0.25: a 16th)")
     return vocab
+
+
+def _check_harmony(raw: dict[str, Any], where: Path) -> None:
+    from ..music import chords
+
+    if raw.get("chords") != chords.chord_table():
+        raise ModelError(f"{where}: the chord table differs from this jamd's ({chords.N_CHORDS} chords, "
+                         "jamd.music.chords): the model was made for another version")
+    if raw.get("step_features") != chords.STEP_FEATURES:
+        raise ModelError(f"{where}: step_features is {_quote(raw.get('step_features'))}; this jamd builds "
+                         f"{chords.STEP_FEATURES} per beat (jamd.music.chords)")
+    return None
 
 
 def _check_vocabulary(raw: dict[str, Any], where: Path) -> Vocabulary:
