@@ -193,7 +193,7 @@ def test_model_select_cc_loads_the_model_and_panics():
 
 
 def test_accompany_plays_while_the_player_plays_and_follows_their_bars():
-    s, clock, out, models = session(mode="accompany")
+    s, clock, out, models = session(mode="accompany", **{"harmony.parts": ["melody"]})
     run_to(s, clock, 8)
     assert out.sent == []
     phrase = [Note(16 + 2 * i, 62 + (i % 5), 2) for i in range(16)]  # two bars, from bar 1
@@ -215,7 +215,7 @@ def test_accompany_stopped_and_started_within_the_lookahead_writes_no_bar_twice(
     bars end, one bar per bar line."""
     pattern = ["_"] * 13 + ["60", "_", "_"]  # one note a bar, on its 14th 16th
     s, clock, out, _ = session(mode="accompany", pattern=pattern, **{
-        "live.max_phrase_bars": 2, "clock.lookahead_bars": lookahead})
+        "live.max_phrase_bars": 2, "clock.lookahead_bars": lookahead, "harmony.parts": ["melody"]})
     play(s, clock, [Note(1, 57, 60), Note(62, 57, 30)])  # a phrase cut at 2 bars, then more
     for step in range(0, 160, 1):
         run_to(s, clock, step)

@@ -15,7 +15,8 @@ DAEMON = ROOT / "daemon"
 # Lower layers never import higher ones; a layer may import itself and below.
 LAYERS = {
     "errors": 0, "config": 1, "tokens": 1,  # the contracts
-    "midi": 2, "music": 2, "inference": 2,
+    "midi": 2, "music": 2,
+    "inference": 3,  # the harmony model reads the chord vocabulary of music
     "sync": 3,  # the sender writes to midi outputs
     "live": 4,
     "bench": 5, "commands": 5,

@@ -37,19 +37,20 @@ def apply(cfg: Config, options: Mapping[str, tuple[str | Mapping[str, Any], Any]
 
 
 def check_models(cfg: Config) -> Config:
-    """`cfg` if each of model.models is a shipped model name or an existing .onnx path
+    """`cfg` if each of model.models and harmony.model is a shipped model name or an existing .onnx path
     (`model_store.resolve`); else one line naming the key.  The CLI calls it once the config
     has loaded, for every command, and `jamd run` again on each SIGHUP reload: a wrong name is
     refused as the config loads, not found out at the first model-select CC on stage."""
     from ..inference import model_store
 
-    for name in cfg.model.models:
-        try:
-            model_store.resolve(name)
-        except ModelError:
-            known = ", ".join(model_store.shipped_model_names()) or "none"
-            raise ConfigError(f"model.models: no model {clip(repr(name))} (shipped models: {known}; "
-                              "or the path of an existing .onnx file)") from None
+    for key, names in (("model.models", cfg.model.models), ("harmony.model", (cfg.harmony.model,))):
+        for name in names:
+            try:
+                model_store.resolve(name)
+            except ModelError:
+                known = ", ".join(model_store.shipped_model_names()) or "none"
+                raise ConfigError(f"{key}: no model {clip(repr(name))} (shipped models: {known}; "
+                                  "or the path of an existing .onnx file)") from None
     return cfg
 
 

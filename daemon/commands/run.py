@@ -25,6 +25,8 @@ from .. import config as config_mod
 from ..config import Config, clip
 from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
+from ..inference.harmony import HarmonyModel
+from ..live.harmony_part import needed_at_start
 from ..live.session import LiveSession
 from ..midi.jack_memory import release_jack_shared_memory
 from ..midi.jack_watch import JackWatch
@@ -230,10 +232,16 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         model_cfg = cfg.model
         session_ref: list[LiveSession] = []
         preloaded = {cfg.model.name: open_bar_source(cfg.model.name, model_cfg)}
+        # chords and bass from the first bar: their model is checked before the ports open too
+        harmony_preloaded = {cfg.harmony.model: HarmonyModel.load(cfg.harmony.model, model_cfg)} \
+            if needed_at_start(cfg) else {}
 
         def open_model(name: str):
             # the model loaded before the ports opened is used once, not loaded twice
             return preloaded.pop(name, None) or open_bar_source(name, model_cfg)
+
+        def open_harmony(name: str) -> HarmonyModel:
+            return harmony_preloaded.pop(name, None) or HarmonyModel.load(name, model_cfg)
 
         def on_message(message: list[int], t_ns: int) -> None:
             if session_ref:
@@ -252,7 +260,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         if os.environ.get("JAMD_SENT_LOG"):  # what jamd sent, for the JACK test rig (SentLog)
             sent_log = SentLog(os.environ["JAMD_SENT_LOG"])
             output, clock_output = sent_log.wrap(output), clock_output and sent_log.wrap(clock_output)
-        session = LiveSession(cfg, output, open_model, clock_output=clock_output)
+        session = LiveSession(cfg, output, open_model, clock_output=clock_output, open_harmony=open_harmony)
         session_ref.append(session)
         session.on_error(lambda _exc: waiter.wake_from_thread())
         session.engine.warm_up = _warm_up_key_finder
@@ -260,9 +268,11 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         # The main thread holds the GIL briefly (signals, reloads); at normal
         # priority a busy machine could preempt it right then and stall the sender.
         ask_realtime(cfg.clock.realtime_priority - 2, "main")
-        log.info("ready in %.2f s: %s, out %r, in %r, %s, mode %s, model %s; clock origin %d ns",
+        log.info("ready in %.2f s: %s, out %r, in %r, %s, mode %s, model %s%s; clock origin %d ns",
                  time.perf_counter() - t0, DISPLAY[ports.api], ports.output_name, ports.input_name,
-                 _describe_sync(cfg, session, ports), cfg.live.mode, cfg.model.name, session.clock.origin_ns)
+                 _describe_sync(cfg, session, ports), cfg.live.mode, cfg.model.name,
+                 f", chords and bass from {cfg.harmony.model}" if needed_at_start(cfg) else "",
+                 session.clock.origin_ns)
         return _serve(args, session, waiter, watch)
     finally:
         try:

@@ -47,6 +47,8 @@ def control(engine: Engine, number: int, value: int) -> None:
         log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
     elif number == ctl.model_select_cc:
         select_model(engine, number, value)
+    elif number == ctl.harmony_cc:
+        engine.set_harmony(value >= 64)
 
 
 def select_model(engine: Engine, number: int, value: int) -> None:
@@ -80,6 +82,9 @@ def apply_config(engine: Engine, cfg: Config) -> None:
         engine.set_mode(cfg.live.mode)
     if cfg.model.name != old.model.name:
         engine.set_model(cfg.model.name)
+    if cfg.harmony != old.harmony:
+        engine.harmony.reload(cfg.harmony)
+        engine.silence()
     engine.metronome.cfg = cfg.metronome
     if cfg.midi != old.midi or (cfg.clock.source, cfg.clock.send, cfg.clock.port) != (
             old.clock.source, old.clock.send, old.clock.port):

@@ -30,6 +30,7 @@ from ..sync.scheduler import Scheduler
 from ..sync.transport import MasterSync, Metronome
 from ..tokens import Note
 from . import controls
+from .harmony_part import HarmonyParts, needed_at_start
 from .loop import EngineLoop, Throttle
 from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
 from .note_stream import NoteStream
@@ -53,7 +54,8 @@ class Engine(EngineLoop):
 
     def __init__(self, cfg: Config, clock: Clock, scheduler: Scheduler,
                  open_model: Callable[[str], BarSource], echo: EchoGuard | None = None,
-                 now_ns: Callable[[], int] | None = None, clock_scheduler: Scheduler | None = None):
+                 now_ns: Callable[[], int] | None = None, clock_scheduler: Scheduler | None = None,
+                 open_harmony: Callable[[str], object] | None = None):
         super().__init__(now_ns or clock.now_ns)
         self.cfg = cfg
         self.clock = clock
@@ -76,6 +78,11 @@ class Engine(EngineLoop):
         self.answer_count = 0
         self.answers: list[tuple[int, list[Note]]] = []  # (first step, notes) of each answer
         self.seeding = Seeding()
+        # chords and bass (harmony.*): under the player in accompany, under jamd's melody when switched on
+        self.harmony = HarmonyParts(cfg.harmony, scheduler, clock, self.rng, open_harmony)
+        self._harmony_switch: bool | None = None  # control.harmony_cc's last word; None: the config's
+        if needed_at_start(cfg):
+            self.harmony.load()  # at start a bad harmony model is refused, like a bad melody model
         self.phrases: list[Phrase] = []  # finished phrases, newest last (tests, benchmark)
         self.events: list[tuple[str, int]] = []  # (what, perf_counter_ns): "phrase-end", "answer-scheduled"
         self._first_bar: int | None = None  # the first bar after Start/Continue (see stream_from)
@@ -128,6 +135,9 @@ class Engine(EngineLoop):
         todo = [now + MAX_WAIT_S * 1e9 / self.clock.step_ns]
         if self.next_bar is not None:
             todo.append(self.next_bar - self._lookahead_steps())
+        decide = self.harmony.next_decision_step()
+        if decide is not None:
+            todo.append(decide)
         deadline = self.capture.silence_deadline()
         if deadline is not None:
             todo.append(deadline - self._lead_steps())
@@ -181,6 +191,7 @@ class Engine(EngineLoop):
         dropped = self.scheduler.panic()
         self.stream.cut()
         self.answer_stream.cut()
+        self.harmony.cut()
         self.next_bar = None
         now = self.clock.now_step()
         # The panic dropped the whole queue: clicks and (on a shared port) the
@@ -219,6 +230,30 @@ class Engine(EngineLoop):
         log.info("mode %s", mode)
         self._mode = MODE_CLASSES[mode](self)
         self.silence()
+
+    @property
+    def harmony_on(self) -> bool:
+        """Whether chords and bass play: accompany's `harmony.parts`, or under jamd's melody in the
+        other modes (`harmony.under_melody`); `control.harmony_cc` overrides both."""
+        if self._harmony_switch is not None:
+            return self._harmony_switch
+        return self.mode == "accompany" or self.cfg.harmony.under_melody
+
+    def set_harmony(self, on: bool) -> None:
+        """Switch chords and bass on or off (the CC): like a mode change, everything sounding ends."""
+        if on == self.harmony_on:
+            return
+        self._harmony_switch = on
+        log.info("harmony %s", "on" if on else "off")
+        self.silence()
+
+    def harmonize(self, symbols: list[str], start: int, tag: str) -> None:
+        """Chords and bass under jamd's own bars `symbols` (C/Am, from grid step `start`), when
+        the mode plays them there and the harmony is on."""
+        if self._mode.chords_under_melody and self.harmony_on and self.harmony.ready():
+            spb = self.clock.steps_per_bar
+            for i in range(0, len(symbols), spb):
+                self.harmony.under_bar(symbols[i:i + spb], start + i, self.transpose, tag)
 
     def set_model(self, name: str) -> None:
         if name == self.model_name:
@@ -275,6 +310,7 @@ class Engine(EngineLoop):
                 start = self.stream.end  # contiguous: a held note may go on
             else:
                 self.stream.cut()  # a gap: the open note ends where it was due to
+                self.harmony.cut()
             self.next_bar = start
 
     def phrase_done(self, phrase: Phrase | None, t_ns: int) -> None:
@@ -326,8 +362,10 @@ class Engine(EngineLoop):
                 if self._behind.ready():
                     log.warning("generation fell behind; skipping to the next bar line")
                 self.stream.cut()
+                self.harmony.cut()
                 self.next_bar = self.clock.next_bar_line(self.clock.now_step() + 1)
                 continue
             log.debug("bar %d from %s: %s", self.song_bar(self.next_bar), self.model_name, " ".join(symbols))
             self.stream.write_bar(symbols, self.next_bar, self.transpose)
+            self.harmonize(symbols, self.next_bar, self.stream.tag)
             self.next_bar += spb

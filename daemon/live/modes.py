@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 class Mode:
     name: ClassVar[str]
     streams: ClassVar[bool] = True
+    chords_under_melody: ClassVar[bool] = True  # harmony on: chords and bass under jamd's own bars
 
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -91,9 +92,11 @@ class CallResponse(Mode):
         soon = engine.clock.now_step() + START_MARGIN_NS / engine.clock.step_ns
         start = engine.clock.next_bar_line(max(phrase.closed_at, soon))
         engine.scheduler.cancel(engine.answer_stream.tag)
+        engine.harmony.cancel(engine.answer_stream.tag)  # and the chords under it; a new answer starts afresh
         engine.answer_count += 1
         engine.answer_stream = NoteStream(engine.scheduler, engine.shaper, f"answer-{engine.answer_count}")
         engine.answer_stream.write_bar(symbols, start, engine.transpose)
+        engine.harmonize(symbols, start, engine.answer_stream.tag)
         engine.answers.append((start, engine.answer_stream.notes))
         engine.events.append(("answer-scheduled", engine.now_ns()))
         log.info("answer: %d bar(s) from bar %d, %s", bars, start // spb,
@@ -101,23 +104,59 @@ class CallResponse(Mode):
 
 
 class Accompany(Mode):
-    """Plays while the player plays, re-seeded from their latest bar once per bar."""
+    """Plays while the player plays: chords and bass chosen beat by beat from what they played
+    (`harmony_part`), and/or a second melody re-seeded from their latest bar once per bar.
+
+    Which parts play is `harmony.parts`; with the harmony switched off (`control.harmony_cc`)
+    only the melody part does.
+    """
 
     name = "accompany"
+    chords_under_melody = False  # the chords follow the player, not jamd's second melody
 
     def __init__(self, engine: Engine):
         super().__init__(engine)
         self._followed: tuple[int | None, int] | None = None  # (phrase start, bar line) last followed
+        self._keyed: tuple[int | None, int] | None = None  # (phrase start, bar) whose key the chords follow
+
+    def parts(self) -> set[str]:
+        return set(self.engine.cfg.harmony.parts) if self.engine.harmony_on else {"melody"}
 
     def wants_stream(self) -> bool:
-        return self.engine.capture.active
+        return self.engine.capture.active and "melody" in self.parts()
 
     def on_phrase_end(self, phrase: Phrase) -> None:
         self.engine.next_bar = None  # the player stopped: so does the accompaniment
+        if phrase.reason != "max-length":  # a phrase cut at live.max_phrase_bars: they play on
+            spbeat = self.engine.clock.steps_per_bar // self.engine.clock.beats_per_bar
+            now = self.engine.clock.now_step()
+            self.engine.harmony.end_at(-(-now // spbeat) * spbeat)  # at the next beat
 
     def on_tick(self) -> None:
-        if self.engine.capture.active and self.engine.playing:
-            self.engine.begin_stream()
+        engine = self.engine
+        if not engine.playing:
+            return
+        parts = self.parts()
+        if "melody" in parts and engine.capture.active:
+            engine.begin_stream()
+        if {"chords", "bass"} & parts and (engine.capture.active or engine.harmony.following):
+            if engine.harmony.ready():
+                self._chords()
+
+    def _chords(self) -> None:
+        """Choose every beat's chord that is due (``harmony.decide_ms`` before its beat)."""
+        engine, harmony, clock = self.engine, self.engine.harmony, self.engine.clock
+        spbeat = clock.steps_per_bar // clock.beats_per_bar
+        now = clock.now_step()
+        harmony.follow_from(int(now // spbeat + 1) * spbeat)
+        while (due := harmony.next_decision_step()) is not None and due <= now:
+            notes = engine.capture.heard(harmony.pending_beat)  # a held note sounds up to the beat
+            bar = int(due // clock.steps_per_bar)
+            if notes and self._keyed != (engine.capture.start, bar):
+                # the key of the phrase so far, once per bar
+                self._keyed = (engine.capture.start, bar)
+                engine.seeding.follow_key(notes)
+            harmony.before_beat(notes, -engine.transpose, engine.transpose)
 
     def on_bar(self, bar_step: int) -> None:
         """Re-seed from the player's latest complete bar, once per bar of a phrase."""

@@ -225,6 +225,11 @@ class PhraseCapture:
         else:
             self.dropped += 1
 
+    def heard(self, now_step: float) -> list[Note]:
+        """The phrase so far: finished notes, and the held ones as if released at `now_step`."""
+        now = int(now_step)
+        return self.notes + [Note(onset, pitch, max(now, onset + 1) - onset) for pitch, onset in self.held.items()]
+
     def latest_bar(self, before_step: int) -> list[Note]:
         """Notes that start in the bar that ends at `before_step` (for accompany)."""
         lo = before_step - self.clock.steps_per_bar

@@ -37,6 +37,13 @@ class Seeding:
         else:
             self.prime_default(model, default_seed)
 
+    def follow_key(self, notes: list[Note]) -> keys.Key:
+        """Detect the key of `notes` and take the shift to C/Am from it, priming no model
+        (the chords of accompany follow the player's key without a melody part)."""
+        key = keys.detect_key(notes)
+        self.key, self.transpose = key, -key.shift_to_normal()
+        return key
+
     def prime_from(self, model: BarSource, notes: list[Note], n_steps: int,
                    key_notes: list[Note] | None = None) -> None:
         """Detect the key of `notes` (or of `key_notes`), move them to C/Am (a pitch pushed past

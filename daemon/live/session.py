@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from ..config import Config
 from ..inference.bar_source import BarSource
@@ -29,8 +30,9 @@ ALL_SOUND_OFF, ALL_NOTES_OFF = 120, 123  # channel mode messages (MIDI 1.0 spec,
 class LiveSession:
     def __init__(self, cfg: Config, output: Output, open_model: Callable[[str], BarSource],
                  clock: Clock | None = None, record_errors: bool = False,
-                 clock_output: Output | None = None):
-        """`clock_output`: the separate port for MIDI clock (`clock.port`); None: `output`."""
+                 clock_output: Output | None = None, open_harmony: Callable[[str], Any] | None = None):
+        """`clock_output`: the separate port for MIDI clock (`clock.port`); None: `output`.
+        `open_harmony`: loads the harmony model by name (None: `HarmonyModel.load`)."""
         if clock is None:
             # Following an external clock, the grid is the master's: its timebase is set from outside.
             clock = (Clock if cfg.clock.source == "internal" else FollowedClock).from_config(cfg.clock)
@@ -51,7 +53,7 @@ class LiveSession:
                                              realtime_priority=cfg.clock.realtime_priority,
                                              tick_spin_us=cfg.clock.tick_spin_us)
         self.engine = Engine(cfg, self.clock, self.scheduler, open_model, self.echo,
-                             clock_scheduler=self.clock_scheduler)
+                             clock_scheduler=self.clock_scheduler, open_harmony=open_harmony)
         self._closed = False
 
     def on_error(self, callback: Callable[[BaseException], None]) -> None:
@@ -72,14 +74,16 @@ class LiveSession:
 
     def silence_predecessor(self) -> None:
         """All Notes Off (CC 123) and All Sound Off (CC 120) on every channel jamd plays on
-        (output.channel, metronome.channel), sent before anything else.
+        (output.channel, metronome.channel, harmony.chords_channel and harmony.bass_channel), sent
+        before anything else.
 
         A jamd killed by SIGKILL or a power cut sent no note-off, and the synth still holds
         its last note; a restart cannot know which note that was, so it silences the whole
         channel.  Runs on this thread before the sender starts: nothing interleaves with it.
         """
         cfg = self.engine.cfg
-        for channel in sorted({cfg.output.channel, cfg.metronome.channel}):
+        for channel in sorted({cfg.output.channel, cfg.metronome.channel, cfg.harmony.chords_channel,
+                               cfg.harmony.bass_channel}):
             for number in (ALL_NOTES_OFF, ALL_SOUND_OFF):
                 self.output.send([CC | (channel - 1), number, 0])
         log.debug("sent All Notes Off and All Sound Off on the output's channels")
