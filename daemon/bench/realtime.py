@@ -112,13 +112,14 @@ def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
     return {"repeats": repeats, "p50_ms": float(np.median(arr)), "max_ms": float(arr.max())}
 
 
-def daemon_figures(model_name: str, play_s: float, cfg: Config) -> dict:
-    """Launch `jamd run` (continuous), time it to ready, then RSS and CPU while playing."""
+def daemon_figures(model_name: str, play_s: float, cfg: Config, *extra: str) -> dict:
+    """Launch `jamd run` (continuous, with the `extra` arguments), time it to ready, then RSS
+    and CPU while playing."""
     if not sys.platform.startswith("linux"):
         return {"skipped": "needs Linux /proc"}
     with private_jack() as env:
         t0 = time.perf_counter()
-        proc = start_daemon(model_name, cfg, env)
+        proc = start_daemon(model_name, cfg, env, *extra)
         ready = None
         for line in proc.stdout:
             if "ready in" in line:

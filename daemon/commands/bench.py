@@ -24,6 +24,7 @@ SUITES = {
     "gan": "jamd.bench.gan",  # per-bar latency at batch 1 and bars/s in batches, CPU
     "realtime": "jamd.bench.realtime",  # scheduling error, response time, RSS, CPU, start-up
     "clock": "jamd.bench.clock",  # MIDI clock sync: master tick intervals, slave onset error and settling
+    "harmony": "jamd.bench.harmony",  # harmony step latency; jamd run CPU/RSS harmony off vs on; chord onsets
 }
 
 
