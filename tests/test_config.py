@@ -52,6 +52,13 @@ def test_round_trip():
         ("output:\n  note_min: 90\n  note_max: 40\n", "config.yaml: output.note_min must not exceed"),
         ("clock: [1, 2]\n", "config.yaml: clock must be a mapping"),
         ("clock:\n  bpm: [\n", "config.yaml: not valid YAML at line"),
+        ("harmony:\n  parts: [chords, drums]\n", "config.yaml: harmony.parts must be one of chords, bass, melody "
+         "(received 'drums')"),
+        ("harmony:\n  parts: []\n", "config.yaml: harmony.parts must not be empty"),
+        ("harmony:\n  rhythm: often\n", "config.yaml: harmony.rhythm must be one of beat, half-bar, bar"),
+        ("harmony:\n  chords_channel: 1\n", "config.yaml: harmony.chords_channel must differ from output.channel"),
+        ("harmony:\n  bass_channel: 2\n", "config.yaml: harmony.bass_channel must differ from harmony.chords_chan"),
+        ("harmony:\n  chords_lowest: 70\n", "config.yaml: harmony.chords_highest must be at least an octave"),
     ],
 )
 def test_bad_values_are_named(tmp_path, monkeypatch, text, message):

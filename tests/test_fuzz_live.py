@@ -155,6 +155,12 @@ def live_config(draw) -> dict:
         "metronome.enabled": draw(st.booleans()),
         "clock.send": draw(st.booleans()),
         "model.random_seed": 1,
+        "harmony.under_melody": draw(st.booleans()),
+        "harmony.parts": draw(st.sampled_from([["chords", "bass"], ["melody"], ["bass"], ["chords", "bass", "melody"]])),
+        "harmony.rhythm": draw(st.sampled_from(["beat", "half-bar", "bar"])),
+        "harmony.pattern": draw(st.sampled_from(["sustained", "beats"])),
+        "harmony.temperature": draw(st.sampled_from([0.0, 1.0])),
+        "harmony.chords_channel": 11, "harmony.bass_channel": 12,
     }
 
 

@@ -141,6 +141,14 @@ def cross_checks(cfg: Any, source: str) -> None:
     if cfg.clock.send and cfg.clock.source == "midi":
         raise ConfigError(f"{source}: clock.send needs clock.source internal or link (received clock.source "
                           f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)")
+    h = cfg.harmony
+    for key, channel in (("chords_channel", h.chords_channel), ("bass_channel", h.bass_channel)):
+        if channel == cfg.output.channel:
+            raise ConfigError(f"{source}: harmony.{key} must differ from output.channel (received {channel} for "
+                              "both: two parts on one channel cut each other's notes)")
+    if h.chords_channel == h.bass_channel:
+        raise ConfigError(f"{source}: harmony.bass_channel must differ from harmony.chords_channel (received "
+                          f"{h.bass_channel} for both: two parts on one channel cut each other's notes)")
     if cfg.harmony.chords_lowest + 12 > cfg.harmony.chords_highest:
         raise ConfigError(f"{source}: harmony.chords_highest must be at least an octave above harmony.chords_lowest "
                           f"(received {cfg.harmony.chords_lowest} and {cfg.harmony.chords_highest})")
