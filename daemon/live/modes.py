@@ -117,7 +117,7 @@ class Accompany(Mode):
     def __init__(self, engine: Engine):
         super().__init__(engine)
         self._followed: tuple[int | None, int] | None = None  # (phrase start, bar line) last followed
-        self._keyed: tuple[int | None, int] | None = None  # (phrase start, bar) whose key the chords follow
+        self._keyed: int | None = None  # the start of the phrase whose key the chords follow
 
     def parts(self) -> set[str]:
         return set(self.engine.cfg.harmony.parts) if self.engine.harmony_on else {"melody"}
@@ -151,12 +151,17 @@ class Accompany(Mode):
         harmony.follow_from(int(now // spbeat + 1) * spbeat)
         while (due := harmony.next_decision_step()) is not None and due <= now:
             notes = engine.capture.heard(harmony.pending_beat)  # a held note sounds up to the beat
-            bar = int(due // clock.steps_per_bar)
-            if notes and self._keyed != (engine.capture.start, bar):
-                # the key of the phrase so far, once per bar
-                self._keyed = (engine.capture.start, bar)
-                engine.seeding.follow_key(notes)
+            if notes and self._keyed != engine.capture.start:  # a new phrase: its first notes give the key
+                self._follow_key(notes)
             harmony.before_beat(notes, -engine.transpose, engine.transpose)
+            if notes and harmony.pending_beat is not None and harmony.pending_beat % clock.steps_per_bar == 0:
+                # the key of the phrase so far for the next bar, found now (music21 takes ~16 ms)
+                # rather than just before the downbeat's chord is due
+                self._follow_key(notes)
+
+    def _follow_key(self, notes: list[Note]) -> None:
+        self._keyed = self.engine.capture.start
+        self.engine.seeding.follow_key(notes)
 
     def on_bar(self, bar_step: int) -> None:
         """Re-seed from the player's latest complete bar, once per bar of a phrase."""
