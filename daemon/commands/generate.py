@@ -12,16 +12,22 @@ import numpy as np
 from ..config import Config
 from ..errors import ConfigError, UsageError
 from ..inference import gan, model_store
+from ..inference.harmony import Harmonizer, HarmonyModel
+from ..inference.harmony_track import BarHarmonizer
 from ..inference.lstm import LstmGenerator
 from ..music.keys import detect_key, transpose_notes
+from ..music.voicing import Voicer
 from ..tokens import HOLD, Note, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
 from . import options
 from .paths import check_input_file, check_output_file, writing
 
 if TYPE_CHECKING:
+    from ..midi.midifile import Track
     from ..midi.midifile_read import MidiRead
 
 log = logging.getLogger(__name__)
+
+HARMONY_SEED_STREAM = 14  # the harmony's random stream: [random_seed, 14] (issue 14), apart from the melody's
 
 HELP = "generate a melody from a seed into a MIDI file, no MIDI ports needed"
 EXAMPLE = ('jamd generate --model lstm --bars 16 --seed "67 _ 67 _ 67 _ _ 65 64 _ 64 _ 64 _ _" '
@@ -45,19 +51,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--random-seed", type=int, help="make the output reproducible (default: model.random_seed)")
     p.add_argument("--bpm", type=float, help="tempo written to the file (default: clock.bpm)")
     p.add_argument("--out", metavar="FILE.mid", required=True, help="the MIDI file to write")
+    p.add_argument("--harmony", action="store_true",
+                   help="also write chords and bass from the harmony model under the melody, as tracks "
+                        "'chords' and 'bass' on harmony.chords_channel / harmony.bass_channel (config harmony.*)")
+    p.add_argument("--harmony-model", metavar="NAME|PATH",
+                   help="shipped harmony model name or .onnx path (default: harmony.model)")
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     # jamd.midi.midifile imports mido: here, not at module level, because the parser
     # imports every command, so `jamd run` paid for it at start-up (~50-85 ms
     # and 4 MB, of which 0.3 MB stay once music21 has brought the same stdlib)
-    from ..midi.midifile import read_midi_file, write_midi
+    from ..midi.midifile import Track, read_midi_file, write_midi_tracks
 
     out = check_output_file(args.out, "--out")  # before the model loads: a bad path costs nothing
     cfg = options.apply(cfg, {"--temperature": ("model.temperature", args.temperature),
                               "--random-seed": ("model.random_seed", args.random_seed),
                               "--bpm": ("clock.bpm", args.bpm), "--bars": ("generate.bars", args.bars),
-                              "--model": ("model.name", args.model)})
+                              "--model": ("model.name", args.model),
+                              "--harmony-model": ("harmony.model", args.harmony_model)})
     if args.seed_midi is not None:
         check_input_file(args.seed_midi, "--seed-midi")
     seed = read_midi_file(args.seed_midi, cfg.live.is_melody_channel) if args.seed_midi else None
@@ -68,6 +80,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         gen = gan.BarGenerator.load(str(path), cfg.model)
     else:
         gen = LstmGenerator.load(str(path), cfg.model)
+    # before any generating: a missing or broken harmony model costs one line and no wait
+    harmony = HarmonyModel.load(cfg.harmony.model, cfg.model) if args.harmony else None
     vocab = gen.vocab
     shift = 0
     steps_per_bar = cfg.clock.beats_per_bar * 16 // cfg.clock.beat_unit
@@ -93,15 +107,40 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         gen.reset()
         gen.prime(seed_symbols)
         continuation = gen.generate(cfg.generate.bars * steps_per_bar, cfg.model.temperature, rng)
-    melody = transpose_notes(symbols_to_notes(seed_symbols + continuation), -shift)
+    symbols = seed_symbols + continuation
+    melody = transpose_notes(symbols_to_notes(symbols), -shift)
+    # a melody alone is written as before --harmony existed (one track named "jamd")
+    tracks = [Track("melody" if harmony is not None else "jamd", melody, cfg.output.channel, cfg.output.velocity)]
+    if harmony is not None:
+        tracks += _harmony_tracks(harmony, symbols, -shift, cfg)
     with writing(out, "--out"):
-        path = write_midi(melody, out, bpm=cfg.clock.bpm,
-                          time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit),
-                          velocity=cfg.output.velocity, channel=cfg.output.channel)
+        path = write_midi_tracks(tracks, out, bpm=cfg.clock.bpm,
+                                 time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit))
     log.info("wrote %s: %d notes, %d bars after a %d-step seed, %.0f BPM", path, len(melody),
              cfg.generate.bars, len(seed_symbols), cfg.clock.bpm)
     print(path)
     return 0
+
+
+def _harmony_tracks(model: HarmonyModel, symbols: list[str], transpose: int, cfg: Config) -> list[Track]:
+    """Tracks "chords" and "bass" under melody `symbols` (C/Am, from a bar line), moved by `transpose`.
+
+    The melody is known whole, so each chord hears its whole span (the lookahead
+    path, `harmony_track.BarHarmonizer`).  The chord choice samples from its own
+    generator, seeded from model.random_seed, so the melody is the same with or
+    without --harmony.  Logs the chords per bar in the sounding key.
+    """
+    from ..midi.midifile import Track
+
+    h = cfg.harmony
+    seed = cfg.model.random_seed
+    rng = np.random.default_rng(None if seed is None else [seed, HARMONY_SEED_STREAM])
+    bars = BarHarmonizer(Harmonizer(model, h.temperature, h.melody_fit, rng), Voicer(h.chords_lowest, h.chords_highest),
+                         h, cfg.clock.beats_per_bar, steps_per_beat=16 // cfg.clock.beat_unit)
+    parts = bars.run(symbols, transpose)
+    log.info("chords (%s rhythm, %s): %s", h.rhythm, h.pattern, bars.lead_sheet(transpose))
+    return [Track("chords", parts["chords"], h.chords_channel, h.chords_velocity, gate=h.gate),
+            Track("bass", parts["bass"], h.bass_channel, h.bass_velocity, gate=h.gate)]
 
 
 def _with_meter(cfg: Config, meter: str | None, seed: MidiRead | None) -> Config:
