@@ -351,9 +351,10 @@ def test_live_notes_count_only_on_the_melody_channels():
 
 def test_start_silences_a_killed_predecessors_notes_before_anything_else():
     """After a SIGKILL the synth still holds jamd's last note: the restart sends All Notes Off
-    and All Sound Off on the output's channel and the metronome's, before playing."""
+    and All Sound Off on the output's channel, the metronome's and the chords' and bass's, before
+    playing."""
     cfg = Config().replace(**{"live.mode": "continuous", "output.channel": 3, "metronome.enabled": True,
-                              "clock.bpm": 300})
+                              "clock.bpm": 300, "harmony.chords_channel": 5, "harmony.bass_channel": 6})
     out = MemoryOutput()
     s = LiveSession(cfg, out, fake_model())
     s.start()
@@ -363,8 +364,8 @@ def test_start_silences_a_killed_predecessors_notes_before_anything_else():
             time.sleep(0.01)
     finally:
         s.close()
-    assert out.messages[:4] == [(CC | 2, 123, 0), (CC | 2, 120, 0), (CC | 9, 123, 0), (CC | 9, 120, 0)]
-    assert any(m[0] == ON | 2 for m in out.messages[4:])  # then it plays
+    assert out.messages[:8] == [(CC | ch, n, 0) for ch in (2, 4, 5, 9) for n in (123, 120)]
+    assert any(m[0] == ON | 2 for m in out.messages[8:])  # then it plays
 
 
 def test_model_select_value_n_plays_model_n_and_says_so_even_when_unchanged(caplog):

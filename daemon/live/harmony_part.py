@@ -23,6 +23,7 @@ after which `cut` forgets what was sounding here.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -80,7 +81,8 @@ class HarmonyParts:
         self._next_beat: int | None = None  # accompany: the next beat (grid step) to decide
         self._prev: np.ndarray | None = None
         self._late = Throttle()
-        self.chords_played: list[tuple[int, str]] = []  # (beat step, chord name as sounding): logs, tests
+        # (beat step, chord name as sounding) of the latest chords: tests, and the debug log
+        self.chords_played: deque[tuple[int, str]] = deque(maxlen=512)
 
     # -- the model -----------------------------------------------------------
     def ready(self) -> bool:
