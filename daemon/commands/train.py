@@ -13,18 +13,22 @@ from .paths import check_output_dir, check_output_file, writing
 
 GAN_VARIANTS = ("gan", "wgan", "cgan")
 
-HELP = "train the LSTM or a GAN on the corpus in Keras (GPU if TensorFlow sees one), then export it to ONNX"
+HELP = ("train the LSTM or a GAN on the corpus, or the harmony model on the Bach chorales, in Keras "
+        "(GPU if TensorFlow sees one), then export it to ONNX")
 EXAMPLE = "jamd train --model lstm --epochs 50 --out runs/lstm --export models/lstm.onnx"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", choices=["lstm", *GAN_VARIANTS], default="lstm",
-                   help="which model to train: the LSTM, or a per-bar GAN (gan: the seed's; wgan: with noise "
-                        "and L2; cgan: conditioned on the previous bar)")
-    p.add_argument("--epochs", type=int, help="most epochs (default: training.epochs)")
+    p.add_argument("--model", choices=["lstm", *GAN_VARIANTS, "harmony"], default="lstm",
+                   help="which model to train: the LSTM, a per-bar GAN (gan: the seed's; wgan: with noise "
+                        "and L2; cgan: conditioned on the previous bar), or harmony (chords and bass per beat, "
+                        "on harmony_training.source)")
+    p.add_argument("--epochs", type=int,
+                   help="most epochs (default: training.epochs; harmony: harmony_training.epochs)")
     p.add_argument("--steps", type=int, help="GANs: generator updates to train for (default: gan.steps)")
-    p.add_argument("--out", metavar="DIR", help="run folder for checkpoints and curves "
-                                                 "(default: training.out_dir; GANs: gan.out_dir/VARIANT)")
+    p.add_argument("--out", metavar="DIR", help="run folder for checkpoints and curves (default: "
+                                                 "training.out_dir; GANs: gan.out_dir/VARIANT; harmony: "
+                                                 "harmony_training.out_dir)")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming from DIR's checkpoint")
     p.add_argument("--export", metavar="FILE.onnx",
                    help="export the best checkpoint here when training ends (default: DIR/MODEL.onnx)")
@@ -56,6 +60,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     require_training_extra()
     if args.model in GAN_VARIANTS:
         return _run_gan(args, cfg)
+    if args.model == "harmony":
+        return _run_harmony(args, cfg)
     cfg = options.apply(cfg, {"--epochs": ("training.epochs", args.epochs)})
     out, export = _paths(args, Path(cfg.training.out_dir), "lstm.onnx")
     from jamd.export.export_run import export_run
@@ -76,4 +82,16 @@ def _run_gan(args: argparse.Namespace, cfg: Config) -> int:
     figures = train(cfg, args.model, out, fresh=args.fresh, progress=not args.no_progress)
     with writing(export, "--export"):
         export_gan_run(out, export, cfg, figures)
+    return 0
+
+
+def _run_harmony(args: argparse.Namespace, cfg: Config) -> int:
+    cfg = options.apply(cfg, {"--epochs": ("harmony_training.epochs", args.epochs)})
+    out, export = _paths(args, Path(cfg.harmony_training.out_dir), "harmony.onnx")
+    from jamd.export.harmony_onnx import export_harmony_run
+    from jamd.training.train_harmony import train
+
+    figures = train(cfg, out, fresh=args.fresh, progress=not args.no_progress)
+    with writing(export, "--export"):
+        export_harmony_run(out, export, cfg, figures)
     return 0
