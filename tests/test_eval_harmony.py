@@ -235,7 +235,10 @@ def test_cli_report_over_fakes(capsys, tmp_path, monkeypatch):
     assert figures["recommended_melody_fit"]["value"] in hp.MELODY_FITS
     scan = figures["melody_fit_scan"]
     assert scan["folk"]["1"]["online"] == figures["rhythms"]["folk"]["half-bar"]["model online"]
-    assert scan["chorales"]["4"]["lookahead"]["beats"] == figures["sets"]["chorales"]["beats"]
+    # a system that samples is pooled over its draws; one that does not runs once
+    assert scan["draws"] == 3
+    assert scan["chorales"]["4"]["lookahead"]["beats"] == 3 * figures["sets"]["chorales"]["beats"]
+    assert figures["rhythms"]["chorales"]["beat"]["model online T=0"]["beats"] == figures["sets"]["chorales"]["beats"]
     # the rule baseline online, recomputed by hand for the folk tunes at half-bar
     folk = [beats_of(from_tune(t)) for t in hp.load_folk(None, False).tunes[:3]]
     counts = [score_tune(b, RuleSystem("r", False).run(b, "half-bar").chords) for b in folk]

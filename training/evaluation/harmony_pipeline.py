@@ -12,8 +12,12 @@ harmonic rhythm (beat, half-bar, bar); the main tables read the chorales at
 ``beat`` (Bach changes chord per beat) and the folk tunes at
 ``harmony.rhythm``.  The model decides at `Settings.temperature`
 (``harmony.temperature``, the real use) and, beside it, at temperature 0.
-Every random draw comes from its own stream keyed by (seed, system, set,
-rhythm), so a run repeats exactly and adding a system changes no other's draws.
+A system that draws its chords (a temperature above 0) runs `DRAWS` times
+over each set, its counts pooled, since one run's noise (about 0.01 in a
+share, 0.05 in chords per 4 bars) would decide goals and the melody_fit
+recommendation that lie closer than that.  Every draw comes from its own
+stream keyed by (seed, system, set, rhythm, melody_fit, draw), so a run
+repeats exactly and adding a system changes no other's draws.
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from .progress import bar
 log = logging.getLogger("jamd.eval")
 
 CHORALES, FOLK = "chorales", "folk"
-MELODY_FITS = (0.0, 0.5, 1.0, 2.0, 4.0)
+MELODY_FITS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+DRAWS = 3  # runs of a system that draws its chords, pooled: one run's noise decides close goals
 MARKOV_SAMPLED_TEMPERATURE = 1.0
 
 
@@ -58,6 +63,7 @@ class Settings:
     markov_order: int
     random_seed: int
     out: str
+    draws: int = DRAWS
 
     @classmethod
     def resolve(cls, args: argparse.Namespace, cfg: Config) -> Settings:
@@ -139,24 +145,34 @@ def folk_set(cfg: Config, n: int | None, progress: bool) -> TuneSet:
 
 
 # -- the systems ----------------------------------------------------------------
+@dataclass(frozen=True)
+class Maker:
+    """How to build one system from its random stream; `random`: its chords are drawn (a
+    temperature above 0), so its figures are pooled over `Settings.draws` runs."""
+
+    make: Callable[[np.random.Generator], Any]
+    random: bool
+
+
 def systems(s: Settings, model: HarmonyModel, chains: dict[str, ChordChain],
-            melody_fit: float | None = None) -> dict[str, Callable[[np.random.Generator], Any]]:
-    """Name -> a maker of the system from its random stream, in the report's order."""
+            melody_fit: float | None = None) -> dict[str, Maker]:
+    """Name -> its `Maker`, in the report's order."""
     fit = s.melody_fit if melody_fit is None else melody_fit
 
-    def model_system(name: str, temperature: float, lookahead: bool):
-        return lambda rng: ModelSystem(name, Harmonizer(model, temperature, fit, rng), lookahead)
+    def model_system(name: str, temperature: float, lookahead: bool) -> Maker:
+        return Maker(lambda rng: ModelSystem(name, Harmonizer(model, temperature, fit, rng), lookahead),
+                     temperature > 0)
 
     out = {"model online": model_system("model online", s.temperature, False),
            "model lookahead": model_system("model lookahead", s.temperature, True)}
     if s.temperature > 0:
         out["model online T=0"] = model_system("model online T=0", 0.0, False)
         out["model lookahead T=0"] = model_system("model lookahead T=0", 0.0, True)
-    out["rule online"] = lambda rng: RuleSystem("rule online", False)
-    out["rule lookahead"] = lambda rng: RuleSystem("rule lookahead", True)
-    out["markov"] = lambda rng: MarkovSystem("markov", chains, 0.0, rng)
-    out[f"markov T={MARKOV_SAMPLED_TEMPERATURE:g}"] = lambda rng: MarkovSystem(
-        "markov sampled", chains, MARKOV_SAMPLED_TEMPERATURE, rng)
+    out["rule online"] = Maker(lambda rng: RuleSystem("rule online", False), False)
+    out["rule lookahead"] = Maker(lambda rng: RuleSystem("rule lookahead", True), False)
+    out["markov"] = Maker(lambda rng: MarkovSystem("markov", chains, 0.0, rng), False)
+    out[f"markov T={MARKOV_SAMPLED_TEMPERATURE:g}"] = Maker(
+        lambda rng: MarkovSystem("markov sampled", chains, MARKOV_SAMPLED_TEMPERATURE, rng), True)
     return out
 
 
@@ -195,7 +211,7 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
         "settings": {"command": s.command(), "model": s.model, "random_seed": s.random_seed,
                      "temperature": s.temperature, "melody_fit": s.melody_fit, "rhythm": s.rhythm,
                      "markov_order": s.markov_order, "markov_sampled_temperature": MARKOV_SAMPLED_TEMPERATURE,
-                     "n": s.n, "jamd_version": __version__},
+                     "draws": s.draws, "n": s.n, "jamd_version": __version__},
         "sets": {ts.name: {"source": ts.source, "tunes": len(ts.tunes), "beats": sum(b.n for b in ts.tunes),
                            "rhythm": main_rhythm[ts.name], "skipped": ts.skipped} for ts in (chorales, folk)},
         "rhythms": rhythms,
@@ -210,7 +226,18 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
                                     cfg.harmony.chords_lowest)
 
 
-def score_all(s: Settings, makers: dict[str, Callable], ts: TuneSet, main: str,
+def run_drawn(s: Settings, maker: Maker, ts: TuneSet, rhythm: str, key: tuple[str, ...],
+              progress: bool) -> list[Output]:
+    """The outputs of `maker`'s system on every tune of `ts`, `s.draws` times over when it draws
+    (draw after draw: tunes * draws outputs), each draw from its own stream of (seed, key, draw)."""
+    outs: list[Output] = []
+    for draw in range(s.draws if maker.random else 1):
+        rng = stream(s.random_seed, *key, *((str(draw),) if draw else ()))
+        outs += harmonise(maker.make(rng), ts.tunes, rhythm, progress, " ".join(key) + f" draw {draw + 1}")
+    return outs
+
+
+def score_all(s: Settings, makers: dict[str, Maker], ts: TuneSet, main: str,
               progress: bool) -> tuple[dict[str, dict[str, dict]], dict[str, list[Output]]]:
     """(rhythm -> system -> figures, system -> outputs at rhythm `main`) of every system on `ts`;
     labelled sets (the chorales) get Bach's own chords as the first row."""
@@ -219,12 +246,14 @@ def score_all(s: Settings, makers: dict[str, Callable], ts: TuneSet, main: str,
     kept: dict[str, list[Output]] = {}
     for rhythm in HARMONIC_RHYTHMS:
         rows[rhythm] = {}
-        named = [("bach", ReferenceSystem())] if labelled else []
-        named += [(name, make(stream(s.random_seed, name, ts.name, rhythm, f"{s.melody_fit:g}")))
-                  for name, make in makers.items()]
-        for name, system in named:
-            outs = harmonise(system, ts.tunes, rhythm, progress, f"{ts.name} {rhythm} {name}")
-            rows[rhythm][name] = score(ts.tunes, outs, labelled)
+        if labelled:
+            outs = harmonise(ReferenceSystem(), ts.tunes, rhythm, False, "")
+            rows[rhythm]["bach"] = score(ts.tunes, outs, True)
+            if rhythm == main:
+                kept["bach"] = outs
+        for name, maker in makers.items():
+            outs = run_drawn(s, maker, ts, rhythm, (name, ts.name, rhythm, f"{s.melody_fit:g}"), progress)
+            rows[rhythm][name] = score(ts.tunes * (len(outs) // len(ts.tunes)), outs, labelled)
             if rhythm == main:
                 kept[name] = outs
     return rows, kept
@@ -232,9 +261,10 @@ def score_all(s: Settings, makers: dict[str, Callable], ts: TuneSet, main: str,
 
 def melody_fit_scan(s: Settings, model: HarmonyModel, chains: dict[str, ChordChain], sets: tuple[TuneSet, ...],
                     main_rhythm: dict[str, str], known: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """The model online and with lookahead at each of `MELODY_FITS`, on each set at its main rhythm;
-    at ``harmony.melody_fit`` the main run's figures (`known`), the same draws."""
-    out: dict[str, Any] = {"values": list(MELODY_FITS), "temperature": s.temperature}
+    """The model online and with lookahead at each of `MELODY_FITS`, on each set at its main rhythm
+    (pooled over the draws as the main rows); at ``harmony.melody_fit`` the main rows (`known`)."""
+    out: dict[str, Any] = {"values": list(MELODY_FITS), "temperature": s.temperature,
+                           "draws": s.draws if s.temperature > 0 else 1}
     for ts in sets:
         rhythm = main_rhythm[ts.name]
         rows = out.setdefault(ts.name, {})
@@ -245,9 +275,8 @@ def melody_fit_scan(s: Settings, model: HarmonyModel, chains: dict[str, ChordCha
                 if fit == s.melody_fit:
                     row[name.split()[-1]] = known[ts.name][rhythm][name]
                     continue
-                outs = harmonise(makers[name](stream(s.random_seed, name, ts.name, rhythm, f"{fit:g}")), ts.tunes,
-                                 rhythm, progress, f"melody_fit {fit:g} {ts.name} {name}")
-                row[name.split()[-1]] = score(ts.tunes, outs, ts.name == CHORALES)
+                outs = run_drawn(s, makers[name], ts, rhythm, (name, ts.name, rhythm, f"{fit:g}"), progress)
+                row[name.split()[-1]] = score(ts.tunes * (len(outs) // len(ts.tunes)), outs, ts.name == CHORALES)
     return out
 
 
