@@ -43,6 +43,14 @@ MIDI files:
   A written key signature is used only when music21's analysis agrees; the
   report counts which key was used ("MIDI keys").
 
+harmony (--harmony):
+  the harmony model's data instead: harmony_training.source (bach: music21's
+  Bach chorales, each listed work once), the soprano as melody (the filter
+  above), and per quarter-note beat the chord sounding at its onset across
+  the four voices (49 labels: N, or a root with maj, min, dim or dom7) and the
+  bass. --source then sets harmony_training.source. The report adds the chord
+  distribution.
+
 limits:
   each file (or ABC tune) gets 60 s and 4 MiB, and a tune at most 1,024 bars of
   4/4; one over a limit is skipped and named under "skipped".
@@ -68,11 +76,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="also print the first N tunes' names, keys and opening symbols")
     p.add_argument("--out", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--harmony", action="store_true",
+                   help="report on the harmony model's chorales instead (see 'harmony' above)")
 
 
 def _config(args: argparse.Namespace, cfg: Config) -> Config:
     # validated like the config file; an error names the option
-    return options.apply(cfg, {f"--{k}": (f"corpus.{k}", getattr(args, k)) for k in ("source", "part", "workers")})
+    keys = {k: f"corpus.{k}" for k in ("source", "part", "workers")}
+    if getattr(args, "harmony", False):
+        keys["source"] = "harmony_training.source"
+    return options.apply(cfg, {f"--{k}": (key, getattr(args, k)) for k, key in keys.items()})
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -81,6 +94,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     cfg = _config(args, cfg)
     options.check_number(args.show, "--show", lo=0)
     out = check_output_file(args.out, "--out") if args.out is not None else None  # before the parse
+    if args.harmony:
+        return _harmony(args, cfg, out)
     t0 = time.perf_counter()
     corpus = load_corpus(cfg.corpus, progress=not args.no_progress, cache=not args.no_cache,
                          input_channels=cfg.live.input_channels)
@@ -130,3 +145,50 @@ def _listed(kind: str, names: list[str], out: str | None) -> list[str]:
         where = f"all in {out}" if out else "--out FILE lists them all"
         lines.append(f"  {kind:<10}  ... and {len(names) - SHOWN} more ({where})")
     return lines
+
+
+TOP_CHORDS = 10
+
+
+def _harmony(args: argparse.Namespace, cfg: Config, out) -> int:
+    """`jamd corpus --harmony`: the chorales the harmony model trains on, and their chords."""
+    from jamd.music.chords import chord_name
+    from jamd.training.harmony_data import load_chorales
+
+    t0 = time.perf_counter()
+    corpus = load_chorales(cfg, progress=not args.no_progress, cache=not args.no_cache)
+    elapsed = time.perf_counter() - t0
+    s = corpus.stats
+    train, val = corpus.split()
+    beats = max(s["beats"], 1)
+    lines = [
+        f"source        {corpus.source}",
+        f"files         {s['files']}" + (f" ({s['duplicates']} listed twice, read once)" if s["duplicates"] else ""),
+        f"chorales      {s['tunes_seen']} seen, {s['kept']} kept, "
+        f"{sum(s['dropped'].values())} dropped, {len(s['parse_errors'])} unreadable",
+    ]
+    lines += [f"  dropped     {n:5d}  {reason}" for reason, n in s["dropped"].items()]
+    lines += _listed("unreadable", s["parse_errors"], args.out)
+    lines += [
+        f"beats         {s['beats']} (quarter notes), {s['no_bass_beats']} with nothing sounding",
+        f"split         {len(train)} train / {len(val)} validation chorales "
+        f"(fraction {cfg.corpus.validation_fraction:g}, seed {cfg.corpus.split_seed})",
+        "meters        " + ", ".join(f"{m} {n}" for m, n in s["meters"].items()),
+        "keys          " + ", ".join(f"{m} {n}" for m, n in s["keys"].items()) + f"; {s['pickups']} with a pickup",
+        f"chords        {len(s['chords'])} of 49 used; N (no chord) {100 * s['no_chord_share']:.1f}% of beats",
+    ]
+    lines += [f"  {name:<10}  {n:6d}  {100 * n / beats:5.1f}%" for name, n in list(s["chords"].items())[:TOP_CHORDS]]
+    lines += [
+        f"parse time    {s['parse_seconds']:.1f} s ({s['workers']} workers)",
+        ("loaded from   " if s.get("cached") else "cached in     ") + s.get("cache_file", "(not cached)"),
+        f"this run      {elapsed:.2f} s",
+    ]
+    for t in corpus.tunes[: args.show]:
+        lines.append(f"  {t.name}  {t.key} ({t.shift:+d})  {t.beats_per_bar} beats, pickup {t.pickup_beats}: "
+                     + " ".join(chord_name(int(c)) for c in t.chords[:16]))
+    print("\n".join(lines))
+    if out is not None:
+        report = dict(s, source=corpus.source, train_chorales=len(train), validation_chorales=len(val),
+                      seconds=round(elapsed, 3))
+        write_text(out, json.dumps(report, indent=2) + "\n", "--out")
+    return 0
