@@ -8,6 +8,12 @@ held-out NLL of both is computed on the validation tunes.  The report
 (Markdown with PNGs, and JSON) goes to --out.  All the work is in
 `jamd.training.evaluation`; this module only resolves the options, and
 imports nothing heavy until it runs.
+
+`jamd eval --harmony` measures the harmony model instead: free-running on
+held-out Bach chorales (agreement with his chords) and on held-out folk tunes
+(chord tones, key, chord variety), next to a rule-based and a Markov-chain
+harmoniser, over the harmonic rhythms and a scan of ``harmony.melody_fit``;
+it prints the harmony goals, each pass or FAIL.
 """
 
 from __future__ import annotations
@@ -23,11 +29,19 @@ from .paths import check_output_dir
 
 HELP = "compare generated melodies with the corpus (seed + Yang & Lerch metrics, NLL, Markov baseline)"
 EXAMPLE = "jamd eval --model lstm --reference erk --n 100 --out report/ --random-seed 1"
+# options of the melody evaluation that mean nothing to --harmony
+NOT_HARMONY = (("generated", "--generated"), ("reference", "--reference"), ("bars", "--bars"),
+               ("no_baseline", "--no-baseline"))
 
 log = logging.getLogger("jamd.eval")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--harmony", action="store_true",
+                   help="evaluate the harmony model (harmony.model, or --model) on held-out Bach chorales "
+                        "and folk tunes against a rule-based and a Markov baseline; --n caps the tunes "
+                        "per set (default: the whole validation splits), --temperature is the model's "
+                        "(default: harmony.temperature), --markov-order the chord chain's (default: 1)")
     p.add_argument("--model", metavar="NAME|PATH", action="append",
                    help="model to generate from: a shipped name or an .onnx path; repeat it to "
                         "compare several (default: model.name; none when --generated is given)")
@@ -51,8 +65,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", default="report", help="where the report goes (default: report/)")
 
 
+def _check_harmony(args: argparse.Namespace) -> None:
+    for attr, option in NOT_HARMONY:
+        if getattr(args, attr):
+            raise UsageError(f"{option} does not apply to --harmony (it evaluates the harmony model on "
+                             "the chorales' and corpus.source's validation tunes)")
+    if args.model and len(args.model) > 1:
+        raise UsageError(f"--harmony evaluates one model (received --model {', '.join(args.model)})")
+    if args.n is not None and args.n < 1:
+        raise UsageError(f"--n must be at least 1 (received {args.n})")
+
+
 def _check(args: argparse.Namespace, cfg: Config) -> None:
-    if args.n is not None and args.n < 2:
+    if args.harmony:
+        _check_harmony(args)
+    elif args.n is not None and args.n < 2:
         raise UsageError(
             f"--n must be at least 2: distances within a set need two melodies (received {args.n})")
     if args.bars is not None and not 1 <= args.bars <= 256:
@@ -75,6 +102,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from jamd.training.tf_quiet import debugging, quiet_tensorflow
 
     quiet_tensorflow(debugging(), import_now=False)  # eval itself needs no TensorFlow: only its noise settings
+    if args.harmony:
+        return _run_harmony(args, cfg)
     from jamd.training.evaluation import pipeline
 
     settings = pipeline.Settings.resolve(args, cfg)
@@ -85,4 +114,18 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         failed = [k for k, bar in s["quality_bars"].items() if not bar["ok"]]
         verdict = "meets every quality bar" if not failed else "falls short on " + ", ".join(failed)
         print(f"{name}: {verdict}")
+    return 0
+
+
+def _run_harmony(args: argparse.Namespace, cfg: Config) -> int:
+    from jamd.training.evaluation import harmony_pipeline, harmony_report
+
+    settings = harmony_pipeline.Settings.resolve(args, cfg)
+    figures = harmony_pipeline.run(settings, cfg, progress=sys.stderr.isatty() and not args.no_progress)
+    out = Path(settings.out)
+    print(f"report: {out / 'report.md'} (figures: {out / 'figures.json'})")
+    for line in harmony_report.goal_lines(figures):
+        print(line)
+    rec = figures["recommended_melody_fit"]
+    print(f"recommended harmony.melody_fit: {rec['value']:g} ({rec['rule']})")
     return 0
