@@ -215,7 +215,9 @@ class HarmonyConfig:
     pattern: str = _spec("beats", choices=HARMONY_PATTERNS)
     temperature: float = _spec(0.3, lo=0.0, hi=5.0)  # 0: always the likeliest chord
     melody_fit: float = _spec(1.0, lo=0.0, hi=10.0)  # weight of the melody's chord tones in the choice
-    decide_ms: float = _spec(30.0, lo=1.0, hi=200.0)  # accompany: a beat's chord is chosen this long before it
+    decide_ms: float = _spec(40.0, lo=1.0, hi=200.0)  # accompany: a beat's chord is chosen this long before it
+    forecast_model: str | None = _spec("lstm", filled=True)  # accompany: the melody model that guesses the player
+    forecast_rollouts: int = _spec(8, lo=1, hi=256)  # continuations it samples per chord decision
     chords_channel: int = _spec(2, lo=1, hi=16)
     bass_channel: int = _spec(3, lo=1, hi=16)
     chords_velocity: int = _spec(64, lo=1, hi=127)
