@@ -37,13 +37,15 @@ def apply(cfg: Config, options: Mapping[str, tuple[str | Mapping[str, Any], Any]
 
 
 def check_models(cfg: Config) -> Config:
-    """`cfg` if each of model.models and harmony.model is a shipped model name or an existing .onnx path
-    (`model_store.resolve`); else one line naming the key.  The CLI calls it once the config
+    """`cfg` if each of model.models, harmony.model and harmony.forecast_model is a shipped model name
+    or an existing .onnx path (`model_store.resolve`); else one line naming the key.  The CLI calls it once the config
     has loaded, for every command, and `jamd run` again on each SIGHUP reload: a wrong name is
     refused as the config loads, not found out at the first model-select CC on stage."""
     from ..inference import model_store
 
-    for key, names in (("model.models", cfg.model.models), ("harmony.model", (cfg.harmony.model,))):
+    forecast = (cfg.harmony.forecast_model,) if cfg.harmony.forecast_model is not None else ()
+    for key, names in (("model.models", cfg.model.models), ("harmony.model", (cfg.harmony.model,)),
+                       ("harmony.forecast_model", forecast)):
         for name in names:
             try:
                 model_store.resolve(name)

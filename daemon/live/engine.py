@@ -79,7 +79,7 @@ class Engine(EngineLoop):
         self.answers: list[tuple[int, list[Note]]] = []  # (first step, notes) of each answer
         self.seeding = Seeding()
         # chords and bass (harmony.*): under the player in accompany, under jamd's melody when switched on
-        self.harmony = HarmonyParts(cfg.harmony, scheduler, clock, self.rng, open_harmony)
+        self.harmony = HarmonyParts(cfg.harmony, scheduler, clock, self.rng, open_harmony, cfg.model)
         self._harmony_switch: bool | None = None  # control.harmony_cc's last word; None: the config's
         if needed_at_start(cfg):
             self.harmony.load()  # at start a bad harmony model is refused, like a bad melody model

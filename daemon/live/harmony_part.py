@@ -28,8 +28,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ..config import Config, HarmonyConfig
-from ..inference.harmony import Harmonizer, HarmonyModel, may_change
+from ..config import Config, HarmonyConfig, ModelConfig
+from ..inference.forecast import MelodyForecast, window_symbols
+from ..inference.harmony import Harmonizer, HarmonyModel, beats_per_chord, may_change
 from ..inference.harmony_track import BarHarmonizer
 from ..music import chords
 from ..music.patterns import BeatWrite, PartWriter, part_actions
@@ -65,8 +66,11 @@ class HarmonyParts:
     """
 
     def __init__(self, cfg: HarmonyConfig, scheduler: Scheduler, clock: Clock, rng: np.random.Generator,
-                 open_model: Callable[[str], HarmonyModel] | None = None):
+                 open_model: Callable[[str], HarmonyModel] | None = None, model_cfg: ModelConfig | None = None):
         self.cfg = cfg
+        self.model_cfg = model_cfg or ModelConfig()
+        self.forecast: MelodyForecast | None = None  # accompany: the player's coming notes guessed
+        self._fed: int | None = None  # the grid step up to which the forecast has heard the player
         self.scheduler = scheduler
         self.clock = clock
         self.rng = rng
@@ -103,18 +107,24 @@ class HarmonyParts:
         """Load the harmony model now; raises what `open_model` raises (`ModelError` for a bad model)."""
         self._model = self.open_model(self.cfg.model)
         self.harmonizer = Harmonizer(self._model, self.cfg.temperature, self.cfg.melody_fit, self.rng)
+        self.forecast = None
+        if self.cfg.forecast_model is not None:
+            self.forecast = MelodyForecast.load(self.cfg.forecast_model, self.model_cfg, self.cfg.forecast_rollouts,
+                                                self.rng)
         log.info("harmony: %s, %s harmonic rhythm, %s pattern, chords on channel %d, bass on %d",
                  self.cfg.model, self.cfg.rhythm, self.cfg.pattern, self.cfg.chords_channel, self.cfg.bass_channel)
 
     def reload(self, cfg: HarmonyConfig) -> None:
         """A reloaded config: settings apply from the next chord; a new model loads at the next use."""
         model_changed = cfg.model != self.cfg.model
-        self.cfg = cfg
+        old, self.cfg = self.cfg, cfg
         self.voicer = Voicer(cfg.chords_lowest, cfg.chords_highest)
-        if model_changed:
+        if model_changed or cfg.forecast_model != old.forecast_model:
             self.harmonizer, self._model, self._failed = None, None, None
         elif self.harmonizer is not None:
             self.harmonizer.temperature, self.harmonizer.melody_fit = cfg.temperature, cfg.melody_fit
+            if self.forecast is not None:
+                self.forecast.rollouts = cfg.forecast_rollouts
         self.cut()
 
     # -- state ------------------------------------------------------------------
@@ -125,6 +135,7 @@ class HarmonyParts:
         self._handles.clear()
         self._bars = None
         self._next_beat = None
+        self._fed = None
         self._prev = None
         self.voicer.reset()
         if self.harmonizer is not None:
@@ -162,9 +173,13 @@ class HarmonyParts:
         return self._next_beat is not None
 
     def follow_from(self, beat_step: int) -> None:
-        """Start accompanying: the first chord is the one of the beat at `beat_step`."""
+        """Start accompanying: the first chord is the one of the beat at `beat_step`; the forecast
+        starts listening a bar before it (the player began in that bar)."""
         if self._next_beat is None:
             self._next_beat = beat_step
+            self._fed = beat_step - self.clock.steps_per_bar
+            if self.forecast is not None:
+                self.forecast.reset()
 
     def before_beat(self, heard: list[Note], shift: int, transpose: int) -> None:
         """Choose and schedule the chord of the pending beat, from `heard` (the player's notes so
@@ -181,7 +196,16 @@ class HarmonyParts:
         before = [Note(n.start, n.pitch + shift, n.duration) for n in heard if n.start < beat]
         prev = chords.melody_features(chords.sounding_from_notes(before, beat - spbeat, spbeat))
         late = self.clock.now_step() >= beat
-        h = self.harmonizer.decide(prev, in_bar, change=may_change(in_bar, self.cfg.rhythm, bpb) and not late)
+        change = may_change(in_bar, self.cfg.rhythm, bpb) and not late
+        span = None
+        if self.forecast is not None and self._fed is not None:
+            self.forecast.hear(window_symbols(before, self._fed, beat - self._fed))
+            self._fed = beat
+            if change or self.harmonizer.current.chord == chords.NO_CHORD:
+                # the notes the player will likely play while this chord lasts (to the next change)
+                per_chord = beats_per_chord(self.cfg.rhythm, bpb)
+                span = self.forecast.onsets((per_chord - in_bar % per_chord) * spbeat, spbeat)
+        h = self.harmonizer.decide(prev, in_bar, change=change, span=span)
         if late:
             if self._late.ready():
                 log.warning("harmony: a beat's chord was due before it could be chosen; the chord before holds")
