@@ -23,10 +23,11 @@ import time
 import numpy as np
 
 from ..config import Config
+from ..inference.forecast import MelodyForecast
 from ..inference.harmony import Harmonizer, HarmonyModel
 from ..music import chords
 from ..tokens import Note
-from .daemon_proc import Recorder, private_jack, start_daemon
+from .daemon_proc import Recorder, private_jack, proc_cpu_s, start_daemon
 from .realtime import daemon_figures
 
 _ORIGIN = re.compile(r"clock origin (\d+) ns")
@@ -54,7 +55,17 @@ def step_latency(cfg: Config, n: int) -> dict:
         t = time.perf_counter_ns()
         harmonizer.decide(prev, i % 4, change=i % 2 == 0)
         decide.append(time.perf_counter_ns() - t)
-    return {"calls": n, **_stats("step", bare, 1e3), **_stats("decide", decide, 1e3)}
+    forecast = MelodyForecast.load(cfg.harmony.forecast_model or "lstm", cfg.model, cfg.harmony.forecast_rollouts, rng)
+    forecast.hear(["67", "_", "_", "_", "72", "_", "69", "_"])
+    guess = []
+    for i in range(max(1, n // 10)):  # a chord change's online work: the player's next half bar guessed
+        forecast.hear([str(60 + i % 12), "_", "_", "_"])
+        t = time.perf_counter_ns()
+        span = forecast.onsets(8, 4)
+        harmonizer.decide(xs[i % 64][:chords.MELODY_FEATURES], 0, change=True, span=span)
+        guess.append(time.perf_counter_ns() - t)
+    return {"calls": n, **_stats("step", bare, 1e3), **_stats("decide", decide, 1e3),
+            "forecast_calls": len(guess), "forecast_rollouts": forecast.rollouts, **_stats("forecast_ms", guess, 1e6)}
 
 
 def _stats(name: str, values_ns, scale: float) -> dict:
@@ -103,6 +114,7 @@ def accompany_onsets(cfg: Config, bars: int) -> dict:
         player.open_port(next(i for i, p in enumerate(ports) if "jamd in" in p), "play")
         try:
             time.sleep(1.5)  # the connections become live
+            cpu0, w0 = proc_cpu_s(proc.pid), time.perf_counter()
             beat_ns = 60 * 10**9 // int(cfg.clock.bpm)
             first = (time.perf_counter_ns() - origin) // (4 * beat_ns) + 1
             notes = [Note(4 * i, TUNE[i % len(TUNE)], 4) for i in range(4 * bars)]
@@ -112,6 +124,7 @@ def accompany_onsets(cfg: Config, bars: int) -> dict:
                 player.send_message([0x90, n.pitch, 90])
                 _sleep_until(t_on + beat_ns - 20_000_000)
                 player.send_message([0x80, n.pitch, 0])
+            cpu = 100 * (proc_cpu_s(proc.pid) - cpu0) / (time.perf_counter() - w0)
             time.sleep(2 * 4 * beat_ns / 1e9)
         finally:
             player.close_port()
@@ -123,7 +136,8 @@ def accompany_onsets(cfg: Config, bars: int) -> dict:
               if m[0] == (0x90 | chord_ch) and m[2] > 0]
     if not errors:
         return {"skipped": "no chord heard"}
-    return {"bars": bars, "chord_notes": len(errors), "bpm": cfg.clock.bpm, **_stats("onset_ms", errors, 1e6)}
+    return {"bars": bars, "chord_notes": len(errors), "bpm": cfg.clock.bpm, "cpu_percent_of_one_core": cpu,
+            **_stats("onset_ms", errors, 1e6)}
 
 
 def _sleep_until(t_ns: int) -> None:
@@ -148,7 +162,10 @@ def _print_table(f: dict) -> None:
     rows = [("Harmony step (ONNX call), batch 1, CPU", f"{s['calls']} calls",
              f"{s['step_p50']:.1f} / {s['step_p99']:.1f} µs (p50 / p99)"),
             ("Beat decision (step + chord score)", f"{s['calls']} calls",
-             f"{s['decide_p50']:.1f} / {s['decide_p99']:.1f} µs (p50 / p99)")]
+             f"{s['decide_p50']:.1f} / {s['decide_p99']:.1f} µs (p50 / p99)"),
+            ("Online chord change: forecast + decision", f"{s['forecast_calls']} calls, "
+             f"{s['forecast_rollouts']} rollouts of a half bar", f"{s['forecast_ms_p50']:.2f} / "
+             f"{s['forecast_ms_p99']:.2f} ms (p50 / p99)")]
     if "skipped" in d:
         rows.append(("jamd run, harmony off vs on", "-", d["skipped"]))
     else:
@@ -163,6 +180,8 @@ def _print_table(f: dict) -> None:
                      f"{a['chord_notes']} chord notes, {a['bars']} bars at {a['bpm']:.0f} BPM",
                      f"{a['onset_ms_p50']:.2f} / {a['onset_ms_p99']:.2f} / {a['onset_ms_max']:.2f} ms "
                      "(p50 / p99 / max)"))
+        rows.append(("jamd run accompany, player playing", f"{a['bars']} bars, chords and bass",
+                     f"CPU {a['cpu_percent_of_one_core']:.2f} % of one core"))
     print("| Measure | Conditions | Result |\n|---|---|---|")
     for r in rows:
         print("| " + " | ".join(r) + " |")
