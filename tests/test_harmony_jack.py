@@ -120,3 +120,26 @@ def test_stop_cc_mid_chord_leaves_nothing_sounding(jamd_rig, witness, g_tune):
     pairs, sounding = note_pairs(sent[:cut[0] + 3])
     assert not sounding, f"notes left sounding at the stop: {sounding}"
     assert not note_ons(sent[cut[0]:]), "notes sent after the stop"
+
+
+def test_continuous_with_harmony_plays_chords_below_its_melody_on_the_beat(jamd_rig):
+    d, player, rec = jamd_rig("--model", _model(), "--api", "jack", "--bpm", "120", "--set", "midi.client_name=jamd",
+                              "--mode", "continuous", "--set", "harmony.under_melody=true",
+                              "--set", "model.random_seed=5")
+    end = time.perf_counter_ns() + 4 * BAR_NS
+    rec.wait_for(lambda _ev: time.perf_counter_ns() > end, 10)
+    assert d.stop(signal.SIGTERM) == 0, d.log()
+    assert "chords and bass from harmony" in d.log()
+    sent = judge_delivery(d, rec.snapshot(), since_ns=d.origin_ns + 1_200_000_000)
+    melody, struck = note_ons(on_channel(sent, 1)), chords_of(d, sent)
+    assert melody and struck and note_ons(on_channel(sent, BASS)), f"melody, chords and bass expected:\n{d.log()}"
+    assert all(len(p) >= 3 for p in struck.values()), struck
+    offsets = sorted(abs((t - d.origin_ns + BEAT_NS // 2) % BEAT_NS - BEAT_NS // 2)
+                     for t, _ in note_ons(on_channel(sent, CHORDS)))
+    assert offsets[len(offsets) // 2] <= 2_000_000 and offsets[-1] <= LATE_OK_NS, offsets[-5:]
+    # below the melody of their bar wherever the melody leaves room above harmony.chords_lowest (48) + an octave
+    for beat, pitches in struck.items():
+        bar_melody = [m[1] for t, m in melody if (t - d.origin_ns) // BAR_NS == beat // 4]
+        if bar_melody and min(bar_melody) > 60:
+            assert max(pitches) < min(bar_melody), (beat, pitches, bar_melody)
+    assert not note_pairs(sent)[1], "left sounding after SIGTERM"
