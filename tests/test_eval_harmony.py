@@ -245,10 +245,42 @@ def test_cli_report_over_fakes(capsys, tmp_path, monkeypatch):
     total = counts[0] + counts[1] + counts[2]
     assert figures["rhythms"]["folk"]["half-bar"]["rule online"]["chord_tone_share"] == pytest.approx(
         total.onset_chord_tones / total.onset_notes)
+    # online, the melody LSTM guesses the span (harmony.forecast_model lstm); the melody head beside it
+    assert figures["settings"]["online_predictor"] == "forecast by lstm, 8 rollouts"
+    assert "model online, melody head" in figures["rhythms"]["folk"]["beat"]
+    report = (out / "report.md").read_text()
+    assert "guesses the span's notes with forecast by lstm, 8 rollouts" in report
+    assert "| model online, melody head | half-bar |" in report
     # the same seed, the same figures
     code, _, _ = run_cli(capsys, "eval", "--harmony", "--random-seed", "3", "--out", tmp_path / "again")
     again = json.loads((tmp_path / "again" / "figures.json").read_text())
     assert again["rhythms"] == figures["rhythms"] and again["melody_fit_scan"] == figures["melody_fit_scan"]
+
+
+def test_cli_report_without_the_forecast(capsys, tmp_path, monkeypatch):
+    fake_sets(monkeypatch)
+    out = tmp_path / "head"
+    code, text, err = run_cli(capsys, "eval", "--harmony", "--random-seed", "3", "--out", out,
+                              "--set", "harmony.forecast_model=null")
+    assert code == 0, err
+    figures = json.loads((out / "figures.json").read_text())
+    check_report(out, figures, text)
+    assert figures["settings"]["forecast_model"] is None
+    assert "melody head" in figures["settings"]["online_predictor"]
+    assert "model online, melody head" not in figures["rhythms"]["folk"]["beat"]
+    assert "--set harmony.forecast_model=null" in figures["settings"]["command"]
+    # lookahead never uses the forecast: its rows and scan are those of a run with the forecast on
+    code, _, err = run_cli(capsys, "eval", "--harmony", "--random-seed", "3", "--out", tmp_path / "fc")
+    assert code == 0, err
+    with_fc = json.loads((tmp_path / "fc" / "figures.json").read_text())
+    for name in ("chorales", "folk"):
+        for rhythm, rows in figures["rhythms"][name].items():
+            for system in ("model lookahead", "model lookahead T=0"):
+                assert rows[system] == with_fc["rhythms"][name][rhythm][system]
+        for k, row in figures["melody_fit_scan"][name].items():
+            assert row["lookahead"] == with_fc["melody_fit_scan"][name][k]["lookahead"]
+            # at melody_fit 0 no guess counts: the same draws give the same chords
+            assert (row["online"] == with_fc["melody_fit_scan"][name][k]["online"]) == (k == "0")
 
 
 def test_goal_verdicts_and_shortfall():

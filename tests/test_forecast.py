@@ -9,7 +9,7 @@ import pytest
 from jamd.errors import ModelError
 from jamd.inference.forecast import MelodyForecast, window_symbols
 from jamd.inference.lstm import LstmGenerator
-from jamd.tokens import Note, fit_pitch_to_vocab
+from jamd.tokens import Note, fit_pitch_to_vocab, notes_to_symbols, symbols_to_notes
 
 C_MAJOR = [0, 2, 4, 5, 7, 9, 11]
 
@@ -27,8 +27,9 @@ def test_window_symbols_rest_starting_and_going_on():
     assert window_symbols(notes, 0, 8) == ["62", "_", "_", "r", "_", "_", "_", "_"]
     # a window starting inside the rest continues it; the short note is followed by a rest
     assert window_symbols(notes, 4, 8) == ["_", "_", "_", "_", "_", "65", "r", "_"]
-    # nothing before step 0: the rest just goes on
-    assert window_symbols([Note(2, 60, 2)], 0, 4) == ["_", "_", "60", "_"]
+    # a rest starts at step 0, with nothing before it; later windows continue it
+    assert window_symbols([Note(2, 60, 2)], 0, 4) == ["r", "_", "60", "_"]
+    assert window_symbols([Note(6, 60, 2)], 4, 4) == ["_", "_", "60", "_"]
 
 
 def test_window_symbols_of_overlapping_notes():
@@ -38,7 +39,7 @@ def test_window_symbols_of_overlapping_notes():
     assert window_symbols(notes, 0, 16) == ["67", "_", "_", "72", "_", "_", "r", "_",
                                             "69", "_", "71", "_", "_", "_", "r", "_"]
     # any pitch, also outside the models' range, passes through (hear() folds it)
-    assert window_symbols([Note(1, 130, 1)], 0, 3) == ["_", "130", "r"]
+    assert window_symbols([Note(1, 130, 1)], 0, 3) == ["r", "130", "r"]
     assert window_symbols(notes, 20, 0) == []
 
 
@@ -137,3 +138,52 @@ def test_load_refuses_a_model_that_is_not_an_lstm_step_model():
         MelodyForecast.load("harmony", None, 8, None)
     with pytest.raises(ValueError, match="rollouts"):
         MelodyForecast(LstmGenerator.load("lstm"), 0)
+
+
+# -- real tunes -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def erk_tunes():
+    from jamd.config import Config
+    from jamd.training.evaluation.harmony_pipeline import folk_set
+
+    return folk_set(Config(), 6, False).tunes
+
+
+def test_window_symbols_beat_by_beat_give_back_a_real_tune(erk_tunes):
+    # a tune's notes, windowed beat by beat as the daemon feeds them, read as its canonical encoding
+    for b in erk_tunes:
+        notes = symbols_to_notes(b.tune.symbols)
+        n = len(b.tune.symbols)
+        windows = [s for start in range(0, n, 4) for s in window_symbols(notes, start, min(4, n - start))]
+        assert windows == notes_to_symbols(notes, n)
+
+
+def test_the_evaluations_online_system_with_the_forecast_on_real_tunes(erk_tunes, lstm):
+    from jamd.inference.harmony import Harmonizer, HarmonyModel
+    from jamd.training.evaluation.harmony_pipeline import score
+    from jamd.training.evaluation.harmony_systems import ModelSystem, SpanForecast
+    from jamd.training.evaluation.harmony_tunes import change_beats, span_ends
+
+    model = HarmonyModel.load("harmony")
+    spans = SpanForecast(forecast(lstm), 7, "lstm")
+    online = ModelSystem("m", Harmonizer(model, 0.0, 4.0), False, spans)
+    head = ModelSystem("m", Harmonizer(model, 0.0, 4.0), False)
+    outs = [online.run(b, "half-bar") for b in erk_tunes]
+    for b in erk_tunes:
+        guessed = spans.spans(b, "half-bar")
+        change = change_beats(b, "half-bar")
+        assert sorted(guessed) == np.flatnonzero(change).tolist()
+        ends = span_ends(change)
+        assert all(s.shape == (12,) and 0 <= s.sum() <= ends[k] - k for k, s in guessed.items())
+        assert sum(s.sum() for s in guessed.values()) > 0
+    # drawn once per tune and rhythm: a fresh forecast with the same seed guesses the same
+    again = SpanForecast(forecast(lstm, seed=0), 7, "lstm")
+    np.testing.assert_array_equal(again.spans(erk_tunes[0], "half-bar")[0], spans.spans(erk_tunes[0], "half-bar")[0])
+    assert [o.chords.tolist() for o in outs] == [online.run(b, "half-bar").chords.tolist() for b in erk_tunes]
+    with_forecast = score(erk_tunes, outs, False)
+    with_head = score(erk_tunes, [head.run(b, "half-bar") for b in erk_tunes], False)
+    assert with_forecast["onset_notes"] == with_head["onset_notes"] > 0
+    for s in (with_forecast, with_head):
+        assert 0.0 <= s["chord_tone_share"] <= 1.0
+    # the guesses decide: the chords differ from the melody head's somewhere
+    assert [o.chords.tolist() for o in outs] != [head.run(b, "half-bar").chords.tolist() for b in erk_tunes]

@@ -12,6 +12,11 @@ harmonic rhythm (beat, half-bar, bar); the main tables read the chorales at
 ``beat`` (Bach changes chord per beat) and the folk tunes at
 ``harmony.rhythm``.  The model decides at `Settings.temperature`
 (``harmony.temperature``, the real use) and, beside it, at temperature 0.
+Online it guesses the span's notes as the daemon does: with
+``harmony.forecast_model`` (a melody LSTM, `harmony_systems.SpanForecast`),
+else with the harmony model's melody head; with a forecast model the row
+``model online, melody head`` shows the melody head beside it.  Lookahead
+never uses the forecast: the span's notes are known.
 A system that draws its chords (a temperature above 0) runs `DRAWS` times
 over each set, its counts pooled, since one run's noise (about 0.01 in a
 share, 0.05 in chords per 4 bars) would decide goals and the melody_fit
@@ -37,20 +42,31 @@ from jamd import __version__
 from jamd.commands.paths import writing
 from jamd.config import HARMONIC_RHYTHMS, Config
 from jamd.errors import DataError
+from jamd.inference.forecast import MelodyForecast
 from jamd.inference.harmony import Harmonizer, HarmonyModel
 
 from . import harmony_report
 from .harmony_metrics import score_set, transitions
-from .harmony_systems import ChordChain, MarkovSystem, ModelSystem, Output, ReferenceSystem, RuleSystem, chain_sequences
+from .harmony_systems import (
+    ChordChain,
+    MarkovSystem,
+    ModelSystem,
+    Output,
+    ReferenceSystem,
+    RuleSystem,
+    SpanForecast,
+    chain_sequences,
+)
 from .harmony_tunes import Beats, SkipReason, beats_of, from_tune
 from .progress import bar
 
 log = logging.getLogger("jamd.eval")
 
 CHORALES, FOLK = "chorales", "folk"
-MELODY_FITS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0)
+MELODY_FITS = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 10.0)  # 10: the most harmony.melody_fit allows
 DRAWS = 3  # runs of a system that draws its chords, pooled: one run's noise decides close goals
 MARKOV_SAMPLED_TEMPERATURE = 1.0
+MELODY_HEAD = "model online, melody head"
 
 
 @dataclass(frozen=True)
@@ -64,6 +80,15 @@ class Settings:
     random_seed: int
     out: str
     draws: int = DRAWS
+    forecast_model: str | None = None  # harmony.forecast_model: None, the melody head alone
+    forecast_rollouts: int = 8
+
+    @property
+    def predictor(self) -> str:
+        """How the model online guesses the span's notes, in words."""
+        if self.forecast_model is None:
+            return "the harmony model's melody head (harmony.forecast_model null)"
+        return f"forecast by {self.forecast_model}, {self.forecast_rollouts} rollouts"
 
     @classmethod
     def resolve(cls, args: argparse.Namespace, cfg: Config) -> Settings:
@@ -74,7 +99,8 @@ class Settings:
         return cls(model=(args.model or [h.model])[0], n=args.n,
                    temperature=h.temperature if args.temperature is None else args.temperature,
                    melody_fit=h.melody_fit, rhythm=h.rhythm, markov_order=args.markov_order or 1,
-                   random_seed=seed, out=args.out)
+                   random_seed=seed, out=args.out, forecast_model=h.forecast_model,
+                   forecast_rollouts=h.forecast_rollouts)
 
     def command(self) -> str:
         """The command line that repeats this run (with the same config)."""
@@ -87,6 +113,10 @@ class Settings:
             parts.append(f"--set harmony.melody_fit={self.melody_fit:g}")
         if self.rhythm != "half-bar":
             parts.append(f"--set harmony.rhythm={self.rhythm}")
+        if self.forecast_model != "lstm":
+            parts.append(f"--set harmony.forecast_model={self.forecast_model or 'null'}")
+        if self.forecast_rollouts != 8:
+            parts.append(f"--set harmony.forecast_rollouts={self.forecast_rollouts}")
         return " ".join(parts)
 
 
@@ -154,17 +184,19 @@ class Maker:
     random: bool
 
 
-def systems(s: Settings, model: HarmonyModel, chains: dict[str, ChordChain],
-            melody_fit: float | None = None) -> dict[str, Maker]:
-    """Name -> its `Maker`, in the report's order."""
+def systems(s: Settings, model: HarmonyModel, chains: dict[str, ChordChain], melody_fit: float | None = None,
+            forecast: SpanForecast | None = None) -> dict[str, Maker]:
+    """Name -> its `Maker`, in the report's order; the model online guesses with `forecast` when given."""
     fit = s.melody_fit if melody_fit is None else melody_fit
 
-    def model_system(name: str, temperature: float, lookahead: bool) -> Maker:
-        return Maker(lambda rng: ModelSystem(name, Harmonizer(model, temperature, fit, rng), lookahead),
+    def model_system(name: str, temperature: float, lookahead: bool, guess: SpanForecast | None = forecast) -> Maker:
+        return Maker(lambda rng: ModelSystem(name, Harmonizer(model, temperature, fit, rng), lookahead, guess),
                      temperature > 0)
 
-    out = {"model online": model_system("model online", s.temperature, False),
-           "model lookahead": model_system("model lookahead", s.temperature, True)}
+    out = {"model online": model_system("model online", s.temperature, False)}
+    if forecast is not None:
+        out[MELODY_HEAD] = model_system(MELODY_HEAD, s.temperature, False, None)
+    out["model lookahead"] = model_system("model lookahead", s.temperature, True)
     if s.temperature > 0:
         out["model online T=0"] = model_system("model online T=0", 0.0, False)
         out["model lookahead T=0"] = model_system("model lookahead T=0", 0.0, True)
@@ -193,6 +225,10 @@ def score(tunes: list[Beats], outputs: list[Output], labelled: bool) -> dict:
 
 def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
     model = HarmonyModel.load(s.model, cfg.model)  # a wrong model fails before the corpora load
+    forecast = None
+    if s.forecast_model is not None:
+        forecast = SpanForecast(MelodyForecast.load(s.forecast_model, cfg.model, s.forecast_rollouts, None),
+                                s.random_seed, s.predictor)
     chorales, train = chorale_sets(cfg, s.n, progress)
     folk = folk_set(cfg, s.n, progress)
     chains = {r: ChordChain(s.markov_order).fit(chain_sequences(train, r)) for r in HARMONIC_RHYTHMS}
@@ -200,9 +236,9 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
     rhythms: dict[str, dict[str, dict[str, dict]]] = {}
     kept: dict[str, dict[str, list[Output]]] = {}  # each set's outputs at its main rhythm
     for ts in (chorales, folk):
-        rhythms[ts.name], kept[ts.name] = score_all(s, systems(s, model, chains), ts, main_rhythm[ts.name],
-                                                    progress)
-    scan = melody_fit_scan(s, model, chains, (chorales, folk), main_rhythm, rhythms, progress)
+        rhythms[ts.name], kept[ts.name] = score_all(s, systems(s, model, chains, forecast=forecast), ts,
+                                                    main_rhythm[ts.name], progress)
+    scan = melody_fit_scan(s, model, chains, (chorales, folk), main_rhythm, rhythms, progress, forecast)
     matrices = {
         f"model online on {cfg.corpus.source} ({s.rhythm})": transitions(o.chords for o in kept[FOLK]["model online"]),
         "Bach on the validation chorales": transitions(o.chords for o in kept[CHORALES]["bach"]),
@@ -211,7 +247,9 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
         "settings": {"command": s.command(), "model": s.model, "random_seed": s.random_seed,
                      "temperature": s.temperature, "melody_fit": s.melody_fit, "rhythm": s.rhythm,
                      "markov_order": s.markov_order, "markov_sampled_temperature": MARKOV_SAMPLED_TEMPERATURE,
-                     "draws": s.draws, "n": s.n, "jamd_version": __version__},
+                     "draws": s.draws, "n": s.n, "jamd_version": __version__,
+                     "forecast_model": s.forecast_model, "forecast_rollouts": s.forecast_rollouts,
+                     "online_predictor": s.predictor},
         "sets": {ts.name: {"source": ts.source, "tunes": len(ts.tunes), "beats": sum(b.n for b in ts.tunes),
                            "rhythm": main_rhythm[ts.name], "skipped": ts.skipped} for ts in (chorales, folk)},
         "rhythms": rhythms,
@@ -260,16 +298,18 @@ def score_all(s: Settings, makers: dict[str, Maker], ts: TuneSet, main: str,
 
 
 def melody_fit_scan(s: Settings, model: HarmonyModel, chains: dict[str, ChordChain], sets: tuple[TuneSet, ...],
-                    main_rhythm: dict[str, str], known: dict[str, Any], progress: bool) -> dict[str, Any]:
-    """The model online and with lookahead at each of `MELODY_FITS`, on each set at its main rhythm
-    (pooled over the draws as the main rows); at ``harmony.melody_fit`` the main rows (`known`)."""
+                    main_rhythm: dict[str, str], known: dict[str, Any], progress: bool,
+                    forecast: SpanForecast | None = None) -> dict[str, Any]:
+    """The model online (guessing with `forecast` when given) and with lookahead at each of
+    `MELODY_FITS`, on each set at its main rhythm (pooled over the draws as the main rows); at
+    ``harmony.melody_fit`` the main rows (`known`)."""
     out: dict[str, Any] = {"values": list(MELODY_FITS), "temperature": s.temperature,
-                           "draws": s.draws if s.temperature > 0 else 1}
+                           "draws": s.draws if s.temperature > 0 else 1, "online_predictor": s.predictor}
     for ts in sets:
         rhythm = main_rhythm[ts.name]
         rows = out.setdefault(ts.name, {})
         for fit in MELODY_FITS:
-            makers = systems(s, model, chains, melody_fit=fit)
+            makers = systems(s, model, chains, melody_fit=fit, forecast=forecast)
             row = rows.setdefault(f"{fit:g}", {})
             for name in ("model online", "model lookahead"):
                 if fit == s.melody_fit:

@@ -92,7 +92,8 @@ SET_COLUMNS = {
              ("distinct_per_4_bars", "distinct / 4 bars"), ("windows_4_with_2_chords", "4-bar windows with >= 2"),
              ("distinct_per_8_bars", "distinct / 8 bars")],
 }
-RHYTHM_SYSTEMS = ("model online", "model lookahead", "rule online", "rule lookahead", "markov")
+RHYTHM_SYSTEMS = ("model online", "model online, melody head", "model lookahead", "rule online", "rule lookahead",
+                  "markov")
 
 
 def set_table(fig: dict[str, Any], name: str) -> str:
@@ -107,6 +108,8 @@ def rhythm_table(fig: dict[str, Any]) -> str:
     body = []
     for system in RHYTHM_SYSTEMS:
         for rhythm, rows in fig["rhythms"]["folk"].items():
+            if system not in rows:  # the melody head row exists only beside a forecast
+                continue
             c, f = fig["rhythms"]["chorales"][rhythm][system], rows[system]
             body.append([system, rhythm, _f(c["agreement"]), _f(c["chord_tone_share"]), _f(f["chord_tone_share"]),
                          _f(f["in_key_share"]), _f(f["distinct_per_4_bars"], 2)])
@@ -147,7 +150,8 @@ def markdown(fig: dict[str, Any], images: dict[str, Path], out_dir: Path) -> str
         f"Command: `{st['command']}`  \nModel {st['model']} · temperature {st['temperature']:g} (and 0: the "
         f"`T=0` rows) · melody_fit {st['melody_fit']:g} · folk rhythm {st['rhythm']} · Markov order "
         f"{st['markov_order']} (argmax; `T={st['markov_sampled_temperature']:g}`: sampled) · random seed "
-        f"{st['random_seed']} · systems that sample are run {st['draws']} times over, counts pooled",
+        f"{st['random_seed']} · systems that sample are run {st['draws']} times over, counts pooled  \n"
+        f"Model online guesses the span's notes with {st['online_predictor']}; lookahead reads them",
         "## Sets\n" + "\n".join(
             f"- **{n}** ({s['beats']} beats, rhythm {s['rhythm']}): {s['source']}"
             + (f"; left out: {', '.join(f'{k} ({v})' for k, v in s['skipped'].items())}" if s["skipped"] else "")
@@ -161,7 +165,7 @@ def markdown(fig: dict[str, Any], images: dict[str, Path], out_dir: Path) -> str
         "tunes) or in A natural or harmonic minor (minor tunes).\n\n" + set_table(fig, "folk"),
         "## Harmonic rhythm\n" + rhythm_table(fig),
         f"## melody_fit scan (temperature {fig['melody_fit_scan']['temperature']:g}, "
-        f"{fig['melody_fit_scan']['draws']} draws pooled)\n"
+        f"{fig['melody_fit_scan']['draws']} draws pooled; online: {fig['melody_fit_scan']['online_predictor']})\n"
         + scan_table(fig["melody_fit_scan"])
         + f"\n\nRecommended: **melody_fit {rec['value']:g}** ({rec['rule']}).",
         "## Chord changes\n" + f"![transitions]({images['transitions'].relative_to(out_dir).as_posix()})",

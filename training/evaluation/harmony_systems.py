@@ -9,7 +9,11 @@ rhythm)` gives an `Output`: one chord id per beat (in C/Am,
 * `ModelSystem`: the shipped model through `jamd.inference.harmony.Harmonizer`,
   online (the melody up to the beat before) or with lookahead (the beat's own
   melody and that of the whole span the chord will last, as under jamd's own
-  melody, which is written a bar ahead).
+  melody, which is written a bar ahead).  Online, the span's notes are
+  guessed either by the harmony model's melody head (its guess of the next
+  beat's first note) or, with a `SpanForecast`, by a melody LSTM
+  (`jamd.inference.forecast.MelodyForecast`) fed the tune beat by beat as the
+  daemon feeds it the player's notes.
 * `RuleSystem`: the diatonic triad among I, V, IV, vi (major: C, G, F, Am) or
   i, V, iv, VI (minor, harmonic minor's major V: Am, E, Dm, F) that holds the
   melody note, ties broken in that order; lookahead reads the note starting
@@ -26,16 +30,20 @@ rhythm)` gives an `Output`: one chord id per beat (in C/Am,
 
 from __future__ import annotations
 
+import hashlib
+from bisect import bisect_left, bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from jamd.inference.forecast import MelodyForecast, window_symbols
 from jamd.inference.harmony import Harmonizer
 from jamd.music import chords
+from jamd.tokens import symbols_to_notes
 
-from .harmony_tunes import Beats, change_beats, span_ends
+from .harmony_tunes import STEPS, Beats, change_beats, span_ends
 
 C, G, F, AM = (chords.chord_id(0, 0), chords.chord_id(7, 0), chords.chord_id(5, 0), chords.chord_id(9, 1))
 E, DM = chords.chord_id(4, 0), chords.chord_id(2, 1)
@@ -51,24 +59,74 @@ class Output:
     bass: np.ndarray | None = None
 
 
-class ModelSystem:
-    """The harmony model, online or with lookahead, decided by `harmonizer` (its temperature and melody_fit)."""
+class SpanForecast:
+    """The online spans a `MelodyForecast` guesses for a tune: before each change beat b it has heard
+    the tune up to the end of beat b-1, fed beat by beat as the daemon feeds a player's notes
+    (`forecast.window_symbols` of the tune's notes, one beat a call), and gives `onsets` over the
+    steps of the span b starts.
 
-    def __init__(self, name: str, harmonizer: Harmonizer, lookahead: bool):
+    The spans of a (tune, rhythm) are drawn once, from a stream of (`seed`, rhythm, the tune's
+    symbols), and shared by every system, draw and melody_fit that asks: the systems differ only in
+    how they choose from the same guesses (common random numbers), and the scan runs in seconds.
+    """
+
+    def __init__(self, forecast: MelodyForecast, seed: int, name: str):
+        self.forecast = forecast
+        self.seed = seed
+        self.name = name  # what the report calls it, e.g. "lstm, 8 rollouts"
+        self._cache: dict[tuple[int, str], tuple[Beats, dict[int, np.ndarray]]] = {}
+
+    def spans(self, beats: Beats, rhythm: str) -> dict[int, np.ndarray]:
+        """Change beat -> [12] mean onset counts per pitch class of the span it starts."""
+        key = (id(beats), rhythm)
+        if key not in self._cache:  # the Beats is kept with its spans, so its id is not reused
+            self._cache[key] = (beats, self._compute(beats, rhythm))
+        return self._cache[key][1]
+
+    def _compute(self, beats: Beats, rhythm: str) -> dict[int, np.ndarray]:
+        symbols = beats.tune.symbols
+        notes = symbols_to_notes(symbols[:beats.n * STEPS])
+        starts = [n.start for n in notes]
+        digest = hashlib.blake2b(f"{rhythm}\0{' '.join(symbols)}".encode(), digest_size=8).digest()
+        f = self.forecast
+        f.rng = np.random.default_rng([self.seed, int.from_bytes(digest, "little")])
+        f.reset()
+        change = change_beats(beats, rhythm)
+        ends = span_ends(change)
+        out: dict[int, np.ndarray] = {}
+        for b in range(beats.n):
+            if change[b]:
+                out[b] = f.onsets(int(ends[b] - b) * STEPS, STEPS)
+            if b + 1 < beats.n:
+                # one voice: only the last note started before the beat can sound into it
+                first = max(bisect_right(starts, b * STEPS - 1) - 1, 0)
+                near = notes[first:bisect_left(starts, (b + 1) * STEPS)]
+                f.hear(window_symbols(near, b * STEPS, STEPS))
+        return out
+
+
+class ModelSystem:
+    """The harmony model, online or with lookahead, decided by `harmonizer` (its temperature and
+    melody_fit); online with `forecast`, the spans it guesses, else the harmony model's melody head."""
+
+    def __init__(self, name: str, harmonizer: Harmonizer, lookahead: bool, forecast: SpanForecast | None = None):
         self.name = name
         self.harmonizer = harmonizer
         self.lookahead = lookahead
+        self.forecast = None if lookahead else forecast
 
     def run(self, beats: Beats, rhythm: str) -> Output:
         h = self.harmonizer
         h.reset()
         change = change_beats(beats, rhythm)
         ends = span_ends(change)
+        guessed = self.forecast.spans(beats, rhythm) if self.forecast else {}
         out = np.zeros(beats.n, np.int64)
         bass = np.full(beats.n, -1, np.int64)
         for b in range(beats.n):
             prev = beats.features[b - 1] if b else None
-            melody = span = None
+            melody = None
+            span = guessed.get(b)
             if self.lookahead:
                 melody = beats.features[b]
                 span = beats.weights[b:ends[b]].sum(axis=0)
