@@ -31,7 +31,7 @@ from jamd.inference.gan import CGAN_KIND, GAN_KIND
 from jamd.inference.sampling import softmax
 from jamd.tokens import DELIMITER
 
-from .lstm_onnx import OPSET, _rename_outputs, check_vocabulary, load_checkpoint, parity_checked, save_with_metadata
+from .lstm_onnx import OPSET, check_vocabulary, load_checkpoint, parity_checked, rename_outputs, save_with_metadata
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def convert(generator, conditional: bool) -> Any:
         generator = keras.Model(generator.inputs, generator.outputs[1:], name="generator")
         names = ("ids", "logits")
     onnx_model, _ = tf2onnx.convert.from_keras(generator, input_signature=tuple(spec), opset=OPSET)
-    _rename_outputs(onnx_model, names)
+    rename_outputs(onnx_model, names)
     return onnx_model
 
 

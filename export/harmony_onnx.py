@@ -36,11 +36,11 @@ from jamd.music import chords
 from .lstm_onnx import (
     OPSET,
     ExportError,
-    _rename_outputs,
-    _static,
     load_checkpoint,
     parity_checked,
+    rename_outputs,
     save_with_metadata,
+    static_shape,
     tf2onnx_ops,
 )
 
@@ -60,7 +60,7 @@ def convert(step_model) -> Any:
             tf.TensorSpec((None, units), tf.float32, name=INPUTS[1]),
             tf.TensorSpec((None, units), tf.float32, name=INPUTS[2]))
     onnx_model, _ = tf2onnx.convert.from_keras(step_model, input_signature=spec, opset=OPSET)
-    _rename_outputs(onnx_model, OUTPUTS)
+    rename_outputs(onnx_model, OUTPUTS)
     names = [i.name for i in onnx_model.graph.input]
     if names != INPUTS:
         raise ExportError(f"tf2onnx named the inputs {names}, not {INPUTS}")
@@ -76,7 +76,7 @@ def parity(onnx_path: Path, sequence_model, x: np.ndarray) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    state_shape = _static(session.get_inputs()[1].shape)
+    state_shape = static_shape(session.get_inputs()[1].shape)
     h = np.zeros(state_shape, np.float32)
     c = np.zeros(state_shape, np.float32)
     stepped: dict[str, list[np.ndarray]] = {k: [] for k in HEADS}

@@ -42,7 +42,7 @@ class ExportError(JamdError):
     exit_code = 3
 
 
-def _rename_outputs(model, new_names) -> None:
+def rename_outputs(model, new_names) -> None:
     mapping = {o.name: n for o, n in zip(model.graph.output, new_names, strict=True)}
     for node in model.graph.node:
         for i, name in enumerate(node.output):
@@ -55,7 +55,7 @@ def _rename_outputs(model, new_names) -> None:
         o.name = mapping[o.name]
 
 
-def _static(shape) -> list[int]:
+def static_shape(shape) -> list[int]:
     """A session input's shape with symbolic (batch) dimensions as 1."""
     return [d if isinstance(d, int) else 1 for d in shape]
 
@@ -163,7 +163,7 @@ def convert(step_model) -> Any:
         tf.TensorSpec((None, units), tf.float32, name="c"),
     )
     onnx_model, _ = tf2onnx.convert.from_keras(step_model, input_signature=spec, opset=OPSET)
-    _rename_outputs(onnx_model, OUTPUT_NAMES)
+    rename_outputs(onnx_model, OUTPUT_NAMES)
     ops = {n.op_type for n in onnx_model.graph.node}
     if "LSTM" not in ops or ops & {"Loop", "Scan"}:
         raise ExportError(f"tf2onnx did not produce a single LSTM op (ops: {', '.join(sorted(ops))})")
@@ -179,7 +179,7 @@ def parity(onnx_path: Path, sequence_model, tokens: np.ndarray) -> float:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    token_shape, state_shape = (_static(i.shape) for i in session.get_inputs()[:2])
+    token_shape, state_shape = (static_shape(i.shape) for i in session.get_inputs()[:2])
     h = np.zeros(state_shape, np.float32)
     c = np.zeros(state_shape, np.float32)
     onnx_probs = []

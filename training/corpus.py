@@ -289,7 +289,7 @@ def _load_cached(path: Path, split: dict) -> EncodedCorpus | None:
 
 
 @contextlib.contextmanager
-def _parse_lock(path: Path) -> Iterator[None]:
+def parse_lock(path: Path) -> Iterator[None]:
     """One parser per cache entry: another jamd asking for the same corpus waits, then loads it."""
     try:
         import fcntl
@@ -324,7 +324,7 @@ def load_corpus(cfg: CorpusConfig, progress: bool = True, cache: bool = True,
     path = cache_path(cfg, src, tuple(input_channels))
     if cache and path.is_file() and (corpus := _load_cached(path, split)) is not None:
         return corpus
-    with _parse_lock(path):
+    with parse_lock(path):
         # another process may have written it while this one waited for the lock
         if cache and path.is_file() and (corpus := _load_cached(path, split)) is not None:
             return corpus

@@ -176,7 +176,7 @@ def _no_beaming() -> Iterator[None]:
         stream.Stream.makeBeams = original
 
 
-def _parse(unit: Unit) -> list[tuple[str, stream.Stream]]:
+def parse_unit(unit: Unit) -> list[tuple[str, stream.Stream]]:
     if unit.text is not None:
         with _no_beaming():
             parsed = converter.parseData(unit.text, format="abc")
@@ -192,13 +192,13 @@ def _parse(unit: Unit) -> list[tuple[str, stream.Stream]]:
     return [(unit.name, parsed)]
 
 
-class _OverTime(Exception):
+class OverTime(Exception):
     pass
 
 
 @contextlib.contextmanager
-def _time_limit(seconds: float) -> Iterator[None]:
-    """Raise _OverTime in this thread after `seconds` (SIGALRM: Unix main threads only,
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise OverTime in this thread after `seconds` (SIGALRM: Unix main threads only,
     which the parser processes and the CLI are; elsewhere there is no limit)."""
     usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
     if not usable or seconds <= 0:
@@ -206,7 +206,7 @@ def _time_limit(seconds: float) -> Iterator[None]:
         return
 
     def expire(signum, frame):
-        raise _OverTime
+        raise OverTime
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, seconds)
@@ -236,11 +236,11 @@ def encode_unit(job: tuple) -> list[Result]:
     if size > MAX_UNIT_BYTES:
         return [(unit.name, None, "over the size limit", f"{size} bytes, at most {MAX_UNIT_BYTES}")]
     try:
-        with _time_limit(seconds):
+        with time_limit(seconds):
             if unit.text is None and unit.path.lower().endswith(MIDI_SUFFIXES):
                 return [encode_midi(unit, part, channels)]
             return _encode_scores(unit, part)
-    except _OverTime:
+    except OverTime:
         return [(unit.name, None, "over the time limit", f"not parsed in {seconds:g} s")]
 
 
@@ -296,9 +296,9 @@ def _midi_key(notes: list[Note], written: str | None) -> tuple[Key, str]:
 
 def _encode_scores(unit: Unit, part: int) -> list[Result]:
     try:
-        scores = _parse(unit)
+        scores = parse_unit(unit)
     except Exception as exc:  # music21 raises many kinds of errors on bad files
-        return [(unit.name, None, None, _short(exc))]
+        return [(unit.name, None, None, short_reason(exc))]
     results: list[Result] = []
     for name, score in scores:
         try:
@@ -306,7 +306,7 @@ def _encode_scores(unit: Unit, part: int) -> list[Result]:
         except SkipTune as skip:
             results.append((name, None, skip.reason, None))
         except Exception as exc:  # a score music21 read but cannot analyse
-            results.append((name, None, None, _short(exc)))
+            results.append((name, None, None, short_reason(exc)))
         else:
             tune.name = name
             results.append((name, tune, None, None))
@@ -344,6 +344,6 @@ def encode_all(units: Sequence[Unit], part: int, workers: int, progress: bool, l
     return results
 
 
-def _short(exc: BaseException) -> str:
+def short_reason(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0][:160]}" if text else type(exc).__name__

@@ -41,7 +41,7 @@ from jamd.errors import DataError
 from jamd.music import chords
 from jamd.tokens import STEPS_PER_QUARTER
 
-from .corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, _parse_lock, cache_dir
+from .corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, cache_dir, parse_lock
 from .corpus_sources import Source, Unit, resolve
 
 log = logging.getLogger("jamd.corpus")
@@ -262,7 +262,7 @@ def load_chorales(cfg: Config, progress: bool = True, cache: bool = True) -> Har
     path = cache_path(cfg, src)
     if cache and path.is_file() and (corpus := _cached(path, split)) is not None:
         return corpus
-    with _parse_lock(path):
+    with parse_lock(path):
         if cache and path.is_file() and (corpus := _cached(path, split)) is not None:
             return corpus
         t0 = time.perf_counter()

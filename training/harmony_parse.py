@@ -39,7 +39,7 @@ from jamd.music import chords
 from jamd.tokens import REST, STEPS_PER_QUARTER
 
 from .corpus import SkipTune
-from .corpus_encode import _OverTime, _parse, _short, _time_limit, encode_score  # the melody corpus's reader
+from .corpus_encode import OverTime, encode_score, parse_unit, short_reason, time_limit  # the melody corpus's reader
 from .corpus_sources import Unit
 from .harmony_data import NO_BASS, HarmonizedTune
 
@@ -149,11 +149,11 @@ def harmonize_unit(job: tuple[Unit, float]) -> list[Result]:
     """Parse one file (or ABC tune) and label each score in it within the time limit; never raises."""
     unit, seconds = job
     try:
-        with _time_limit(seconds):
+        with time_limit(seconds):
             try:
-                scores = _parse(unit)
+                scores = parse_unit(unit)
             except Exception as exc:  # music21 raises many kinds of errors on bad files
-                return [(unit.name, None, None, _short(exc))]
+                return [(unit.name, None, None, short_reason(exc))]
             results: list[Result] = []
             for name, score in scores:
                 try:
@@ -161,9 +161,9 @@ def harmonize_unit(job: tuple[Unit, float]) -> list[Result]:
                 except SkipTune as skip:
                     results.append((name, None, skip.reason, None))
                 except Exception as exc:  # a score music21 read but cannot analyse
-                    results.append((name, None, None, _short(exc)))
+                    results.append((name, None, None, short_reason(exc)))
             return results
-    except _OverTime:
+    except OverTime:
         return [(unit.name, None, "over the time limit", f"not parsed in {seconds:g} s")]
 
 

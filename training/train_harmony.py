@@ -34,7 +34,7 @@ from jamd.music import chords
 
 from .checkpoints import atomic_copy, atomic_json, atomic_save, clean_stale_temps
 from .harmony_data import NO_BASS, HarmonizedTune, beat_arrays, hide_melody, load_chorales
-from .train_lstm import _EpochBar, device_description, resume, save_checkpoint
+from .train_lstm import device_description, epoch_bar, resume, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
         x, y, w = train_set.inputs(train_set.draw(rng, hc.lookahead_share))
         order = rng.permutation(len(x))
         t0 = time.perf_counter()
-        callbacks = [_EpochBar(epoch + 1, hc.epochs, batches)] if progress else []
+        callbacks = [epoch_bar(epoch + 1, hc.epochs, batches)] if progress else []
         h = model.fit(x[order], {k: v[order] for k, v in y.items()},
                       sample_weight={k: v[order] for k, v in w.items()}, batch_size=hc.batch_size,
                       epochs=epoch + 1, initial_epoch=epoch, verbose=0, shuffle=False, callbacks=callbacks)

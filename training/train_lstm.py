@@ -127,7 +127,7 @@ def resume(out: Path, vocabulary: list[str]) -> tuple[dict[str, Any], Any] | Non
                     "use --fresh or another --out")
 
 
-def _EpochBar(epoch: int, epochs: int, batches: int):
+def epoch_bar(epoch: int, epochs: int, batches: int):
     """A Keras callback drawing one tqdm bar per epoch, numbered as the run counts ("epoch 40/60")."""
     import keras
     from tqdm import tqdm
@@ -204,7 +204,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
         t0 = time.perf_counter()
         # Keras stays quiet (verbose=0): its "Epoch 1/1" counts fit's one-epoch calls, not the
         # run's; jamd shows its own bar (--no-progress: none) and one log line per epoch
-        callbacks = [_EpochBar(epoch + 1, tc.epochs, -(-len(x) // tc.batch_size))] if progress else []
+        callbacks = [epoch_bar(epoch + 1, tc.epochs, -(-len(x) // tc.batch_size))] if progress else []
         h = model.fit(x, y, batch_size=tc.batch_size, epochs=epoch + 1, initial_epoch=epoch,
                       validation_data=(vx, vy), verbose=0, shuffle=False, callbacks=callbacks)
         seconds = time.perf_counter() - t0
