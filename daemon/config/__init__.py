@@ -242,6 +242,14 @@ class HarmonyTrainingConfig:
 
 
 @dataclass(frozen=True)
+class OscConfig:
+    # OSC control and status (issue 15; needs the `osc` extra, python-osc)
+    enabled: bool = _spec(False)
+    host: str = _spec("127.0.0.1", filled=True)  # 0.0.0.0 listens on every network: see the README first
+    port: int = _spec(9000, lo=1, hi=65535)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _spec("info", choices=("debug", "info", "warning", "error"))
 
@@ -262,6 +270,7 @@ class Config:
     gan: GanConfig = field(default_factory=GanConfig)
     harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
     harmony_training: HarmonyTrainingConfig = field(default_factory=HarmonyTrainingConfig)
+    osc: OscConfig = field(default_factory=OscConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
