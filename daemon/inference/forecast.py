@@ -8,9 +8,9 @@ chord decision, `onsets` samples ``harmony.forecast_rollouts`` continuations
 of the chord's span (at `FORECAST_TEMPERATURE`) and counts the pitch classes of the
 notes starting on each of its beats.  Those 12 numbers are the ``span`` that
 `jamd.inference.harmony.Harmonizer.decide` weighs the chords by.  On the Erk
-validation tunes this raises the online chord-tone share at half-bar from
-0.544 (the harmony model's own guess of the next beat's first note) to about
-0.67 (docs/HARMONY_EVAL.md).
+validation tunes at half-bar this raises the online chord-tone share from
+0.539 (the harmony model's own guess of the next beat's first note) to 0.608
+at melody_fit 1 and 0.632 at 4 (docs/HARMONY_EVAL.md).
 
 Only the steps up to the span's last beat start are sampled, and only those
 before it are fed back, so a half-bar span (8 steps, beats at 0 and 4) costs
