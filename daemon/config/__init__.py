@@ -214,7 +214,7 @@ class HarmonyConfig:
     rhythm: str = _spec("half-bar", choices=HARMONIC_RHYTHMS)  # harmonic rhythm: most one chord per ...
     pattern: str = _spec("beats", choices=HARMONY_PATTERNS)
     temperature: float = _spec(0.3, lo=0.0, hi=5.0)  # 0: always the likeliest chord
-    melody_fit: float = _spec(1.0, lo=0.0, hi=10.0)  # weight of the melody's chord tones in the choice
+    melody_fit: float = _spec(2.0, lo=0.0, hi=10.0)  # weight of the melody's chord tones in the choice
     decide_ms: float = _spec(40.0, lo=1.0, hi=200.0)  # accompany: a beat's chord is chosen this long before it
     forecast_model: str | None = _spec("lstm", filled=True)  # accompany: the melody model that guesses the player
     forecast_rollouts: int = _spec(8, lo=1, hi=256)  # continuations it samples per chord decision
