@@ -207,6 +207,7 @@ def test_user_unit(capsys, elsewhere: Path):
         "Unit": {"Description": ["jamd, a real-time MIDI generation daemon"], "After": ["sound.target"]},
         "Service": {
             "Type": ["notify"], "NotifyAccess": ["main"], "ExecStart": [" ".join(jamd + ["run"])],
+            "ExecReload": ["kill -HUP $MAINPID"],
             "WorkingDirectory": [str(elsewhere)], "Restart": ["on-failure"], "RestartSec": ["2"],
             "WatchdogSec": ["10"], "LimitRTPRIO": ["95"], "LimitMEMLOCK": ["infinity"],
             "Environment": ["PYTHONUNBUFFERED=1", "PYTHONFAULTHANDLER=1"],

@@ -145,6 +145,8 @@ def unit_text(args: argparse.Namespace, cfg: Config, command: list[str] | None =
         "Type=notify",
         "NotifyAccess=main",
         f"ExecStart={exec_start}",
+        "# `systemctl reload jamd`: SIGHUP re-reads the config without stopping the music",
+        "ExecReload=kill -HUP $MAINPID",
         "# relative paths in the config (a model file) resolve from where this unit was written",
         f"WorkingDirectory={os.getcwd().replace('%', '%%')}",
         "Restart=on-failure",
