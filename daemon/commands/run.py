@@ -33,6 +33,7 @@ from ..midi.jack_watch import JackWatch
 from ..midi.outputs import SentLog
 from ..midi.ports import DISPLAY, open_ports
 from ..midi.realtime import ask_realtime
+from ..sync.notify import Notifier
 from . import options
 from .options import check_models
 
@@ -223,6 +224,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     cfg = options.apply(cfg, _options(args))  # the CLI checked model.models as the config loaded
     warn_unused(cfg)
     waiter = _Waiter()
+    notifier = Notifier.from_environ()  # systemd's Type=notify (jamd service); a no-op elsewhere
     session: LiveSession | None = None
     ports = None
     watch: JackWatch | None = None
@@ -230,6 +232,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     try:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         model_cfg = cfg.model
+        notifier.status(f"loading model {cfg.model.name}")
         session_ref: list[LiveSession] = []
         preloaded = {cfg.model.name: open_bar_source(cfg.model.name, model_cfg)}
         # chords and bass from the first bar: their model is checked before the ports open too
@@ -247,6 +250,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             if session_ref:
                 session_ref[0].midi_in(message, t_ns)
 
+        notifier.status("opening MIDI ports")
         ports = open_ports(cfg.midi, on_message, clock_in=cfg.clock.source == "midi",
                            clock_port=cfg.clock.port if cfg.clock.send else None,
                            reader_priority=cfg.clock.realtime_priority - 1)
@@ -264,6 +268,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session_ref.append(session)
         session.on_error(lambda _exc: waiter.wake_from_thread())
         session.engine.warm_up = _warm_up_key_finder
+        session.engine.watchdog = notifier.watchdog
         session.start()
         # The main thread holds the GIL briefly (signals, reloads); at normal
         # priority a busy machine could preempt it right then and stall the sender.
@@ -273,8 +278,10 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                  _describe_sync(cfg, session, ports), cfg.live.mode, cfg.model.name,
                  f", chords and bass from {cfg.harmony.model}" if needed_at_start(cfg) else "",
                  session.clock.origin_ns)
+        notifier.ready(f"running: mode {cfg.live.mode}, model {cfg.model.name}, out {ports.output_name!r}")
         return _serve(args, session, waiter, watch)
     finally:
+        notifier.stopping()
         try:
             if session is not None:
                 session.close()
@@ -286,6 +293,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             if sent_log is not None:
                 sent_log.close()
             waiter.restore()
+            notifier.close()
 
 
 def _describe_sync(cfg: Config, session: LiveSession, ports) -> str:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from ..midi.realtime import ask_realtime
+from ..sync.notify import Watchdog
 
 log = logging.getLogger("jamd.live.engine")
 
@@ -61,6 +62,9 @@ class EngineLoop:
         self.error: BaseException | None = None
         self.on_error: Callable[[BaseException], None] | None = None
         self.warm_up: Callable[[], None] | None = None  # run first on the engine thread
+        # systemd's watchdog (WatchdogSec=), pinged from this thread's loop and nowhere
+        # else: an engine that hangs stops the pings, and systemd restarts jamd
+        self.watchdog: Watchdog | None = None
         self._thread: threading.Thread | None = None
         self._stop = False
 
@@ -93,6 +97,9 @@ class EngineLoop:
     def _run(self) -> None:
         try:
             ask_realtime(self.realtime_priority, "engine")
+            watchdog = self.watchdog
+            if watchdog is not None:
+                watchdog.ping()  # before the warm-up, whose import can take seconds on a small board
             if self.warm_up is not None:
                 # Here, not in a thread of its own: a normal-priority thread
                 # holding the GIL through a long import, preempted on a busy
@@ -104,8 +111,12 @@ class EngineLoop:
                 # and which a flood of input, allocating as it goes, triggers more often.
                 gc.freeze()
             while not self._stop:
+                wait_s = self._wait_s()
+                if watchdog is not None:
+                    watchdog.ping()
+                    wait_s = min(wait_s, watchdog.due_in_s())
                 try:
-                    item = self.inbox.get(timeout=self._wait_s())
+                    item = self.inbox.get(timeout=wait_s)
                 except queue.Empty:
                     item = ()
                 if item:  # input: let the rest of a burst arrive first (see INPUT_BATCH_S)
