@@ -40,7 +40,7 @@ import numpy as np
 
 from jamd import __version__
 from jamd.commands.paths import writing
-from jamd.config import HARMONIC_RHYTHMS, Config
+from jamd.config import HARMONIC_RHYTHMS, Config, HarmonyConfig
 from jamd.errors import DataError
 from jamd.inference.forecast import MelodyForecast
 from jamd.inference.harmony import Harmonizer, HarmonyModel
@@ -109,11 +109,12 @@ class Settings:
             parts.append(f"--n {self.n}")
         parts += [f"--temperature {self.temperature:g}", f"--markov-order {self.markov_order}",
                   f"--random-seed {self.random_seed}", f"--out {self.out}"]
-        if self.melody_fit != 1.0:
+        default = HarmonyConfig()  # only what differs from the defaults is spelled out
+        if self.melody_fit != default.melody_fit:
             parts.append(f"--set harmony.melody_fit={self.melody_fit:g}")
-        if self.rhythm != "half-bar":
+        if self.rhythm != default.rhythm:
             parts.append(f"--set harmony.rhythm={self.rhythm}")
-        if self.forecast_model != "lstm":
+        if self.forecast_model != default.forecast_model:
             parts.append(f"--set harmony.forecast_model={self.forecast_model or 'null'}")
         if self.forecast_rollouts != 8:
             parts.append(f"--set harmony.forecast_rollouts={self.forecast_rollouts}")
