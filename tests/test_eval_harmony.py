@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from cli_checks import assert_one_line, run_cli
 
+from jamd.config import HarmonyConfig
 from jamd.inference.harmony import Harmonizer
 from jamd.inference.model_store import shipped_models_dir
 from jamd.music import chords
@@ -234,7 +235,8 @@ def test_cli_report_over_fakes(capsys, tmp_path, monkeypatch):
     assert "recommended harmony.melody_fit" in text
     assert figures["recommended_melody_fit"]["value"] in hp.MELODY_FITS
     scan = figures["melody_fit_scan"]
-    assert scan["folk"]["1"]["online"] == figures["rhythms"]["folk"]["half-bar"]["model online"]
+    default = f"{HarmonyConfig().melody_fit:g}"  # the scan's row at the config's value is the main table's
+    assert scan["folk"][default]["online"] == figures["rhythms"]["folk"]["half-bar"]["model online"]
     # a system that samples is pooled over its draws; one that does not runs once
     assert scan["draws"] == 3
     assert scan["chorales"]["4"]["lookahead"]["beats"] == 3 * figures["sets"]["chorales"]["beats"]
