@@ -187,6 +187,18 @@ class OscControl:
         return reply
 
 
+class _QuietPythonOsc(logging.Filter):
+    """python-osc warns on the root logger about every odd type tag or bundle part a sender
+    puts in; a sender repeating one must not fill the log: one of its lines a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.throttle = Throttle()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pythonosc" not in record.pathname or self.throttle.ready()
+
+
 class OscServer:
     """python-osc's UDP server on its own thread ("jamd-osc"), handling datagrams one by one
     in arrival order (a /jamd/mode then a /jamd/status are answered in that order)."""
@@ -238,6 +250,8 @@ class OscServer:
                               "choose another osc.port, or set osc.enabled: false") from None
         self.address = self.server.server_address[:2]
         self._thread: threading.Thread | None = None
+        self._quiet = _QuietPythonOsc()
+        logging.getLogger().addFilter(self._quiet)
 
     def start(self, put: Callable[[tuple], None]) -> None:
         """Serve from now on, handing each checked message to `put` (the engine's inbox)."""
@@ -261,5 +275,6 @@ class OscServer:
             self.server.server_close()
         except Exception as exc:
             log.warning("OSC: the server did not close cleanly: %s", exc)
+        logging.getLogger().removeFilter(self._quiet)
         if self.control.refused:
             log.info("OSC: %d message(s) refused in all", self.control.refused)
