@@ -188,6 +188,18 @@ def test_temperature_mode_answer_bars_and_tempo_change_what_status_reports(pytho
     assert status_values(s) == ["continuous", "lstm", 100.0, 1, "", 0.0, 0, 1.5, 3]
 
 
+def test_a_reload_brings_back_the_files_tempo_and_keeps_the_temperature_set_over_osc():
+    s, clock, out, _ = session()
+    send(s, "/jamd/tempo", 90)
+    send(s, "/jamd/harmony/rhythm", "beat")
+    send(s, "/jamd/temperature", 0.5)
+    s.engine.run_once()
+    assert (clock.bpm, s.engine.cfg.harmony.rhythm, s.engine.temperature) == (90.0, "beat", 0.5)
+    s.engine.reload(Config().replace(**{"live.mode": "call-response"}))  # the file, as SIGHUP reads it
+    s.engine.run_once()
+    assert (clock.bpm, s.engine.cfg.harmony.rhythm, s.engine.temperature) == (120.0, "half-bar", 0.5)
+
+
 def test_osc_stop_and_start_play_exactly_as_the_start_stop_cc():
     # the same moments, once by CC 23 and once by OSC: the same events, to the tick
     timelines = []
