@@ -37,6 +37,11 @@ def pythonosc():
     return pytest.importorskip("pythonosc", reason=NO_OSC)
 
 
+def warnings_of(caplog, logger: str) -> list[str]:
+    """The warning lines `logger` logged (other tests may have left other loggers chattier)."""
+    return [r.getMessage() for r in caplog.records if r.name == logger and r.levelno >= logging.WARNING]
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -121,8 +126,7 @@ def test_a_refused_message_is_logged_naming_address_and_value_a_line_a_second(ca
         for _ in range(100):
             control.handle("/jamd/mode", ["jazz"], ("127.0.0.1", 5000))
     assert items == [] and control.refused == 101
-    lines = [r.getMessage() for r in caplog.records]
-    assert lines == ["OSC /jamd/temperature [7.0] ignored: out of range 0-5"]
+    assert warnings_of(caplog, "jamd.live.osc") == ["OSC /jamd/temperature [7.0] ignored: out of range 0-5"]
 
 
 def test_a_good_message_is_only_enqueued():
@@ -258,7 +262,7 @@ def test_osc_model_by_name_or_index_and_a_wrong_one_changes_nothing(caplog):
         send(s, "/jamd/model", "/tmp/other.onnx")  # a path from the network is not loaded
         run_to(s, clock, 21)
     assert state(s) == before and len(models.made) == made
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warnings_of(caplog, "jamd.live.controls") == [
         "OSC /jamd/model 2 ignored: past the end of model.models (2 long)",
         "OSC /jamd/model '/tmp/other.onnx' ignored: not in model.models (lstm, other)"]
 
@@ -286,7 +290,7 @@ def test_osc_tempo_following_a_master_is_the_masters(caplog):
         send(s, "/jamd/tempo", 90.0)
         s.engine.run_once()
     assert (clock.step_ns, s.engine.cfg) == before
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warnings_of(caplog, "jamd.live.controls") == [
         "OSC /jamd/tempo 90.0 ignored: tempo is the master's (clock.source midi)"]
 
 
