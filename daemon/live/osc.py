@@ -173,16 +173,16 @@ class OscControl:
             log.warning("%s", line)
 
     def _replier(self, sender: tuple) -> Callable[[tuple], None]:
-        def reply(values: tuple) -> None:  # runs on the engine thread
-            from pythonosc.osc_message_builder import OscMessageBuilder
-
-            builder = OscMessageBuilder(PREFIX + "status")
-            for v in values:
-                builder.add_arg(v)
+        def reply(values: tuple) -> None:  # runs on the engine thread: a failure costs a log line, never it
             try:
+                from pythonosc.osc_message_builder import OscMessageBuilder
+
+                builder = OscMessageBuilder(PREFIX + "status")
+                for v in values:
+                    builder.add_arg(v)
                 if self.send is not None:
                     self.send(builder.build().dgram, sender)
-            except OSError as exc:
+            except Exception as exc:
                 self.refuse(f"OSC status not sent to {sender}: {exc}")
         return reply
 
