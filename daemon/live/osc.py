@@ -106,20 +106,20 @@ def _model(args: tuple) -> str | int:
     raise BadMessage("takes a name in model.models or an index from 0")
 
 
-# name (the address after /jamd/) -> (the argument's parser, the argument as the README's table gives it)
-ADDRESSES: dict[str, tuple[Callable[[tuple], Any], str]] = {
-    "status": (_trigger, "none: answers /jamd/status"),
-    "temperature": (_number(ModelConfig, "temperature"), "f 0-5"),
-    "mode": (_choice(MODES), "s " + "|".join(MODES)),
-    "start": (_trigger, "none (or 1)"),
-    "stop": (_trigger, "none (or 1)"),
-    "panic": (_trigger, "none (or 1)"),
-    "answer_bars": (_number(LiveConfig, "response_bars", integer=True), "i 0-64 (0: as long as the phrase)"),
-    "model": (_model, "s a name in model.models, or i its index"),
-    "harmony": (_flag, "T|F or i 1|0"),
-    "harmony/rhythm": (_choice(_spec(HarmonyConfig, "rhythm")["choices"]), "s beat|half-bar|bar"),
-    "harmony/pattern": (_choice(_spec(HarmonyConfig, "pattern")["choices"]), "s beats|sustained"),
-    "tempo": (_number(ClockConfig, "bpm"), "f 20-300 BPM (clock.source internal)"),
+# name (the address after /jamd/) -> its argument's check (the README's "OSC" table says the same)
+ADDRESSES: dict[str, Callable[[tuple], Any]] = {
+    "status": _trigger,
+    "temperature": _number(ModelConfig, "temperature"),
+    "mode": _choice(MODES),
+    "start": _trigger,
+    "stop": _trigger,
+    "panic": _trigger,
+    "answer_bars": _number(LiveConfig, "response_bars", integer=True),  # 0: as long as the phrase
+    "model": _model,
+    "harmony": _flag,
+    "harmony/rhythm": _choice(_spec(HarmonyConfig, "rhythm")["choices"]),
+    "harmony/pattern": _choice(_spec(HarmonyConfig, "pattern")["choices"]),
+    "tempo": _number(ClockConfig, "bpm"),  # BPM; the engine refuses it while following a master
 }
 TRIGGERS = ("status", "start", "stop", "panic")
 
@@ -132,7 +132,7 @@ def parse(address: str, args: tuple) -> tuple[str, Any] | None:
     name = address[len(PREFIX):] if isinstance(address, str) and address.startswith(PREFIX) else None
     if name not in ADDRESSES:
         raise BadMessage("unknown address (see the README, \"OSC\")")
-    value = ADDRESSES[name][0](tuple(args))
+    value = ADDRESSES[name](tuple(args))
     if name in TRIGGERS:
         return (name, None) if value else None
     return name, value
