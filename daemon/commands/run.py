@@ -27,6 +27,7 @@ from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
 from ..inference.harmony import HarmonyModel
 from ..live.harmony_part import needed_at_start
+from ..live.osc import OscServer
 from ..live.session import LiveSession
 from ..midi.jack_memory import release_jack_shared_memory
 from ..midi.jack_watch import JackWatch
@@ -229,8 +230,11 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     ports = None
     watch: JackWatch | None = None
     sent_log: SentLog | None = None
+    osc: OscServer | None = None
     try:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
+        if cfg.osc.enabled:  # bound first: a port in use stops jamd before the model loads or a port opens
+            osc = OscServer(cfg.osc)
         model_cfg = cfg.model
         notifier.status(f"loading model {cfg.model.name}")
         session_ref: list[LiveSession] = []
@@ -270,6 +274,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session.engine.warm_up = _warm_up_key_finder
         session.engine.watchdog = notifier.watchdog
         session.start()
+        if osc is not None:
+            osc.start(session.engine.inbox.put)
         # The main thread holds the GIL briefly (signals, reloads); at normal
         # priority a busy machine could preempt it right then and stall the sender.
         ask_realtime(cfg.clock.realtime_priority - 2, "main")
@@ -286,6 +292,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
             if session is not None:
                 session.close()
         finally:
+            if osc is not None:
+                osc.close()
             if watch is not None:
                 watch.close()
             if ports is not None:

@@ -1,16 +1,22 @@
-"""What the player's CCs and a reloaded config.yaml change while jamd plays.
+"""What the player's CCs, OSC messages and a reloaded config.yaml change while jamd plays.
 
-Both run on the engine thread: a CC arrives through the input queue, a
-reload (SIGHUP) is put on the same queue by the main thread.  CC numbers come
-from `control.*` in config.yaml.
+All run on the engine thread: a CC arrives through the input queue, an OSC
+message is put on the same queue by the OSC server's thread (`osc`), a reload
+(SIGHUP) by the main thread.  CCs and OSC addresses share the actions below
+(`panic`, `set_temperature`, `start`, `stop`, `set_answer_bars`, the engine's
+`set_mode`, `set_model` and `set_harmony`), so both change jamd alike.  CC
+numbers come from `control.*` in config.yaml.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from ..config import MODES, Config
+from ..config.validate import clip
 from .shaping import Shaper
 
 if TYPE_CHECKING:  # the engine imports this module
@@ -23,11 +29,9 @@ def control(engine: Engine, number: int, value: int) -> None:
     """One CC from the player (numbers from `control.*`)."""
     ctl = engine.cfg.control
     if number == ctl.panic_cc:
-        log.info("panic")
-        engine.silence()
+        panic(engine)
     elif number == ctl.temperature_cc:
-        engine.temperature = round(value / 127 * 2, 3)
-        log.info("temperature %.2f", engine.temperature)
+        set_temperature(engine, round(value / 127 * 2, 3))
     elif number == ctl.mode_cc:
         # 0-127 split in three equal ranges: 0-42 continuous, 43-85 call-response, 86-127 accompany
         mode = MODES[min(value * len(MODES) // 128, len(MODES) - 1)]
@@ -35,20 +39,48 @@ def control(engine: Engine, number: int, value: int) -> None:
             log.info("mode CC %d value %d: %s, already playing", number, value, mode)
         engine.set_mode(mode)
     elif number == ctl.start_stop_cc:
-        if value >= 64 and not engine.playing:
-            if not engine.sync.request_start():
-                log.info("start")
-                engine.start_playing(engine.cfg.metronome.count_in_bars)
-        elif value < 64 and engine.playing:
-            log.info("stop")
-            engine.stop_playing()
+        if value >= 64:
+            start(engine)
+        else:
+            stop(engine)
     elif number == ctl.response_length_cc:
-        engine.response_bars = value
-        log.info("answers: %s", f"{value} bars" if value else "as long as the phrase")
+        set_answer_bars(engine, value)
     elif number == ctl.model_select_cc:
         select_model(engine, number, value)
     elif number == ctl.harmony_cc:
         engine.set_harmony(value >= 64)
+
+
+# -- the actions CCs and OSC share ---------------------------------------------
+def panic(engine: Engine) -> None:
+    log.info("panic")
+    engine.silence()
+
+
+def set_temperature(engine: Engine, temperature: float) -> None:
+    """The melody model's sampling temperature from the next bar on (0: always the likeliest)."""
+    engine.temperature = temperature
+    log.info("temperature %.2f", engine.temperature)
+
+
+def start(engine: Engine) -> None:
+    """Start playing (if stopped); following a clock, jamd waits for the master's Start."""
+    if not engine.playing and not engine.sync.request_start():
+        log.info("start")
+        engine.start_playing(engine.cfg.metronome.count_in_bars)
+
+
+def stop(engine: Engine) -> None:
+    """Stop (if playing): every note off, no more bars or clicks."""
+    if engine.playing:
+        log.info("stop")
+        engine.stop_playing()
+
+
+def set_answer_bars(engine: Engine, bars: int) -> None:
+    """Bars in each answer (call-response); 0: as long as the phrase."""
+    engine.response_bars = bars
+    log.info("answers: %s", f"{bars} bars" if bars else "as long as the phrase")
 
 
 def select_model(engine: Engine, number: int, value: int) -> None:
@@ -61,6 +93,77 @@ def select_model(engine: Engine, number: int, value: int) -> None:
     same = ", already playing" if name == engine.model_name else ""
     log.info("model-select CC %d value %d: model.models[%d] %s%s%s", number, value, index, name, past, same)
     engine.set_model(name)
+
+
+# -- OSC (the message's shape was checked on the OSC thread: `live.osc`) -------
+def osc(engine: Engine, name: str, value: Any, reply: Callable[[tuple], None] | None) -> None:
+    """One OSC message, `/jamd/<name>` with its checked `value`, applied on the engine thread.
+
+    What only the engine's state can refuse (a model not in model.models, a tempo while
+    following a master) costs a log line (`engine.refused`: one a second) and changes
+    nothing.  `reply`: where `/jamd/status` sends `status(engine)`."""
+    if name == "status":
+        if reply is not None:
+            reply(status(engine))
+    elif name == "temperature":
+        set_temperature(engine, value)
+    elif name == "mode":
+        if value == engine.mode:
+            log.info("OSC mode %s, already playing", value)
+        engine.set_mode(value)
+    elif name in ("start", "stop", "panic"):
+        {"start": start, "stop": stop, "panic": panic}[name](engine)
+    elif name == "answer_bars":
+        set_answer_bars(engine, value)
+    elif name == "model":
+        _osc_model(engine, value)
+    elif name == "harmony":
+        engine.set_harmony(value)
+    elif name in ("harmony/rhythm", "harmony/pattern"):
+        _change(engine, "harmony", **{name.split("/")[1]: value})
+    elif name == "tempo":
+        if engine.cfg.clock.source != "internal":
+            _refuse(engine, name, value, f"tempo is the master's (clock.source {engine.cfg.clock.source})")
+        else:
+            _change(engine, "clock", bpm=value)
+
+
+def status(engine: Engine) -> tuple[str, str, float, int, str, float, int, float, int]:
+    """What `/jamd/status` answers: (mode, model, tempo in BPM, playing 0/1, the key of the
+    player's last phrase such as "G major" ("" before one), uptime in s, harmony on 0/1,
+    temperature, answer bars (0: as long as the phrase))."""
+    key = engine.last_key
+    return (engine.mode, engine.model_name, float(engine.clock.bpm), int(engine.playing),
+            key.name if key is not None else "", (engine.now_ns() - engine.started_ns) / 1e9,
+            int(engine.harmony_on), float(engine.temperature), int(engine.response_bars))
+
+
+def _osc_model(engine: Engine, value: str | int) -> None:
+    """A name in model.models, or an index into it."""
+    models = engine.cfg.model.models
+    if isinstance(value, int):
+        if value >= len(models):
+            _refuse(engine, "model", value, f"past the end of model.models ({len(models)} long)")
+            return
+        value = models[value]
+    elif value not in models:
+        _refuse(engine, "model", value, f"not in model.models ({', '.join(models)})")
+        return
+    if value == engine.model_name:
+        log.info("OSC model %s, already playing", value)
+    engine.set_model(value)
+
+
+def _change(engine: Engine, section: str, **values: Any) -> None:
+    """Apply `section.key: value` like a reloaded config (values checked against the config's bounds
+    by the OSC thread, so no new validation pass on the engine thread)."""
+    new = dataclasses.replace(getattr(engine.cfg, section), **values)
+    apply_config(engine, dataclasses.replace(engine.cfg, **{section: new}))
+
+
+def _refuse(engine: Engine, name: str, value: Any, why: str) -> None:
+    if engine.refused.ready():
+        log.warning("OSC /jamd/%s %s ignored: %s", name, clip(repr(value)), why)
 
 
 def apply_config(engine: Engine, cfg: Config) -> None:

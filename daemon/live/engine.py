@@ -88,6 +88,8 @@ class Engine(EngineLoop):
         self._first_bar: int | None = None  # the first bar after Start/Continue (see stream_from)
         self._behind = Throttle()  # "fell behind" logs a line a second at most
         self._unreadable = Throttle()
+        self.refused = Throttle()  # OSC values the engine's state refuses (`controls.osc`)
+        self.started_ns = self.now_ns()  # uptime in /jamd/status
         self.seeding.prime_default(self.model, cfg.live.default_seed)
         self.metronome = Metronome(cfg.metronome, clock, scheduler)
         # jamd as master (clock.send): ticks and transport for a slaved DAW, on
@@ -152,6 +154,9 @@ class Engine(EngineLoop):
     def handle(self, item: tuple) -> None:
         if item[0] == "config":
             self.apply_config(item[1])
+            return
+        if item[0] == "osc":  # ("osc", name, value, reply) from the OSC server's thread (`live.osc`)
+            controls.osc(self, *item[1:])
             return
         t_ns, data = item
         if self.sync.feed(t_ns, data):
