@@ -24,7 +24,7 @@ fi
 # shipped models are found from site-packages, not only from the clone.
 "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-# link: the Ableton Link tests (GPLv2+ code in the test environment only, see README)
-.venv/bin/python -m pip install -q ".[cpu,train,dev,link]"
+# link: the Ableton Link tests (GPLv2+ code in the test environment only, see README); osc: the OSC tests
+.venv/bin/python -m pip install -q ".[cpu,train,dev,link,osc]"
 .venv/bin/ruff check .
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
