@@ -250,6 +250,13 @@ class OscConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    # what `jamd run` remembers between starts (issue 15): mode, model, temperature, tempo, answer length
+    save: bool = _spec(True)
+    path: str = _spec("")  # "": $XDG_STATE_HOME/jamd/state.json (or ~/.local/state/jamd/state.json)
+
+
+@dataclass(frozen=True)
 class LoggingConfig:
     level: str = _spec("info", choices=("debug", "info", "warning", "error"))
 
@@ -271,6 +278,7 @@ class Config:
     harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
     harmony_training: HarmonyTrainingConfig = field(default_factory=HarmonyTrainingConfig)
     osc: OscConfig = field(default_factory=OscConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     def to_dict(self) -> dict[str, Any]:
