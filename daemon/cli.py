@@ -23,7 +23,7 @@ from .errors import JamdError, UsageError
 log = logging.getLogger("jamd")
 
 # Order is the order shown in --help.
-COMMANDS = ("generate", "run", "service", "ports", "train", "export", "eval", "bench", "corpus")
+COMMANDS = ("generate", "run", "service", "ports", "calibrate", "train", "export", "eval", "bench", "corpus")
 
 
 def _command_modules() -> dict[str, object]:
