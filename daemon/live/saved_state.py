@@ -77,12 +77,11 @@ def read(path: Path) -> dict[str, Any]:
         raise CorruptState("is a directory") from None
     except OSError as exc:
         raise CorruptState(f"cannot be read ({exc.strerror})") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise CorruptState("is a directory" if stat.S_ISDIR(mode) else "is not a regular file")
     with os.fdopen(fd, "rb") as f:
-        mode = os.fstat(f.fileno()).st_mode
-        if stat.S_ISDIR(mode):
-            raise CorruptState("is a directory")
-        if not stat.S_ISREG(mode):
-            raise CorruptState("is not a regular file")
         try:
             raw = f.read(MAX_STATE_BYTES + 1)
         except OSError as exc:
@@ -218,6 +217,8 @@ def restore(cfg: Config, explicit: set[str], check_model: Callable[[str], object
         if why is not None:
             log.warning("state file %s: saved %s %s ignored: %s", path, name, clip(repr(value)), why)
             continue
+        if _get(new, key) == _get(cfg, key):
+            continue  # config.yaml says the same: nothing to restore or to tell
         result.values[key], result.before[key] = _get(new, key), _get(cfg, key)
         cfg = new
         done.append(_describe(name, _get(cfg, key)))
