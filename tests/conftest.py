@@ -13,6 +13,16 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path_factory, monkeypatch) -> Path:
+    """XDG_STATE_HOME in a fresh folder for each test: a `jamd run` (in-process or a
+    subprocess, which inherits os.environ) never reads or writes the user's real saved
+    state (~/.local/state/jamd/state.json), nor another test's."""
+    home = tmp_path_factory.mktemp("xdg-state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def jack_server():
     """One private JACK server (dummy driver) for the whole session; see jack_rig.py."""

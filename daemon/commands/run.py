@@ -26,6 +26,7 @@ from ..config import Config, clip
 from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
 from ..inference.harmony import HarmonyModel
+from ..live import saved_state
 from ..live.harmony_part import needed_at_start
 from ..live.osc import OscServer
 from ..live.session import LiveSession
@@ -126,6 +127,12 @@ def load_config(args: argparse.Namespace) -> Config:
     return check_models(options.apply(cfg, _options(args)))
 
 
+def explicit_keys(args: argparse.Namespace) -> set[str]:
+    """The config keys the command line set (options and --set): they win over the saved state."""
+    keys = {key for key, value in _options(args).values() if value is not None and isinstance(key, str)}
+    return keys | {config_mod.parse_override(text)[0] for text in getattr(args, "overrides", None) or []}
+
+
 def check_duration(duration: float | None) -> None:
     """--duration: seconds, finite and not negative; 0 (like None) means no limit."""
     options.check_number(duration, "--duration", lo=0, what="; 0 runs until SIGINT/SIGTERM")
@@ -223,6 +230,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     t0 = time.perf_counter()
     check_duration(args.duration)
     cfg = options.apply(cfg, _options(args))  # the CLI checked model.models as the config loaded
+    cfg, restored = saved_state.restore(cfg, explicit_keys(args))  # the last run's mode, model, ...
     warn_unused(cfg)
     waiter = _Waiter()
     notifier = Notifier.from_environ()  # systemd's Type=notify (jamd service); a no-op elsewhere
@@ -273,6 +281,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session.on_error(lambda _exc: waiter.wake_from_thread())
         session.engine.warm_up = _warm_up_key_finder
         session.engine.watchdog = notifier.watchdog
+        session.engine.saver = restored.saver(session.engine)
         session.start()
         if osc is not None:
             osc.start(session.engine.inbox.put)
@@ -285,7 +294,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                  f", chords and bass from {cfg.harmony.model}" if needed_at_start(cfg) else "",
                  session.clock.origin_ns)
         notifier.ready(f"running: mode {cfg.live.mode}, model {cfg.model.name}, out {ports.output_name!r}")
-        return _serve(args, session, waiter, watch)
+        return _serve(args, session, waiter, watch, restored)
     finally:
         notifier.stopping()
         try:
@@ -315,7 +324,8 @@ def _describe_sync(cfg: Config, session: LiveSession, ports) -> str:
     return text
 
 
-def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter, watch: JackWatch | None = None) -> int:
+def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter, watch: JackWatch | None = None,
+           restored: saved_state.Restored | None = None) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -331,6 +341,8 @@ def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter, watc
         if signum == getattr(signal, "SIGHUP", None):
             try:
                 cfg = load_config(args)
+                if restored is not None:  # the restored values stay unless config.yaml changed that key
+                    cfg = restored.onto(cfg)
             except JamdError as exc:
                 log.error("config not reloaded, the old one stays in force: %s", exc)
                 continue

@@ -35,6 +35,7 @@ from .loop import EngineLoop, Throttle
 from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
 from .note_stream import NoteStream
 from .phrase import Decoder, EchoGuard, Event, Phrase, PhraseCapture
+from .saved_state import StateSaver
 from .seeding import Seeding
 from .shaping import Shaper
 
@@ -90,6 +91,7 @@ class Engine(EngineLoop):
         self._unreadable = Throttle()
         self.refused = Throttle()  # OSC values the engine's state refuses (`controls.osc`)
         self.started_ns = self.now_ns()  # uptime in /jamd/status
+        self.saver: StateSaver | None = None  # remembers mode, model, ... for the next start (`jamd run`)
         self.seeding.prime_default(self.model, cfg.live.default_seed)
         self.metronome = Metronome(cfg.metronome, clock, scheduler)
         # jamd as master (clock.send): ticks and transport for a slaved DAW, on
@@ -120,6 +122,8 @@ class Engine(EngineLoop):
     def stop(self, timeout: float = 2.0) -> None:
         super().stop(timeout)
         self.sync.close()
+        if self.saver is not None:
+            self.saver.flush(self)  # a change less than a second old is not lost
 
     @property
     def mode(self) -> str:
@@ -148,7 +152,8 @@ class Engine(EngineLoop):
         wake = self.sync.wake_step(now)
         if wake is not None:
             todo.append(wake)
-        return max(0.0, (min(todo) - now) * self.clock.step_ns / 1e9)
+        wait_s = max(0.0, (min(todo) - now) * self.clock.step_ns / 1e9)
+        return wait_s if self.saver is None else min(wait_s, self.saver.due_in_s())
 
     # -- input ---------------------------------------------------------------
     def handle(self, item: tuple) -> None:
@@ -338,6 +343,8 @@ class Engine(EngineLoop):
             self.metronome.fill(horizon)
         if self.master is not None:
             self.master.fill(horizon)
+        if self.saver is not None:  # after CCs, OSC and reloads: written here, never on the sender's path
+            self.saver.poll(self)
 
     def stream_from(self, step: float) -> None:
         """Following: play from `step` on (the next bar line for bars, the next beat for clicks)."""
