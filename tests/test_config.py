@@ -59,6 +59,8 @@ def test_round_trip():
         ("harmony:\n  chords_channel: 1\n", "config.yaml: harmony.chords_channel must differ from output.channel"),
         ("harmony:\n  bass_channel: 2\n", "config.yaml: harmony.bass_channel must differ from harmony.chords_chan"),
         ("harmony:\n  chords_lowest: 70\n", "config.yaml: harmony.chords_highest must be at least an octave"),
+        ("control:\n  harmony_cc: 22\n", "config.yaml: control.harmony_cc and control.mode_cc are both CC 22"),
+        ("live:\n  end_cc: 24\n", "config.yaml: live.end_cc and control.panic_cc are both CC 24"),
     ],
 )
 def test_bad_values_are_named(tmp_path, monkeypatch, text, message):

@@ -109,10 +109,10 @@ def test_a_beat_s_chord_depends_only_on_what_was_played_before_it():
 @pytest.mark.parametrize("rhythm,every", [("half-bar", 8), ("bar", 16)])
 def test_the_harmonic_rhythm_limits_where_the_chord_changes(rhythm, every):
     s, clock, out = accompany(G_PHRASE, **{"harmony.rhythm": rhythm})
-    # the first chord comes on the first beat after the player starts; later ones only on
-    # the harmonic rhythm's grid
+    # the first chord comes on the first beat after the player's fifth note (modes.MIN_KEY_NOTES: the
+    # key of a first phrase is told from five notes); later ones only on the harmonic rhythm's grid
     first, *changes = [step for step, _ in s.engine.harmony.chords_played]
-    assert first == 20 and changes and all(step % every == 0 for step in changes), changes
+    assert first == 36 and changes and all(step % every == 0 for step in changes), changes
     s.close()
 
 
@@ -182,4 +182,57 @@ def test_call_response_answer_with_chords_and_nothing_left_sounding():
     assert got[2] and min(step for step, _ in got[2]) == answer
     assert max(step for step, _ in got[2]) < answer + 32
     assert sounding(out) == set()
+    s.close()
+
+
+def test_a_phrase_cut_at_its_longest_and_then_silence_ends_the_chords():
+    """Found by a fresh user: a phrase that reached live.max_phrase_bars kept the chords going for
+    ever once the player stopped.  They go on across the cut, and end a silence after the last note."""
+    notes = [Note(16 + 4 * i, 67 + (i % 3) * 2, 4) for i in range(20)]  # 5 bars of quarters, no gap
+    s, clock, out = accompany(notes, until=200, **{"live.max_phrase_bars": 2})
+    chords = sorted(step for step, _ in parts(out, clock).get(2, []))
+    assert [p.reason for p in s.engine.phrases][:2] == ["max-length", "max-length"]
+    assert chords and 48 <= max(chords) < 16 + 80 + 16 + 8, chords  # past the cuts, not long after the end
+    assert not any(48 - 4 < step < 48 for step in chords) and len({step for step in chords if 40 <= step <= 56}) >= 3
+    assert sounding(out) == set() and s.scheduler.sounding() == []
+    s.close()
+
+
+@pytest.mark.parametrize("parts_", [["chords"], ["bass"], ["bass", "melody"]])
+def test_harmony_parts_plays_only_the_parts_it_lists(parts_):
+    s, clock, out = accompany(G_PHRASE, **{"harmony.parts": parts_})
+    got = parts(out, clock)
+    want = {ch for part, ch in (("melody", 1), ("chords", 2), ("bass", 3)) if part in parts_}
+    assert set(got) == want, sorted(got)
+    s.close()
+
+
+def test_no_pitch_is_struck_twice_without_a_note_off_between():
+    for pattern in ("beats", "sustained"):
+        for rhythm in ("beat", "half-bar"):
+            s, clock, out = accompany(G_PHRASE, **{"harmony.pattern": pattern, "harmony.rhythm": rhythm})
+            on: set[tuple[int, int]] = set()
+            for _, m in out.sent:
+                key = (m[0] & 0x0F, m[1])
+                if m[0] & 0xF0 == ON and m[2] > 0:
+                    assert key not in on, (pattern, rhythm, key)
+                    on.add(key)
+                elif m[0] & 0xF0 == OFF:
+                    on.discard(key)
+            s.close()
+
+
+def test_harmony_cc_off_under_jamds_melody_stops_the_chords_and_not_the_melody():
+    s, clock, out, _ = session(mode="continuous", **{**SETS, "harmony.under_melody": True})
+    for step in range(0, 40):
+        run_to(s, clock, step)
+    n = len(out.sent)
+    s.engine.midi_in([CC, 27, 0], clock.now_ns())
+    for step in range(40, 80):
+        run_to(s, clock, step)
+    later = out.sent[n:]
+    assert not any(m[1] == 123 for _, m in later if m[0] & 0xF0 == CC), "the switch silenced everything"
+    assert [m for _, m in later if m[0] == ON and m[2] > 0], "the melody stopped"
+    assert not [m for _, m in later if m[0] in (ON | 1, ON | 2) and m[2] > 0], "chords or bass went on"
+    assert not {k for k in sounding(out) if k[0] in (2, 3)}
     s.close()

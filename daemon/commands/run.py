@@ -25,6 +25,7 @@ from .. import config as config_mod
 from ..config import Config, clip
 from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
+from ..inference.forecast import MelodyForecast
 from ..inference.harmony import HarmonyModel
 from ..live import saved_state
 from ..live.harmony_part import needed_at_start
@@ -52,17 +53,25 @@ plays in time with its own clock (clock.bpm, 16th-note grid).
 modes (--mode or live.mode; switch live with control.mode_cc):
   call-response  wait for a phrase, answer it from the next bar line, listen again
   continuous     play without end from live.default_seed; each phrase re-seeds it
-  accompany      play along while you play, re-seeded from your latest bar
+  accompany      chords (harmony.chords_channel, 2) and a bass (harmony.bass_channel,
+                 3) under your melody, in your key, on the beat: each beat's chord
+                 is chosen harmony.decide_ms before it from what you played
+                 (harmony.parts: chords, bass, melody: a second melody instead)
+  harmony.under_melody (or control.harmony_cc) adds chords and bass under jamd's
+  own melody in continuous and call-response; harmony.rhythm sets how often the
+  chord may change (beat, half-bar, bar), harmony.pattern how it is played.
 
 A phrase ends after live.silence_bars of silence, on live.end_cc, or at
 live.max_phrase_bars. Notes count on live.input_channels (default: all but
 10, the drums). CCs (control.*, on control.channel) set temperature, mode,
-start/stop, panic, answer length and model:
+start/stop, panic, answer length, model and the harmony (CCs 21-27):
   control.mode_cc          0-42 continuous, 43-85 call-response, 86-127 accompany
   control.model_select_cc  value n plays model.models[n] (0: the first, 1: the
                            second, ...; a value past the end: the last)
+  control.harmony_cc       >= 64 chords and bass on, < 64 off
 At start jamd sends All Notes Off and All Sound Off (CC 123, CC 120) on
-output.channel and metronome.channel, which silences a note a killed jamd left
+output.channel, metronome.channel and the harmony channels, which silences a
+note a killed jamd left
 sounding. SIGHUP reloads the config file; SIGINT or SIGTERM stop cleanly:
 every sounding note gets its note-off, then CC 123.
 
@@ -125,6 +134,22 @@ def load_config(args: argparse.Namespace) -> Config:
     path = args.config if getattr(args, "config", None) is not None else config_mod.default_config_path()
     cfg = config_mod.load(path, getattr(args, "overrides", None))
     return check_models(options.apply(cfg, _options(args)))
+
+
+def check_harmony_models(cfg: Config, running: Config) -> None:
+    """A reload that names another harmony or forecast model: load it now, so a corrupt or wrong
+    file is refused with the old config kept (`ModelError`), not found out at the next phrase."""
+    for key, name, old in (("harmony.model", cfg.harmony.model, running.harmony.model),
+                           ("harmony.forecast_model", cfg.harmony.forecast_model, running.harmony.forecast_model)):
+        if name is None or name == old:
+            continue
+        try:
+            if key == "harmony.model":
+                HarmonyModel.load(name, cfg.model)
+            else:
+                MelodyForecast.load(name, cfg.model, cfg.harmony.forecast_rollouts, None)
+        except JamdError as exc:
+            raise type(exc)(f"{key}: {exc}") from None
 
 
 def explicit_keys(args: argparse.Namespace) -> set[str]:
@@ -248,8 +273,12 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session_ref: list[LiveSession] = []
         preloaded = {cfg.model.name: open_bar_source(cfg.model.name, model_cfg)}
         # chords and bass from the first bar: their model is checked before the ports open too
-        harmony_preloaded = {cfg.harmony.model: HarmonyModel.load(cfg.harmony.model, model_cfg)} \
-            if needed_at_start(cfg) else {}
+        harmony_preloaded = {}
+        if needed_at_start(cfg):
+            try:
+                harmony_preloaded[cfg.harmony.model] = HarmonyModel.load(cfg.harmony.model, model_cfg)
+            except JamdError as exc:
+                raise type(exc)(f"harmony.model: {exc}") from None
 
         def open_model(name: str):
             # the model loaded before the ports opened is used once, not loaded twice
@@ -343,6 +372,7 @@ def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter, watc
                 cfg = load_config(args)
                 if restored is not None:  # the restored values stay unless config.yaml changed that key
                     cfg = restored.onto(cfg)
+                check_harmony_models(cfg, session.engine.cfg)
             except JamdError as exc:
                 log.error("config not reloaded, the old one stays in force: %s", exc)
                 continue

@@ -141,6 +141,16 @@ def cross_checks(cfg: Any, source: str) -> None:
     if cfg.clock.send and cfg.clock.source == "midi":
         raise ConfigError(f"{source}: clock.send needs clock.source internal or link (received clock.source "
                           f"{cfg.clock.source!r}: jamd cannot send MIDI clock and follow another at once)")
+    numbers: dict[int, str] = {}
+    ccs = [(f"control.{f.name}", getattr(cfg.control, f.name)) for f in dataclasses.fields(cfg.control)
+           if f.name.endswith("_cc")] + [("live.end_cc", cfg.live.end_cc)]
+    for key, number in ccs:
+        if number is None:
+            continue
+        if number in numbers:
+            raise ConfigError(f"{source}: {key} and {numbers[number]} are both CC {number}: each control needs "
+                              "a CC number of its own")
+        numbers[number] = key
     h = cfg.harmony
     for key, channel in (("chords_channel", h.chords_channel), ("bass_channel", h.bass_channel)):
         if channel == cfg.output.channel:

@@ -250,12 +250,17 @@ class Engine(EngineLoop):
         return self.mode == "accompany" or self.cfg.harmony.under_melody
 
     def set_harmony(self, on: bool) -> None:
-        """Switch chords and bass on or off (the CC): like a mode change, everything sounding ends."""
+        """Switch chords and bass on or off (the CC).  In accompany the parts change, like a mode
+        change: everything sounding ends.  Under jamd's own melody only the chords and bass stop
+        (or start with the next bar written); the melody plays on."""
         if on == self.harmony_on:
             return
         self._harmony_switch = on
         log.info("harmony %s", "on" if on else "off")
-        self.silence()
+        if self.mode == "accompany":
+            self.silence()
+        elif not on:
+            self.harmony.release()
 
     def harmonize(self, symbols: list[str], start: int, tag: str) -> None:
         """Chords and bass under jamd's own bars `symbols` (C/Am, from grid step `start`), when

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..config import Config, HarmonyConfig, ModelConfig
+from ..errors import JamdError
 from ..inference.forecast import MelodyForecast, window_symbols
 from ..inference.harmony import Harmonizer, HarmonyModel, beats_per_chord, may_change
 from ..inference.harmony_track import BarHarmonizer
@@ -81,6 +82,8 @@ class HarmonyParts:
         self.voicer = Voicer(cfg.chords_lowest, cfg.chords_highest)
         self.writers = {part: PartWriter(part) for part in HARMONY_PARTS}
         self._handles: dict[tuple[str, int, int], NoteHandle] = {}  # (part, start, pitch) -> queued note
+        self._last: dict[tuple[str, int], NoteHandle] = {}  # (part, pitch) -> its latest note
+        self._tags: set[str] = set()  # scheduler tags of the notes queued here
         self._bars: BarHarmonizer | None = None
         self._next_beat: int | None = None  # accompany: the next beat (grid step) to decide
         self._prev: np.ndarray | None = None
@@ -105,14 +108,21 @@ class HarmonyParts:
 
     def load(self) -> None:
         """Load the harmony model now; raises what `open_model` raises (`ModelError` for a bad model)."""
-        self._model = self.open_model(self.cfg.model)
+        try:
+            self._model = self.open_model(self.cfg.model)
+        except JamdError as exc:
+            raise type(exc)(f"harmony.model: {exc}") from None
         self.harmonizer = Harmonizer(self._model, self.cfg.temperature, self.cfg.melody_fit, self.rng)
         self.forecast = None
         if self.cfg.forecast_model is not None:
-            self.forecast = MelodyForecast.load(self.cfg.forecast_model, self.model_cfg, self.cfg.forecast_rollouts,
-                                                self.rng)
-        log.info("harmony: %s, %s harmonic rhythm, %s pattern, chords on channel %d, bass on %d",
-                 self.cfg.model, self.cfg.rhythm, self.cfg.pattern, self.cfg.chords_channel, self.cfg.bass_channel)
+            try:
+                self.forecast = MelodyForecast.load(self.cfg.forecast_model, self.model_cfg,
+                                                    self.cfg.forecast_rollouts, self.rng)
+            except JamdError as exc:
+                raise type(exc)(f"harmony.forecast_model: {exc}") from None
+        on = {"chords": f"chords on channel {self.cfg.chords_channel}", "bass": f"bass on {self.cfg.bass_channel}"}
+        log.info("harmony: %s, %s harmonic rhythm, %s pattern, %s", self.cfg.model, self.cfg.rhythm,
+                 self.cfg.pattern, ", ".join(on[p] for p in HARMONY_PARTS if p in self.parts))
 
     def reload(self, cfg: HarmonyConfig) -> None:
         """A reloaded config: settings apply from the next chord; a new model loads at the next use."""
@@ -127,12 +137,19 @@ class HarmonyParts:
                 self.forecast.rollouts = cfg.forecast_rollouts
         self.cut()
 
+    @property
+    def parts(self) -> set[str]:
+        """The parts played: those of `harmony.parts` among chords and bass; both when it lists
+        neither (jamd's own melody with `harmony.under_melody` and parts [melody])."""
+        return set(self.cfg.parts) & set(HARMONY_PARTS) or set(HARMONY_PARTS)
+
     # -- state ------------------------------------------------------------------
     def cut(self) -> None:
         """Forget what was sounding and the chords before (after a panic, which ended the notes)."""
         for w in self.writers.values():
             w.stop()
         self._handles.clear()
+        self._last.clear()
         self._bars = None
         self._next_beat = None
         self._fed = None
@@ -146,6 +163,17 @@ class HarmonyParts:
         afresh; notes already sounding keep their note-offs."""
         for part in HARMONY_PARTS:
             self.scheduler.cancel(f"{tag}-{part}")
+        self.cut()
+
+    def release(self) -> None:
+        """The harmony switched off while jamd's melody plays on: drop the chords and bass not yet
+        struck, end the sounding ones now, and forget them (the melody is left alone)."""
+        for tag in self._tags:
+            self.scheduler.cancel(tag)
+        soon = self.clock.now_step() + OFF_MARGIN_STEPS
+        for handle in self._handles.values():
+            if handle.on_sent and not handle.off_sent and handle.off_step > soon:
+                self.scheduler.move_note_off(handle, soon)
         self.cut()
 
     def end_at(self, step: float) -> None:
@@ -220,7 +248,7 @@ class HarmonyParts:
         if h.changed:
             self.chords_played.append((beat, chords.chord_name(h.chord, transpose)))
         parts = {"chords": pitches, "bass": [bass] if bass is not None else []}
-        for part in HARMONY_PARTS:
+        for part in self.parts:
             self._play(part, self.writers[part].beat(parts[part], strike[part], beat, spbeat))
 
     # -- under jamd's own melody ------------------------------------------
@@ -233,7 +261,7 @@ class HarmonyParts:
         if self._bars is None:
             self._bars = BarHarmonizer(self.harmonizer, self.voicer, self.cfg, self.clock.beats_per_bar, spbeat)
         for part, writes in self._bars.bar(symbols, start, transpose).items():
-            for w in writes:
+            for w in writes if part in self.parts else ():
                 self._play(part, w, tag)
         for i, h in enumerate(self._bars.chart[-1]):
             if h.changed:
@@ -254,9 +282,14 @@ class HarmonyParts:
             if handle is not None and not self.scheduler.move_note_off(handle, n.end):
                 # its note-off went already (a late beat): the part rests until its next strike
                 self._handles.pop((part, n.start, n.pitch), None)
+        self._tags.add(f"{tag}-{part}")
         for n in w.started:
-            self._handles[(part, n.start, n.pitch)] = self.scheduler.schedule_note(
-                n.start, n.end, n.pitch, velocity, channel, f"{tag}-{part}")
+            before = self._last.get((part, n.pitch))
+            if before is not None and not before.off_sent and before.on_step < n.start < before.off_step:
+                # never two note-ons of one pitch without a note-off between (a synth would cut or hang it)
+                self.scheduler.move_note_off(before, n.start)
+            handle = self.scheduler.schedule_note(n.start, n.end, n.pitch, velocity, channel, f"{tag}-{part}")
+            self._handles[(part, n.start, n.pitch)] = self._last[(part, n.pitch)] = handle
 
     def _off(self, part: str, n: Note) -> None:
         """`n` has its final length: its note-off moves back to the gate, where that is still ahead."""

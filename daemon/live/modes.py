@@ -25,6 +25,10 @@ from .phrase import Phrase
 
 # The first bar of a stream starts at the next bar line at least this far away.
 START_MARGIN_NS = 20_000_000
+# Accompany's first chords wait for this many notes of the player's first phrase: music21 calls
+# F# F# G A (a tune in D) B major, and a wrong key on the first chords is worse than a late start.
+# After a first phrase the chords start at once, in the key the player had.
+MIN_KEY_NOTES = 5
 
 if TYPE_CHECKING:  # the engine imports this module; modes only call it
     from .engine import Engine
@@ -118,6 +122,8 @@ class Accompany(Mode):
         super().__init__(engine)
         self._followed: tuple[int | None, int] | None = None  # (phrase start, bar line) last followed
         self._keyed: int | None = None  # the start of the phrase whose key the chords follow
+        self._until: float | None = None  # after a phrase cut at its longest: the chords end here unless
+        # the player goes on
 
     def parts(self) -> set[str]:
         return set(self.engine.cfg.harmony.parts) if self.engine.harmony_on else {"melody"}
@@ -127,10 +133,18 @@ class Accompany(Mode):
 
     def on_phrase_end(self, phrase: Phrase) -> None:
         self.engine.next_bar = None  # the player stopped: so does the accompaniment
-        if phrase.reason != "max-length":  # a phrase cut at live.max_phrase_bars: they play on
-            spbeat = self.engine.clock.steps_per_bar // self.engine.clock.beats_per_bar
-            now = self.engine.clock.now_step()
-            self.engine.harmony.end_at(-(-now // spbeat) * spbeat)  # at the next beat
+        if phrase.reason == "max-length":
+            # cut at live.max_phrase_bars while they play on: the chords go on, unless no new
+            # phrase starts before a silence would have ended this one
+            self._until = phrase.end + self.engine.cfg.live.silence_bars * self.engine.clock.steps_per_bar
+        else:
+            self._end_chords()
+
+    def _end_chords(self) -> None:
+        spbeat = self.engine.clock.steps_per_bar // self.engine.clock.beats_per_bar
+        now = self.engine.clock.now_step()
+        self.engine.harmony.end_at(-(-now // spbeat) * spbeat)  # at the next beat
+        self._until = None
 
     def on_tick(self) -> None:
         engine = self.engine
@@ -139,6 +153,10 @@ class Accompany(Mode):
         parts = self.parts()
         if "melody" in parts and engine.capture.active:
             engine.begin_stream()
+        if engine.capture.active:
+            self._until = None
+        elif self._until is not None and engine.clock.now_step() >= self._until:
+            self._end_chords()
         if {"chords", "bass"} & parts and (engine.capture.active or engine.harmony.following):
             if engine.harmony.ready():
                 self._chords()
@@ -148,13 +166,17 @@ class Accompany(Mode):
         engine, harmony, clock = self.engine, self.engine.harmony, self.engine.clock
         spbeat = clock.steps_per_bar // clock.beats_per_bar
         now = clock.now_step()
-        harmony.follow_from(int(now // spbeat + 1) * spbeat)
+        if not harmony.following:
+            if engine.seeding.key is None and len(engine.capture.heard(now)) < MIN_KEY_NOTES:
+                return  # the first phrase: listen until its key can be told
+            harmony.follow_from(int(now // spbeat + 1) * spbeat)
         while (due := harmony.next_decision_step()) is not None and due <= now:
             notes = engine.capture.heard(harmony.pending_beat)  # a held note sounds up to the beat
-            if notes and self._keyed != engine.capture.start:  # a new phrase: its first notes give the key
-                self._follow_key(notes)
+            if len(notes) >= MIN_KEY_NOTES and self._keyed != engine.capture.start:
+                self._follow_key(notes)  # a new phrase: the key from its first notes (else the last phrase's)
             harmony.before_beat(notes, -engine.transpose, engine.transpose)
-            if notes and harmony.pending_beat is not None and harmony.pending_beat % clock.steps_per_bar == 0:
+            if len(notes) >= MIN_KEY_NOTES and harmony.pending_beat is not None \
+                    and harmony.pending_beat % clock.steps_per_bar == 0:
                 # the key of the phrase so far for the next bar, found now (music21 takes ~16 ms)
                 # rather than just before the downbeat's chord is due
                 self._follow_key(notes)
