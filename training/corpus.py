@@ -128,16 +128,7 @@ class EncodedCorpus:
         """
         fraction = self.validation_fraction if validation_fraction is None else validation_fraction
         seed = self.split_seed if seed is None else seed
-        n = len(self.tunes)
-
-        def rank(i: int) -> bytes:
-            return hashlib.blake2b(f"{seed}\0{self.tunes[i].name}".encode(), digest_size=8).digest()
-
-        order = sorted(range(n), key=rank)
-        k = round(n * fraction)
-        if fraction > 0 and n >= 2:
-            k = min(max(k, 1), n - 1)  # a non-zero fraction always validates on something
-        return sorted(order[k:]), sorted(order[:k])
+        return split_by_name([t.name for t in self.tunes], fraction, seed)
 
     def _table(self, vocab: Vocabulary) -> np.ndarray:
         """Map this corpus's ids to `vocab`'s ids (-1: missing there)."""
@@ -213,6 +204,21 @@ class EncodedCorpus:
 
 
 # -- building -------------------------------------------------------------------
+
+def split_by_name(names: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices into `names`: ordered by a hash of (seed, name), the first
+    round(n * fraction) validate, so an item lands on the same side whatever the parse order."""
+    n = len(names)
+
+    def rank(i: int) -> bytes:
+        return hashlib.blake2b(f"{seed}\0{names[i]}".encode(), digest_size=8).digest()
+
+    order = sorted(range(n), key=rank)
+    k = round(n * fraction)
+    if fraction > 0 and n >= 2:
+        k = min(max(k, 1), n - 1)  # a non-zero fraction always validates on something
+    return sorted(order[k:]), sorted(order[:k])
+
 
 def cache_dir(cfg: CorpusConfig) -> Path:
     """corpus.cache_dir, or (when empty, the default) the per-user cache folder:

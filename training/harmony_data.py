@@ -24,7 +24,6 @@ under a second without importing music21.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -41,7 +40,7 @@ from jamd.errors import DataError
 from jamd.music import chords
 from jamd.tokens import STEPS_PER_QUARTER
 
-from .corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, cache_dir, parse_lock
+from .corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, cache_dir, parse_lock, split_by_name
 from .corpus_sources import Source, Unit, resolve
 
 log = logging.getLogger("jamd.corpus")
@@ -141,16 +140,7 @@ class HarmonyCorpus:
         ordered by a hash of (seed, name), the first round(n * fraction) validate."""
         fraction = self.validation_fraction if validation_fraction is None else validation_fraction
         seed = self.split_seed if seed is None else seed
-        n = len(self.tunes)
-
-        def rank(i: int) -> bytes:
-            return hashlib.blake2b(f"{seed}\0{self.tunes[i].name}".encode(), digest_size=8).digest()
-
-        order = sorted(range(n), key=rank)
-        k = round(n * fraction)
-        if fraction > 0 and n >= 2:
-            k = min(max(k, 1), n - 1)
-        return sorted(order[k:]), sorted(order[:k])
+        return split_by_name([t.name for t in self.tunes], fraction, seed)
 
     def save(self, path: Path) -> None:
         from .checkpoints import atomic_write

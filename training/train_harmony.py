@@ -32,9 +32,9 @@ from jamd.config import Config
 from jamd.errors import DataError
 from jamd.music import chords
 
-from .checkpoints import atomic_copy, atomic_json, atomic_save, clean_stale_temps
+from .checkpoints import atomic_copy, atomic_json, clean_stale_temps
 from .harmony_data import NO_BASS, HarmonizedTune, beat_arrays, hide_melody, load_chorales
-from .train_lstm import device_description, epoch_bar, resume, save_checkpoint
+from .train_lstm import device_description, epoch_bar, plot_panels, resume, save_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -93,25 +93,12 @@ def chord_figures(model, beats: Beats, flag: bool) -> dict[str, float]:
 
 
 def plot_history(history: dict[str, list[float]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    epochs = range(1, len(history["loss"]) + 1)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(epochs, history["loss"], label="training")
-    a.plot(epochs, history["val_loss"], label="validation")
-    a.set(xlabel="epoch", ylabel="chord + 0.5 bass + 0.5 melody (nats/beat)", title="harmony LSTM loss")
-    a.legend()
-    b.plot(epochs, history["chord_accuracy"], label="training (mixed)")
-    b.plot(epochs, history["val_chord_accuracy_online"], label="validation, online")
-    b.plot(epochs, history["val_chord_accuracy_lookahead"], label="validation, lookahead")
-    b.set(xlabel="epoch", ylabel="chord accuracy (teacher-forced)", title="harmony LSTM chord accuracy")
-    b.legend()
-    fig.tight_layout()
-    atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100))
-    plt.close(fig)
+    plot_panels(history, path, [
+        ("harmony LSTM loss", "chord + 0.5 bass + 0.5 melody (nats/beat)",
+         [("loss", "training"), ("val_loss", "validation")]),
+        ("harmony LSTM chord accuracy", "chord accuracy (teacher-forced)",
+         [("chord_accuracy", "training (mixed)"), ("val_chord_accuracy_online", "validation, online"),
+          ("val_chord_accuracy_lookahead", "validation, lookahead")])])
 
 
 def _fresh_state() -> dict[str, Any]:

@@ -51,25 +51,31 @@ def windows(stream: np.ndarray, length: int, offset: int = 0) -> tuple[np.ndarra
     return x.astype(np.int32), y.astype(np.int32)
 
 
-def plot_history(history: dict[str, list[float]], path: Path) -> None:
+def plot_panels(history: dict[str, list[float]], path: Path,
+                panels: list[tuple[str, str, list[tuple[str, str]]]]) -> None:
+    """Training curves side by side, one panel per (title, y label, [(history key, line label)]),
+    epochs on x; written atomically to `path` (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = range(1, len(history["loss"]) + 1)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
-    a.plot(epochs, history["loss"], label="training")
-    a.plot(epochs, history["val_loss"], label="validation")
-    a.set(xlabel="epoch", ylabel="cross-entropy (nats/step)", title="LSTM loss")
-    a.legend()
-    b.plot(epochs, history["accuracy"], label="training")
-    b.plot(epochs, history["val_accuracy"], label="validation")
-    b.set(xlabel="epoch", ylabel="next-step accuracy", title="LSTM accuracy")
-    b.legend()
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4))
+    for ax, (title, ylabel, lines) in zip(axes, panels, strict=True):
+        for key, label in lines:
+            ax.plot(epochs, history[key], label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=title)
+        ax.legend()
     fig.tight_layout()
     atomic_save(path, lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
+
+
+def plot_history(history: dict[str, list[float]], path: Path) -> None:
+    plot_panels(history, path, [
+        ("LSTM loss", "cross-entropy (nats/step)", [("loss", "training"), ("val_loss", "validation")]),
+        ("LSTM accuracy", "next-step accuracy", [("accuracy", "training"), ("val_accuracy", "validation")])])
 
 
 def save_checkpoint(model, state: dict[str, Any], out: Path) -> None:
