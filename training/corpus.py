@@ -23,7 +23,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -282,16 +282,22 @@ def summary(corpus: EncodedCorpus) -> str:
             f"dropped: {dropped}; {len(s['parse_errors'])} unreadable")
 
 
-def _load_cached(path: Path, split: dict) -> EncodedCorpus | None:
+def load_cached(path: Path, load: Callable[[Path], Any], describe: Callable[[Any], str]) -> Any | None:
+    """`load(path)` of a cached corpus (anything with a `stats` dict), timed and logged with
+    `describe(corpus)`; None, with a warning line, when the cache is unreadable (it is parsed again)."""
     t0 = time.perf_counter()
     try:
-        corpus = EncodedCorpus.load(path, **split)
+        corpus = load(path)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         log.warning("cache %s unreadable (%s): parsing again", path, exc)
         return None
     corpus.stats.update(cached=True, load_seconds=round(time.perf_counter() - t0, 3), cache_file=str(path))
-    log.info("%s (from cache in %.2f s)", summary(corpus), corpus.stats["load_seconds"])
+    log.info("%s (from cache in %.2f s)", describe(corpus), corpus.stats["load_seconds"])
     return corpus
+
+
+def _load_cached(path: Path, split: dict) -> EncodedCorpus | None:
+    return load_cached(path, lambda p: EncodedCorpus.load(p, **split), summary)
 
 
 @contextlib.contextmanager

@@ -40,7 +40,7 @@ from jamd.errors import DataError
 from jamd.music import chords
 from jamd.tokens import STEPS_PER_QUARTER
 
-from .corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, cache_dir, parse_lock, split_by_name
+from .corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, cache_dir, load_cached, parse_lock, split_by_name
 from .corpus_sources import Source, Unit, resolve
 
 log = logging.getLogger("jamd.corpus")
@@ -278,12 +278,4 @@ def load_chorales(cfg: Config, progress: bool = True, cache: bool = True) -> Har
 
 
 def _cached(path: Path, split: dict) -> HarmonyCorpus | None:
-    t0 = time.perf_counter()
-    try:
-        corpus = HarmonyCorpus.load(path, **split)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("cache %s unreadable (%s): parsing again", path, exc)
-        return None
-    corpus.stats.update(cached=True, load_seconds=round(time.perf_counter() - t0, 3), cache_file=str(path))
-    log.info("%s (from cache in %.2f s)", summary(corpus), corpus.stats["load_seconds"])
-    return corpus
+    return load_cached(path, lambda p: HarmonyCorpus.load(p, **split), summary)
