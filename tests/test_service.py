@@ -28,6 +28,7 @@ import pytest
 
 from jamd import cli
 from jamd.commands import service
+from jamd.config import clip
 from jamd.sync import notify
 
 
@@ -271,7 +272,7 @@ def test_install_writes_once_then_needs_force(capsys, elsewhere: Path, tmp_path:
     path.write_text("mine\n")
     code, out, err = _service(capsys, "--user", "--install", "--unit-dir", str(units))
     assert code == 2 and out == ""
-    assert err == f"jamd: {path} exists; --force replaces it\n"
+    assert err == f"jamd: {clip(str(path))} exists; --force replaces it\n"  # a long path is cut (config.clip)
     assert path.read_text() == "mine\n"
 
     code, out, _ = _service(capsys, "--user", "--install", "--unit-dir", str(units), "--force")
