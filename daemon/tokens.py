@@ -205,3 +205,38 @@ def fit_symbols_to_vocab(symbols: Iterable[str], vocab: Vocabulary) -> list[str]
     0-127 such as ``"130"`` (a phrase at the top of the keyboard moved up to C/Am); other
     symbols are kept.  Whatever model kind plays it, the result encodes without a miss."""
     return [str(fit_pitch_to_vocab(int(s), vocab)) if s.lstrip("-").isdigit() else s for s in symbols]
+
+
+# -- metric position (issue 16) ------------------------------------------------
+# The LSTM may read, beside each token, where in the bar the step it predicts falls.
+# Position 0 is the downbeat; a step k 16ths after it is k.  Bars longer than
+# METRIC_POSITIONS steps (beyond 12/4) wrap, which no tune in the corpora has.
+METRIC_POSITIONS = 48
+
+
+def steps_per_bar(meter: str, default: int = STEPS_PER_BAR_4_4) -> int:
+    """16th steps in one bar of `meter` ("6/8" -> 12, "4/4" -> 16, "3/2" -> 24).
+
+    Unreadable or non-16th-aligned meters ("7/32", "", "x") give `default`.
+    """
+    num, _, den = str(meter).partition("/")
+    try:
+        n, d = int(num), int(den)
+    except ValueError:
+        return default
+    if n < 1 or d < 1 or (n * 16) % d:
+        return default
+    return max(1, (n * 16) // d)
+
+
+def bar_positions(n_steps: int, bar_steps: int, pickup_steps: int = 0, start: int = 0) -> np.ndarray:
+    """Metric position (0..METRIC_POSITIONS-1) of steps start .. start+n_steps-1 of a tune.
+
+    The tune's step 0 lies `pickup_steps` 16ths before its first downbeat (an
+    anacrusis), so step s sits (s - pickup_steps) mod bar_steps after a
+    downbeat.  Shape (n_steps,), int32.  A model trained with metric position
+    reads, at input step t (token t), the position of step t+1: the one it predicts.
+    """
+    bar = max(1, int(bar_steps))
+    steps = np.arange(start, start + n_steps, dtype=np.int64)
+    return (((steps - pickup_steps) % bar) % METRIC_POSITIONS).astype(np.int32)

@@ -26,13 +26,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from jamd.config import CorpusConfig
 from jamd.errors import DataError
-from jamd.tokens import DELIMITER, Vocabulary, is_pitch
+from jamd.tokens import DELIMITER, Vocabulary, is_pitch, steps_per_bar
 
 from .corpus_sources import Source, resolve
 
@@ -54,6 +54,16 @@ class SkipTune(Exception):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class TuneRecord(NamedTuple):
+    """One kept tune as a streaming pipeline reads it."""
+
+    name: str
+    ids: np.ndarray  # int64 ids in the corpus vocabulary, one per 16th step (C major / A minor)
+    bar_steps: int  # 16th steps per bar of its first meter (jamd.tokens.steps_per_bar)
+    pickup_steps: int  # anacrusis length in 16th steps
+    shift: int  # semitones that moved it to C/Am: its original key is `-shift` away
 
 
 class MissingSymbolError(DataError, KeyError):
@@ -163,6 +173,17 @@ class EncodedCorpus:
         for i in indices:
             pieces += [self.ids(i, vocab), delimiter]
         return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+    def iter_tunes(self, indices: Iterable[int], seed: int | None = None) -> Iterator[TuneRecord]:
+        """The tunes `indices` as `TuneRecord`s (ids in this corpus's vocabulary), in the given
+        order, or shuffled by `seed`.  A sharded corpus reads them shard by shard, so this is
+        the one way a streaming pipeline touches the tunes."""
+        order = list(indices)
+        if seed is not None:
+            np.random.default_rng(seed).shuffle(order)
+        for i in order:
+            t = self.tunes[i]
+            yield TuneRecord(t.name, self.ids(i), steps_per_bar(t.meter), t.pickup_steps, t.shift)
 
     # -- cache ------------------------------------------------------------------
 

@@ -19,7 +19,20 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from .spec import spec as _spec
+from .training import (
+    CorpusConfig,
+    EvalConfig,
+    GanConfig,
+    HarmonyTrainingConfig,
+    TrainingConfig,
+)
 from .validate import build, clip, cross_checks
+
+__all__ = [
+    "Config", "ConfigError", "CorpusConfig", "EvalConfig", "GanConfig", "HarmonyTrainingConfig",
+    "TrainingConfig", "clip", "default_config_path", "from_dict", "load", "parse_override",
+]
 
 MODES = ("continuous", "call-response", "accompany")
 MIDI_APIS = ("auto", "alsa", "jack", "coremidi", "winmm")
@@ -29,16 +42,6 @@ HARMONY_PARTS = ("chords", "bass", "melody")
 HARMONIC_RHYTHMS = ("beat", "half-bar", "bar")  # how often the chord may change
 HARMONY_PATTERNS = ("sustained", "beats")
 GM_PERCUSSION_CHANNEL = 10  # General MIDI 1.0: channel 10 is the drum kit, never melody by default
-
-
-def _spec(default: Any = None, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple | None = None, factory: Any = None, filled: bool = False, port_name: bool = False) -> Any:
-    # filled: no empty or blank name; port_name: a name jamd gives a MIDI client or port (filled, and
-    # without ':', JACK's separator in "client:port")
-    meta = {"lo": lo, "hi": hi, "choices": choices, "filled": filled or port_name, "port_name": port_name}
-    if factory is not None:
-        return field(default_factory=factory, metadata=meta)
-    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True)
@@ -137,75 +140,6 @@ class ControlConfig:
 
 
 @dataclass(frozen=True)
-class CorpusConfig:
-    source: str = _spec("erk", filled=True)  # music21 corpus name, or a folder of .krn/.abc/.mid/.musicxml
-    part: int = _spec(0, lo=0, hi=64)  # which part of a multi-part file is the melody
-    cache_dir: str = _spec("")  # "": $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus
-    validation_fraction: float = _spec(0.1, lo=0.0, hi=0.5)
-    split_seed: int = _spec(0, lo=0, hi=2**32 - 1)
-    workers: int = _spec(0, lo=0, hi=256)  # 0: one per core
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    sequence_length: int = _spec(64, lo=2, hi=4096)
-    units: int = _spec(256, lo=1, hi=4096)
-    dropout: float = _spec(0.2, lo=0.0, hi=0.9)
-    learning_rate: float = _spec(0.001, lo=1e-6, hi=1.0)
-    batch_size: int = _spec(64, lo=1, hi=65536)
-    epochs: int = _spec(50, lo=1, hi=10000)
-    patience: int = _spec(5, lo=0, hi=1000)  # early stop after this many epochs without progress
-    max_steps_per_epoch: int | None = _spec(None, lo=1, hi=10**9)
-    out_dir: str = _spec("runs/lstm", filled=True)
-
-
-@dataclass(frozen=True)
-class GanConfig:
-    # `jamd train --model gan|wgan|cgan`; the seed's sizes are in config.yaml's comments
-    steps_per_bar: int = _spec(16, lo=2, hi=64)  # 16th steps per generated bar (16: 4/4)
-    latent_dim: int = _spec(100, lo=1, hi=4096)
-    generator_units: tuple[int, ...] = _spec(factory=lambda: (256, 512, 1024), lo=1, hi=8192)
-    head: str = _spec("auto", choices=("auto", "flat", "autoregressive"))  # auto: flat for gan, else autoregressive
-    head_units: int = _spec(128, lo=1, hi=4096)  # the autoregressive head's GRU
-    pretrain_steps: int = _spec(2000, lo=0, hi=10**7)  # autoregressive head: maximum-likelihood steps first
-    pretrain_learning_rate: float = _spec(0.001, lo=1e-7, hi=1.0)
-    critic_warmup: int = _spec(300, lo=0, hi=10**7)  # after pretraining: critic-only steps
-    finetune_learning_rate: float = _spec(0.00002, lo=1e-9, hi=1.0)  # a pretrained generator's adversarial rate
-    lstm_units: int = _spec(64, lo=1, hi=4096)  # discriminator LSTM and BiLSTM (seed: 512)
-    dense_units: tuple[int, ...] = _spec(factory=lambda: (512, 256), lo=1, hi=8192)
-    dropout: float = _spec(0.5, lo=0.0, hi=0.9)
-    pitch_line: bool = _spec(True)  # the critic also reads each note's pitch and interval (not the seed's)
-    minibatch_std: bool = _spec(True)  # the critic sees the batch's spread (against mode collapse)
-    critic_input: str = _spec("sampled", choices=("sampled", "soft"))  # what generated bars look like to it
-    mismatched_pairs: bool = _spec(True)  # cgan: real bars after a wrong previous bar count as fake
-    batch_size: int = _spec(64, lo=2, hi=65536)
-    steps: int = _spec(3000, lo=1, hi=10**7)  # generator updates
-    n_critic: int = _spec(5, lo=1, hi=100)  # critic updates per generator update (wgan, cgan)
-    constraint: str = _spec("gp", choices=("gp", "clip"))
-    clip_value: float = _spec(0.01, lo=1e-6, hi=10.0)
-    gp_weight: float = _spec(10.0, lo=0.0, hi=1000.0)
-    noise_std: float = _spec(0.1, lo=0.0, hi=10.0)
-    l2: float = _spec(0.0001, lo=0.0, hi=10.0)  # the seed: 0.01 (code) or 0.1 (text); see config.yaml
-    learning_rate: float = _spec(0.0002, lo=1e-7, hi=1.0)
-    beta_1: float = _spec(0.5, lo=0.0, hi=0.999)
-    beta_2: float = _spec(0.9, lo=0.0, hi=0.9999)
-    monitor_every: int = _spec(100, lo=1, hi=10**6)
-    monitor_bars: int = _spec(1000, lo=10, hi=100000)
-    checkpoint_every: int = _spec(250, lo=1, hi=10**6)
-    compile: bool = _spec(True)  # false: run eagerly (slow steps, no minute of graph building; for tests)
-    out_dir: str = _spec("runs", filled=True)  # each variant trains in out_dir/<variant>
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    n: int = _spec(100, lo=2, hi=100000)  # melodies per set
-    bars: int = _spec(16, lo=1, hi=256)  # longest melody compared, in 4/4 bars of 16 steps
-    markov_order: int = _spec(3, lo=1, hi=16)  # the baseline's context length, in symbols
-    temperature: float = _spec(1.0, lo=0.0, hi=5.0)  # sampling temperature for every model
-    piano_roll: int = _spec(4, lo=0, hi=32)  # melodies per set drawn in the piano-roll PNGs
-
-
-@dataclass(frozen=True)
 class HarmonyConfig:
     # Chords and bass (issue 14): the harmony model, the parts and how they are played.
     model: str = _spec("harmony", filled=True)  # a shipped model name or a path to an .onnx file
@@ -225,20 +159,6 @@ class HarmonyConfig:
     chords_lowest: int = _spec(48, lo=12, hi=108)  # lowest chord note (the bass goes below it)
     chords_highest: int = _spec(72, lo=12, hi=120)  # highest chord note; lower still when the melody is
     gate: float = _spec(0.95, lo=0.05, hi=1.0)
-
-
-@dataclass(frozen=True)
-class HarmonyTrainingConfig:
-    # `jamd train --model harmony`: the online harmony LSTM on music21's Bach chorales
-    source: str = _spec("bach", filled=True)  # music21 corpus folder of four-part chorales
-    units: int = _spec(128, lo=1, hi=4096)
-    dropout: float = _spec(0.2, lo=0.0, hi=0.9)
-    learning_rate: float = _spec(0.002, lo=1e-6, hi=1.0)
-    batch_size: int = _spec(16, lo=1, hi=4096)  # chorales per batch
-    epochs: int = _spec(80, lo=1, hi=10000)
-    patience: int = _spec(10, lo=0, hi=1000)
-    lookahead_share: float = _spec(0.5, lo=0.0, hi=1.0)  # beats trained with the beat's own melody shown
-    out_dir: str = _spec("runs/harmony", filled=True)
 
 
 @dataclass(frozen=True)
