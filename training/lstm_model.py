@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import keras
 
+from jamd.tokens import METRIC_POSITIONS
+
 
 @keras.saving.register_keras_serializable(package="jamd")
 class OneHot(keras.layers.Layer):
@@ -32,19 +34,39 @@ class OneHot(keras.layers.Layer):
 
 
 def build_training_model(vocab_size: int, units: int = 256, dropout: float = 0.2,
-                         learning_rate: float = 1e-3) -> keras.Model:
+                         learning_rate: float = 1e-3, layers: int = 1,
+                         metric_position: bool = False) -> keras.Model:
+    """The LSTM over whole windows: (batch, steps) token ids -> (batch, steps, vocab_size) softmax.
+
+    layers: stacked LSTMs of `units` each (the seed: 1; layer names "lstm", "lstm_2", ...).
+    metric_position: a second input "position", (batch, steps) int32 in 0..METRIC_POSITIONS-1,
+    the bar position of the step each output predicts (`jamd.tokens.bar_positions`), one-hot
+    encoded beside the token.  Without it the model has one input, "tokens", as the seed's.
+    """
     tokens = keras.Input(shape=(None,), dtype="int32", name="tokens")
     x = OneHot(vocab_size, name="one_hot")(tokens)
-    x = keras.layers.LSTM(units, return_sequences=True, name="lstm")(x)
-    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    inputs: list = [tokens]
+    if metric_position:
+        position = keras.Input(shape=(None,), dtype="int32", name="position")
+        x = keras.layers.Concatenate(name="with_position")(
+            [x, OneHot(METRIC_POSITIONS, name="position_one_hot")(position)])
+        inputs.append(position)
+    for i in range(layers):
+        x = keras.layers.LSTM(units, return_sequences=True, name=lstm_layer_name(i))(x)
+        x = keras.layers.Dropout(dropout, name="dropout" if i == layers - 1 else f"dropout_{i + 1}")(x)
     probs = keras.layers.Dense(vocab_size, activation="softmax", name="output")(x)
-    model = keras.Model(tokens, probs, name="jamd_lstm")
+    model = keras.Model(inputs if metric_position else tokens, probs, name="jamd_lstm")
     model.compile(
         loss="sparse_categorical_crossentropy",
         optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
         metrics=["accuracy"],
     )
     return model
+
+
+def lstm_layer_name(i: int) -> str:
+    """Name of the i-th stacked LSTM (0-based): "lstm" for the first, as in one-layer models."""
+    return "lstm" if i == 0 else f"lstm_{i + 1}"
 
 
 def build_step_model(trained: keras.Model) -> keras.Model:
