@@ -289,7 +289,8 @@ class Devices:
         if name is None:
             if port.connected is None:
                 return None
-            gone, _ = port.connected, port.lose()
+            gone = port.connected
+            port.lose()
             self._log(side, f"lost {gone!r}; waiting for it to come back", logging.WARNING)
             return "lost"
         if name == port.connected:
