@@ -47,8 +47,10 @@ EXAMPLE = "jamd run --mode call-response --bpm 100"
 DESCRIPTION = """\
 Run the real-time daemon. jamd opens a virtual MIDI output ("jamd out") and
 input ("jamd in"), named from midi.*; connect a synth or DAW track to the
-output and play into the input. It listens to your phrase, finds its key, and
-plays in time with its own clock (clock.bpm, 16th-note grid).
+output and play into the input (or name a USB synth and keyboard in
+midi.connect_output / midi.connect_input: jamd waits for them, and reconnects
+when they are unplugged and plugged back). It listens to your phrase, finds its
+key, and plays in time with its own clock (clock.bpm, 16th-note grid).
 
 modes (--mode or live.mode; switch live with control.mode_cc):
   call-response  wait for a phrase, answer it from the next bar line, listen again
@@ -294,7 +296,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         notifier.status("opening MIDI ports")
         ports = open_ports(cfg.midi, on_message, clock_in=cfg.clock.source == "midi",
                            clock_port=cfg.clock.port if cfg.clock.send else None,
-                           reader_priority=cfg.clock.realtime_priority - 1)
+                           reader_priority=cfg.clock.realtime_priority - 1, follow_devices=True)
         if ports.api == "jack":
             # rtmidi keeps playing into a dead server without a word: listen for its shutdown
             watch = JackWatch.open(f"{cfg.midi.client_name}-watch", waiter.wake_from_thread)
@@ -312,6 +314,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session.engine.watchdog = notifier.watchdog
         session.engine.saver = restored.saver(session.engine)
         session.start()
+        ports.watch(session.engine.inbox.put)  # midi.connect_* devices that come and go
         if osc is not None:
             osc.start(session.engine.inbox.put)
         # The main thread holds the GIL briefly (signals, reloads); at normal

@@ -29,7 +29,7 @@ from ..sync.follow_midi import MidiClockSync
 from ..sync.scheduler import Scheduler
 from ..sync.transport import MasterSync, Metronome
 from ..tokens import Note
-from . import controls
+from . import controls, devices
 from .harmony_part import HarmonyParts, needed_at_start
 from .loop import EngineLoop, Throttle
 from .modes import MODE_CLASSES, START_MARGIN_NS, Mode
@@ -162,6 +162,9 @@ class Engine(EngineLoop):
             return
         if item[0] == "osc":  # ("osc", name, value, reply) from the OSC server's thread (`live.osc`)
             controls.osc(self, *item[1:])
+            return
+        if item[0] == "device":  # ("device", devices, side, name) from the device watcher (`live.devices`)
+            devices.on_device(self, *item[1:])
             return
         t_ns, data = item
         if self.sync.feed(t_ns, data):

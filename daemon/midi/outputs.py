@@ -102,6 +102,12 @@ class SentLog:
                 self._file.write(f"{t} {' '.join(f'{b:02x}' for b in message)}\n")
 
     def wrap(self, output: Output) -> Output:
+        """`output`, each message it sends logged.  A followed device's output
+        (`hotplug.FollowedOutput`) logs only what reaches its port, not what it drops."""
+        wrap_sink = getattr(output, "wrap_sink", None)
+        if wrap_sink is not None:
+            wrap_sink(lambda inner: _LoggedOutput(inner, self))
+            return output
         return _LoggedOutput(output, self)
 
     def close(self) -> None:

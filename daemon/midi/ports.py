@@ -3,7 +3,8 @@
 `midi.api: auto` picks the ALSA sequencer on Linux when `/dev/snd/seq`
 exists, otherwise JACK when a server runs; CoreMIDI on macOS; Windows MM on
 Windows.  Ports are virtual (named from config) unless `midi.connect_*`
-names an existing port, which is the only way on Windows (e.g. loopMIDI).
+names an existing port, which is the only way on Windows (e.g. loopMIDI);
+`jamd run` follows such a device as it comes and goes (`hotplug`).
 When nothing usable is found, `MidiSystemError` says in one line what was
 tried and what to do.  rtmidi is imported here only, on first use.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,8 +22,9 @@ from dataclasses import dataclass
 
 from ..config import MidiConfig, clip
 from ..errors import ConfigError, MidiSystemError
+from .hotplug import Devices, FollowedInput, FollowedOutput, first_match
 from .input import ArrivalStamper, InputReader
-from .outputs import RtMidiOutput
+from .outputs import Output, RtMidiOutput
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,28 @@ def name_problem(api: str, cfg: MidiConfig, clock_port: str | None = None) -> st
 def _rtmidi():
     try:
         import rtmidi
-    except ImportError:
-        raise MidiSystemError("python-rtmidi is not installed: pip install python-rtmidi") from None
+    except (ImportError, OSError) as exc:
+        raise MidiSystemError(import_problem(exc)) from None
     return rtmidi
+
+
+def import_problem(exc: BaseException) -> str:
+    """One line for a failed `import rtmidi`: python-rtmidi missing, or (its wheel is
+    there) a C library it links against missing, libasound above all, on a slim image."""
+    text = str(exc)
+    lib = re.search(r"(lib[\w+-]+\.so[\w.]*)", text)
+    if lib is None:
+        if isinstance(exc, ModuleNotFoundError) and (exc.name or "rtmidi").split(".")[0] == "rtmidi":
+            return "python-rtmidi is not installed: pip install python-rtmidi"
+        return f"python-rtmidi cannot be imported: {text}"
+    name = lib.group(1)
+    if name.startswith("libasound"):
+        return (f"python-rtmidi cannot load {name}, the ALSA library it is built against: install it "
+                "(Debian, Ubuntu, Raspberry Pi OS: sudo apt install libasound2; on Debian 13 and "
+                "Ubuntu 24.04 and later the package is libasound2t64)")
+    if name.startswith("libjack"):
+        return f"python-rtmidi cannot load {name}, JACK's library: sudo apt install libjack-jackd2-0"
+    return f"python-rtmidi cannot load {name} ({text}): install the package that provides it"
 
 
 def api_ids() -> dict[str, int]:
@@ -131,9 +153,9 @@ def _describe_failure(name: str, exc: Exception) -> str:
 
 
 def _find(ports: list[str], wanted: str, what: str, api: str) -> int:
-    for i, name in enumerate(ports):
-        if wanted.lower() in name.lower():
-            return i
+    name = first_match(ports, wanted)
+    if name is not None:
+        return ports.index(name)
     listed = ", ".join(repr(p) for p in ports) or "none"
     raise MidiSystemError(f"no {what} port matching {wanted!r} on {DISPLAY[api]} (ports: {listed})")
 
@@ -141,13 +163,19 @@ def _find(ports: list[str], wanted: str, what: str, api: str) -> int:
 @dataclass
 class MidiPorts:
     api: str
-    output: RtMidiOutput
+    output: Output  # RtMidiOutput, or FollowedOutput for a followed device
     midiin: object
     output_name: str
     input_name: str
     clock_output: RtMidiOutput | None = None  # `clock.port`: MIDI clock on a port of its own
     clock_output_name: str | None = None
     reader: InputReader | None = None
+    devices: Devices | None = None  # midi.connect_* followed as they come and go (`follow_devices`)
+
+    def watch(self, enqueue: Callable[[tuple], None]) -> None:
+        """Start following the devices: each change goes to `enqueue` (the engine's inbox)."""
+        if self.devices is not None:
+            self.devices.start(enqueue)
 
     def close(self) -> None:
         """Close the input first (no more callbacks), then the output.
@@ -158,6 +186,8 @@ class MidiPorts:
         note-offs and CC 123 (the likely cause of one note left sounding at the
         JACK rig's recorder on a busy machine).
         """
+        if self.devices is not None:
+            self.devices.stop()  # first: no reconnect while the ports close
         if self.reader is not None:
             self.reader.stop()
         with contextlib.suppress(Exception):
@@ -176,8 +206,12 @@ class MidiPorts:
 
 
 def open_ports(cfg: MidiConfig, on_message: Callable[[list[int], int], None], *, clock_in: bool = False,
-               clock_port: str | None = None, reader_priority: int = 0) -> MidiPorts:
+               clock_port: str | None = None, reader_priority: int = 0, follow_devices: bool = False) -> MidiPorts:
     """Open jamd's output and input on the first usable API; or one-line error.
+
+    `follow_devices` (`jamd run`): a port `midi.connect_*` names that is not
+    there yet is waited for, not an error, and `MidiPorts.watch` then follows
+    it as it comes and goes (`hotplug`).
 
     `clock_in`: pass MIDI clock and transport to `on_message` (clock.source:
     midi); otherwise rtmidi drops them.  `clock_port`: also open a virtual
@@ -206,7 +240,7 @@ def open_ports(cfg: MidiConfig, on_message: Callable[[list[int], int], None], *,
         except rt.RtMidiError as exc:
             tried.append(f"{DISPLAY[name]}: {_describe_failure(name, exc)}")
             continue
-        ports = _open_on(name, out, inp, cfg, in_client, clock_in)
+        ports = _open_on(name, out, inp, cfg, in_client, clock_in, follow_devices)
         if clock_port:
             try:
                 ports.clock_output, ports.clock_output_name = _open_clock_port(name, cfg, clock_port)
@@ -221,8 +255,15 @@ def open_ports(cfg: MidiConfig, on_message: Callable[[list[int], int], None], *,
             # otherwise a callback, which costs nothing while no input comes (the
             # reader's wake-ups took jamd's CPU while playing from 1.9% to 2.2%)
             stamp = ArrivalStamper().stamp
-            ports.midiin.set_callback(
-                lambda event, _data, stamp=stamp: on_message(event[0], stamp(event[1], time.perf_counter_ns())))
+
+            def listen(midiin=ports.midiin, stamp=stamp) -> None:
+                midiin.set_callback(
+                    lambda event, _data: on_message(event[0], stamp(event[1], time.perf_counter_ns())))
+
+            listen()
+            followed_in = ports.devices.sides.get("input") if ports.devices is not None else None
+            if isinstance(followed_in, FollowedInput):
+                followed_in.on_open = listen  # rtmidi's close_port cancels the callback
         return ports
     raise MidiSystemError(f"no usable MIDI system (tried {'; '.join(tried)}): {HINT}")
 
@@ -254,17 +295,30 @@ def _open_one(port, connect: str | None, port_name: str, client: str, what: str,
     return f"{client}:{port_name}"
 
 
-def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool = False) -> MidiPorts:
+def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool = False,
+             follow: bool = False) -> MidiPorts:
     rt = _rtmidi()
     if api == "winmm" and not (cfg.connect_output and cfg.connect_input):
         raise MidiSystemError("Windows MM has no virtual ports: set midi.connect_output and "
                               "midi.connect_input to existing ports (e.g. loopMIDI ports)")
+    devices = Devices(DISPLAY[api]) if follow and (cfg.connect_output or cfg.connect_input) else None
+    output: Output | None = None
     try:
-        out_name = _open_one(out, cfg.connect_output, cfg.output_port, cfg.client_name, "output", api)
         # SysEx and active sensing are never used: drop them in rtmidi; MIDI
         # clock too, unless jamd follows it (clock.source: midi).
         inp.ignore_types(sysex=True, timing=not clock_in, active_sense=True)
-        in_name = _open_one(inp, cfg.connect_input, cfg.input_port, in_client, "input", api)
+        if devices is not None and cfg.connect_output:
+            output = devices.sides["output"] = FollowedOutput(out, cfg.connect_output, cfg.output_port)
+            devices.open("output")
+            out_name = output.description
+        else:
+            out_name = _open_one(out, cfg.connect_output, cfg.output_port, cfg.client_name, "output", api)
+        if devices is not None and cfg.connect_input:
+            followed = devices.sides["input"] = FollowedInput(inp, cfg.connect_input, cfg.input_port)
+            devices.open("input")
+            in_name = followed.description
+        else:
+            in_name = _open_one(inp, cfg.connect_input, cfg.input_port, in_client, "input", api)
     except (rt.RtMidiError, MidiSystemError) as exc:
         with contextlib.suppress(Exception):
             out.close_port()
@@ -272,7 +326,7 @@ def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool
         if isinstance(exc, MidiSystemError):
             raise
         raise MidiSystemError(f"cannot open MIDI ports on {DISPLAY[api]}: {exc}") from None
-    return MidiPorts(api, RtMidiOutput(out, out_name), inp, out_name, in_name)
+    return MidiPorts(api, output or RtMidiOutput(out, out_name), inp, out_name, in_name, devices=devices)
 
 
 def list_ports() -> dict[str, dict]:
