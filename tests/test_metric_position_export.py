@@ -12,7 +12,7 @@ import pytest
 pytest.importorskip("tensorflow")
 
 from jamd.export.lstm_onnx import PARITY_TOLERANCE, export_lstm  # noqa: E402
-from jamd.inference.lstm import LstmGenerator, start_positions  # noqa: E402
+from jamd.inference.lstm import LstmGenerator  # noqa: E402
 from jamd.inference.model_store import load_info  # noqa: E402
 from jamd.tokens import METRIC_POSITIONS, bar_positions  # noqa: E402
 from jamd.training.lstm_model import build_training_model  # noqa: E402
@@ -85,8 +85,9 @@ def test_the_daemons_generator_steps_like_the_keras_sequence_model(exported, key
     # Keras sees the whole stream: 64 delimiters, then the tokens; each input with the position
     # of the step after it, the delimiters continuing the melody's grid backwards
     stream = np.concatenate([np.zeros(64, np.int32), tokens[:-1]])[None]
-    positions = np.array(start_positions(64, position, bar)
-                         + [(position + k + 1) % bar for k in range(len(tokens) - 1)], np.int32)[None]
+    # (jamd.tokens' contract: input t predicts stream step t - 63, the melody's step 0 lying at `position`)
+    positions = bar_positions(stream.shape[1], bar, pickup_steps=-position, start=-63)[None]
+    assert positions[0, 63] == position and positions[0, 62] == (position - 1) % bar
     probs = np.asarray(model([stream, positions] if key[1] else stream, training=False))[0, 63:]
     ours = np.exp(np.array(stepped) - np.array(stepped).max(axis=1, keepdims=True))
     ours /= ours.sum(axis=1, keepdims=True)
