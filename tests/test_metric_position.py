@@ -284,3 +284,24 @@ def test_generate_answers_a_g_phrase_in_g_with_an_all_keys_model(tmp_path, trans
     assert [n.pitch for n in seed] == [62, 67, 69, 71, 67, 74, 71, 67]  # the phrase, as played
     # the bar after the 3-bar seed: 60 + each step's bar position, moved from C/Am only for a "c" model
     assert [(n.start, n.pitch) for n in notes if n.start >= 48] == [(48 + i, 60 + i + moved) for i in range(16)]
+
+
+# -- jamd eval -------------------------------------------------------------------
+
+def test_eval_scores_each_tune_on_its_own_bar_grid(tmp_path):
+    from jamd.training.evaluation.nll import held_out_nll
+
+    gen, _ = recording_generator(oracle(tmp_path))
+    tune = [str(60 + (2 + k) % 12) for k in range(30)]  # 3/4 after a 10-step pickup: positions 2, 3, ...
+    on_grid = held_out_nll(gen, [tune], grids=[(2, 12)])
+    off_grid = held_out_nll(gen, [tune], grids=[(0, 16)])
+    assert on_grid.per_token < 1e-6 < 19.0 < off_grid.per_token  # each miss costs ~20 nats
+
+
+def test_eval_generates_from_a_4_4_downbeat(tmp_path):
+    from jamd.training.evaluation.models import StepSource
+
+    gen, _ = recording_generator(oracle(tmp_path))
+    gen.reset(5, 12)  # whatever grid the model was left on
+    melodies = StepSource("oracle", gen).generate([20, 20], 0.0, np.random.default_rng(0))
+    assert [[n.pitch for n in m.notes] for m in melodies] == [[60 + k % 16 for k in range(20)]] * 2
