@@ -179,9 +179,10 @@ class LstmGenerator(SymbolSampler):
         """Advance the state by one known symbol; returns the next logits (of the step after it,
         whose bar position the model reads when it has the metric-position input)."""
         nxt = self.position + 1
-        self.position = nxt if nxt < self.bar_steps else 0
+        self.position = nxt = nxt if nxt < self.bar_steps else 0
         self._tok_flat[0] = symbol_id
-        self._pos_flat[0] = self.position % self.positions
+        if self.metric_position:
+            self._pos_flat[0] = nxt % self.positions
         self.session.run_with_iobinding(self._bindings[self._cur])
         self._cur ^= 1
         self._last = symbol_id
