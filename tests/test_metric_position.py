@@ -305,3 +305,35 @@ def test_eval_generates_from_a_4_4_downbeat(tmp_path):
     gen.reset(5, 12)  # whatever grid the model was left on
     melodies = StepSource("oracle", gen).generate([20, 20], 0.0, np.random.default_rng(0))
     assert [[n.pitch for n in m.notes] for m in melodies] == [[60 + k % 16 for k in range(20)]] * 2
+
+
+# -- metadata ----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"metric_position": "yes"}, "metric_position is 'yes'; it must be true or false"),
+    ({"positions": None}, "a model with metric_position needs 'positions'"),
+    ({"transpose": "g"}, "transpose is 'g'; it must be one of c, all-keys"),
+    ({"layers": 0}, "layers is 0; it must be an integer 1-64"),
+])
+def test_bad_issue_16_metadata_is_refused_in_one_line(tmp_path, change, message):
+    from jamd.errors import ModelError
+
+    path = oracle(tmp_path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta.update(change)
+    meta = {k: v for k, v in meta.items() if v is not None}
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match=message.replace("(", r"\(")) as err:
+        load_info(path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_model_whose_inputs_disagree_with_its_metadata_is_refused(tmp_path):
+    from jamd.errors import ModelError
+
+    path = oracle(tmp_path)
+    meta = json.loads(path.with_suffix(".json").read_text())
+    meta["metric_position"] = False
+    path.with_suffix(".json").write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="not an LSTM step model .*inputs \\['token', 'position', 'h', 'c'\\]"):
+        LstmGenerator.load(str(path))

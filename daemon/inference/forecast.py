@@ -20,7 +20,8 @@ model reading the metric position hears the clock's bar position of each step
 from `reset` on (the live harmony part gives it the clock's).
 
 `window_symbols` turns a live player's notes (grid steps) into the 16th
-symbols `hear` takes.
+symbols `hear` takes.  A melody model trained in all 12 keys hears them in C/Am
+too: C is one of its keys, and the chords are chosen in C/Am.
 """
 
 from __future__ import annotations
