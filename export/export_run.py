@@ -6,9 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from jamd.config import Config
 from jamd.errors import DataError
-from jamd.tokens import Vocabulary
+from jamd.tokens import Vocabulary, bar_positions, steps_per_bar
 
 
 def read_run(run_dir: Path, figures: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -37,10 +39,17 @@ def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | 
     vocab = Vocabulary(state["vocabulary"])
     # a real validation melody (several tunes joined) drives the parity rollout
     parity_tokens = corpus.stream(val_idx[:10], 4, vocab=vocab) if val_idx else None
+    parity_positions = None
+    if val_idx:
+        # beside each token, the bar position of the step after it, on each tune's own bar grid
+        # (its 4 delimiters continue that grid)
+        parity_positions = np.concatenate([
+            bar_positions(len(corpus.ids(i)) + 4, steps_per_bar(corpus.tunes[i].meter),
+                          corpus.tunes[i].pickup_steps, start=1) for i in val_idx[:10]])
     metadata = {
         "vocabulary": state["vocabulary"],
         "corpus": {"source": corpus.source, "stats": corpus.stats,
                    "validation_fraction": cfg.corpus.validation_fraction, "split_seed": cfg.corpus.split_seed},
         "training": {**state.get("config", {}).get("training", {}), "figures": figures or {}},
     }
-    return export_lstm(run_dir / "best.keras", out, metadata, parity_tokens)
+    return export_lstm(run_dir / "best.keras", out, metadata, parity_tokens, parity_positions)

@@ -69,26 +69,73 @@ def lstm_layer_name(i: int) -> str:
     return "lstm" if i == 0 else f"lstm_{i + 1}"
 
 
+def stacked_layers(trained: keras.Model) -> int:
+    """How many stacked LSTMs `trained` has (layers "lstm", "lstm_2", ...)."""
+    names = {layer.name for layer in trained.layers}
+    n = 0
+    while lstm_layer_name(n) in names:
+        n += 1
+    return n
+
+
+def has_position(trained: keras.Model) -> bool:
+    """Whether `trained` reads the metric-position input ("position")."""
+    return any(getattr(t, "name", "").split(":")[0] == "position" for t in trained.inputs)
+
+
+def state_names(i: int) -> tuple[str, str, str, str]:
+    """Input and output names of layer i's (0-based) state in the Keras step model:
+    ("h", "c", "h_out", "c_out") for the first, as the seed's one-layer model has them,
+    then ("h_2", "c_2", "h_out_2", "c_out_2"), ..."""
+    tail = "" if i == 0 else f"_{i + 1}"
+    return f"h{tail}", f"c{tail}", f"h_out{tail}", f"c_out{tail}"
+
+
 def build_step_model(trained: keras.Model) -> keras.Model:
-    """One step with explicit state: (token, h, c) -> (logits, h_out, c_out).
+    """One step with explicit state: (token, [position], h, c, [h_2, c_2, ...]) ->
+    (logits, h_out, c_out, [h_out_2, c_out_2, ...]).
+
+    token and position: (batch, 1) int32 (position: the bar position of the step the
+    logits predict, as in training); each h/c: (batch, units) float32.  A one-layer
+    model without position has exactly the seed's interface (token, h, c) ->
+    (logits, h_out, c_out).  The ONNX export (`jamd.export.lstm_onnx`) stacks the
+    layers' states into one h and one c of [layers, 1, units].
 
     Shares nothing with `trained` but its weights.  The output layer is the
     trained Dense without its softmax: logits let the daemon sample at any
     temperature without log(0).
     """
-    lstm = trained.get_layer("lstm")
+    layers = stacked_layers(trained)
+    positioned = has_position(trained)
     dense = trained.get_layer("output")
     vocab_size = dense.units
-    units = lstm.units
     token = keras.Input(shape=(1,), dtype="int32", name="token")
-    h = keras.Input(shape=(units,), name="h")
-    c = keras.Input(shape=(units,), name="c")
+    inputs: list = [token]
     x = OneHot(vocab_size, name="one_hot")(token)
-    step_lstm = keras.layers.LSTM(units, return_state=True, name="lstm")
-    y, h_out, c_out = step_lstm(x, initial_state=[h, c])
+    if positioned:
+        position = keras.Input(shape=(1,), dtype="int32", name="position")
+        inputs.append(position)
+        x = keras.layers.Concatenate(name="with_position")(
+            [x, OneHot(METRIC_POSITIONS, name="position_one_hot")(position)])
+    outputs: list = []
+    copies = []
+    for i in range(layers):
+        trained_lstm = trained.get_layer(lstm_layer_name(i))
+        units = trained_lstm.units
+        h_name, c_name, _, _ = state_names(i)
+        h = keras.Input(shape=(units,), name=h_name)
+        c = keras.Input(shape=(units,), name=c_name)
+        inputs += [h, c]
+        # every layer but the last hands the next its (one-step) sequence output
+        step_lstm = keras.layers.LSTM(units, return_state=True, return_sequences=i < layers - 1,
+                                      name=lstm_layer_name(i))
+        x, h_out, c_out = step_lstm(x, initial_state=[h, c])
+        outputs += [h_out, c_out]
+        copies.append((step_lstm, trained_lstm))
     step_dense = keras.layers.Dense(vocab_size, name="logits")
-    logits = step_dense(y)
-    model = keras.Model([token, h, c], [logits, h_out, c_out], name="jamd_lstm_step")
-    step_lstm.set_weights(lstm.get_weights())
+    logits = step_dense(x)
+    model = keras.Model(inputs, [logits, *outputs], name="jamd_lstm_step")
+    for step_lstm, trained_lstm in copies:
+        step_lstm.set_weights(trained_lstm.get_weights())
     step_dense.set_weights(dense.get_weights())
     return model

@@ -17,7 +17,7 @@ from ..inference.harmony_track import BarHarmonizer
 from ..inference.lstm import LstmGenerator
 from ..music.keys import detect_key, transpose_notes
 from ..music.voicing import Voicer
-from ..tokens import HOLD, Note, fit_pitch_to_vocab, notes_to_symbols, parse_seed, symbols_to_notes
+from ..tokens import HOLD, Note, fit_pitch_to_vocab, is_pitch, notes_to_symbols, parse_seed, symbols_to_notes
 from . import options
 from .paths import check_input_file, check_output_file, writing
 
@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                            "already in C major / A minor (default: generate.seed)")
     seed.add_argument("--seed-midi", metavar="FILE",
                       help="seed phrase from a MIDI file in any key: its key is detected, the model "
-                           "plays in C/Am, and the result is moved back to the phrase's key")
+                           "plays in C/Am, and the result is moved back to the phrase's key (a model "
+                           "trained in all keys plays in the phrase's key directly)")
     p.add_argument("--meter", metavar="N/D",
                    help="time signature of the answer, e.g. 3/4 (default: a --seed-midi file's own, "
                         "else clock.beats_per_bar/clock.beat_unit)")
@@ -83,18 +84,26 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     # before any generating: a missing or broken harmony model costs one line and no wait
     harmony = HarmonyModel.load(cfg.harmony.model, cfg.model) if args.harmony else None
     vocab = gen.vocab
-    shift = 0
+    shift = 0  # semitones the model's melody is moved from the phrase's key
+    to_normal = 0  # semitones from the phrase's key to C/Am, where the harmony model chooses
     steps_per_bar = cfg.clock.beats_per_bar * 16 // cfg.clock.beat_unit
     if seed is not None:
         notes, origin = seed_window(seed, steps_per_bar, cfg.live.max_phrase_bars)
         key = detect_key(notes)
-        shift = key.shift_to_normal()
+        to_normal = key.shift_to_normal()
+        # a model trained in all 12 keys hears the phrase and answers in the phrase's own key
+        all_keys = getattr(gen, "transpose", "c") == "all-keys"
+        shift = 0 if all_keys else to_normal
         moved = [Note(n.start, fit_pitch_to_vocab(n.pitch, vocab), n.duration)
                  for n in transpose_notes(notes, shift)]
         # from the bar line before the phrase, so the model hears where it sits in the bar
         seed_symbols = notes_to_symbols(moved, offset=origin)
-        log.info("seed %s: %d notes in %s, moved %+d semitones to %s", args.seed_midi, len(notes), key.name,
-                 shift, "C major" if key.mode == "major" else "A minor")
+        if all_keys:
+            log.info("seed %s: %d notes in %s, played in its own key (a model trained in all keys)",
+                     args.seed_midi, len(notes), key.name)
+        else:
+            log.info("seed %s: %d notes in %s, moved %+d semitones to %s", args.seed_midi, len(notes), key.name,
+                     shift, "C major" if key.mode == "major" else "A minor")
     else:
         seed_symbols = parse_seed(cfg.generate.seed if args.seed is None else args.seed, vocab)
     rng = np.random.default_rng(cfg.model.random_seed)
@@ -104,7 +113,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         continuation = gan.continue_melody(gen, seed_symbols, cfg.generate.bars, steps_per_bar,
                                            cfg.model.temperature, rng)
     else:
-        gen.reset()
+        gen.reset(0, steps_per_bar)  # the seed starts on a bar line (a model reading the metric position hears so)
         gen.prime(seed_symbols)
         continuation = gen.generate(cfg.generate.bars * steps_per_bar, cfg.model.temperature, rng)
     symbols = seed_symbols + continuation
@@ -112,7 +121,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     # a melody alone is written as before --harmony existed (one track named "jamd")
     tracks = [Track("melody" if harmony is not None else "jamd", melody, cfg.output.channel, cfg.output.velocity)]
     if harmony is not None:
-        tracks += _harmony_tracks(harmony, symbols, -shift, cfg)
+        # the harmony chooses in C/Am: an all-keys melody is moved there, and the chords back
+        moved = symbols if to_normal == shift else [str(int(s) + to_normal - shift) if is_pitch(s) else s
+                                                     for s in symbols]
+        tracks += _harmony_tracks(harmony, moved, -to_normal, cfg)
     with writing(out, "--out"):
         path = write_midi_tracks(tracks, out, bpm=cfg.clock.bpm,
                                  time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit))

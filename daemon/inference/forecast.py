@@ -15,10 +15,13 @@ at melody_fit 1 and 0.632 at 4 (docs/HARMONY_EVAL.md).
 Only the steps up to the span's last beat start are sampled, and only those
 before it are fed back, so a half-bar span (8 steps, beats at 0 and 4) costs
 per rollout 4 model steps and 5 draws.  The state after `hear` is snapshotted
-and restored around the rollouts.
+and restored around the rollouts, with the bar grid (`LstmGenerator.align`): a
+model reading the metric position hears the clock's bar position of each step
+from `reset` on (the live harmony part gives it the clock's).
 
 `window_symbols` turns a live player's notes (grid steps) into the 16th
-symbols `hear` takes.
+symbols `hear` takes.  A melody model trained in all 12 keys hears them in C/Am
+too: C is one of its keys, and the chords are chosen in C/Am.
 """
 
 from __future__ import annotations
@@ -74,9 +77,11 @@ class MelodyForecast:
         """
         return cls(LstmGenerator.load(name_or_path, model_cfg), rollouts, rng)
 
-    def reset(self) -> None:
-        """A new phrase: the generator's start state (after the song delimiters)."""
-        self.generator.reset()
+    def reset(self, position: int = 0, bar_steps: int | None = None) -> None:
+        """A new phrase: the generator's start state (after the song delimiters), the first step
+        heard falling at `position` (16ths after a downbeat) of a bar of `bar_steps` 16ths
+        (None: the grid as it was; a model reading the metric position hears each step's)."""
+        self.generator.reset(position, bar_steps)
         self._started = False
 
     def hear(self, symbols: Sequence[str]) -> None:

@@ -206,11 +206,16 @@ MELODY_KINDS = (LSTM_KIND, GAN_KIND, CGAN_KIND)
 # ONNX file's embedded copy must agree on each (descriptive fields and `selection`, a
 # playing preference users may edit in the sidecar, may differ).
 CONTRACT_FIELDS = ("kind", "vocabulary", "units", "start_symbols", "steps_per_bar", "latent_dim",
-                   "step_quarter_length", "head", "chords", "step_features")
+                   "step_quarter_length", "head", "chords", "step_features",
+                   "layers", "metric_position", "positions", "transpose")
+# an LSTM's key handling (issue 16): "c", trained on tunes moved to C major / A minor (the daemon moves
+# the player's phrase there and the answer back), or "all-keys" (it plays in the player's key)
+LSTM_TRANSPOSITIONS = ("c", "all-keys")
 
 # per kind: field -> (required, lowest, highest) for integer fields
 _INT_FIELDS: dict[str, dict[str, tuple[bool, int, int]]] = {
-    LSTM_KIND: {"units": (True, 1, 65536), "start_symbols": (False, 1, 4096)},
+    LSTM_KIND: {"units": (True, 1, 65536), "start_symbols": (False, 1, 4096), "layers": (False, 1, 64),
+                "positions": (False, 1, 4096)},
     GAN_KIND: {"steps_per_bar": (True, 1, 256), "latent_dim": (True, 1, 65536)},
     CGAN_KIND: {"steps_per_bar": (True, 1, 256), "latent_dim": (True, 1, 65536)},
     HARMONY_KIND: {"units": (True, 1, 65536), "step_features": (True, 1, 65536)},
@@ -232,7 +237,9 @@ def check_metadata(raw: Any, where: Path) -> Vocabulary | None:
     and hold ``_`` and at least one MIDI pitch (``"0"``..``"127"``), nothing else.
     ``kind`` is one of `KINDS`; ``units`` (LSTM) and ``steps_per_bar``,
     ``latent_dim`` (GANs) and ``start_symbols`` (steps of delimiter padding
-    before a melody) are positive integers; ``step_quarter_length`` a positive
+    before a melody), an LSTM's ``layers`` and ``positions`` are positive
+    integers, its ``metric_position`` a boolean and ``transpose`` "c" or
+    "all-keys" (all four optional: 1, false, -, "c"); ``step_quarter_length`` a positive
     number of quarter notes.  Each fault is one `ModelError` line naming
     `where` and the field.
     """
@@ -252,12 +259,28 @@ def check_metadata(raw: Any, where: Path) -> Vocabulary | None:
         value = raw[key]
         if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
             raise ModelError(f"{where}: {key} is {_quote(value)}; it must be an integer {lo}-{hi}")
+    if kind == LSTM_KIND:
+        _check_lstm(raw, where)
     if "step_quarter_length" in raw:
         value = raw["step_quarter_length"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4:
             raise ModelError(f"{where}: step_quarter_length is {_quote(value)}; it must be a number "
                              "of quarter notes above 0 and at most 4 (0.25: a 16th)")
     return vocab
+
+
+def _check_lstm(raw: dict[str, Any], where: Path) -> None:
+    """An LSTM's optional issue-16 fields: ``metric_position`` a boolean (true needs ``positions``,
+    the size of the position input), ``transpose`` one of `LSTM_TRANSPOSITIONS`."""
+    value = raw.get("metric_position", False)
+    if not isinstance(value, bool):
+        raise ModelError(f"{where}: metric_position is {_quote(value)}; it must be true or false")
+    if value and "positions" not in raw:
+        raise ModelError(f"{where}: a model with metric_position needs 'positions' (the bar positions it reads, "
+                         "an integer 1-4096)")
+    value = raw.get("transpose", "c")
+    if value not in LSTM_TRANSPOSITIONS:
+        raise ModelError(f"{where}: transpose is {_quote(value)}; it must be one of {', '.join(LSTM_TRANSPOSITIONS)}")
 
 
 def _check_harmony(raw: dict[str, Any], where: Path) -> None:

@@ -78,7 +78,7 @@ class Engine(EngineLoop):
         self.answer_stream = NoteStream(scheduler, self.shaper, "answer-0")
         self.answer_count = 0
         self.answers: list[tuple[int, list[Note]]] = []  # (first step, notes) of each answer
-        self.seeding = Seeding()
+        self.seeding = Seeding(clock)
         # chords and bass (harmony.*): under the player in accompany, under jamd's melody when switched on
         self.harmony = HarmonyParts(cfg.harmony, scheduler, clock, self.rng, open_harmony, cfg.model)
         self._harmony_switch: bool | None = None  # control.harmony_cc's last word; None: the config's

@@ -206,8 +206,8 @@ class HarmonyParts:
         if self._next_beat is None:
             self._next_beat = beat_step
             self._fed = beat_step - self.clock.steps_per_bar
-            if self.forecast is not None:
-                self.forecast.reset()
+            if self.forecast is not None:  # the first step it hears, _fed, where the clock's bar has it
+                self.forecast.reset(self._fed % self.clock.steps_per_bar, self.clock.steps_per_bar)
 
     def before_beat(self, heard: list[Note], shift: int, transpose: int) -> None:
         """Choose and schedule the chord of the pending beat, from `heard` (the player's notes so

@@ -6,7 +6,8 @@ decides what happens at three moments:
 * `on_phrase_end(phrase)`: the player finished a phrase;
 * `on_tick()`: every engine tick (input handled, before bars are generated);
 * `on_bar(bar_step)`: just before the engine generates the bar that starts at
-  grid step `bar_step` (16ths).
+  grid step `bar_step` (16ths): the mode's `bar_due`, then the model hears where
+  in the clock's bar that step falls (`align_model`, issue 16's metric position).
 
 `streams` says whether the mode generates bars a bar ahead at all, and
 `wants_stream()` whether a stream should start now.
@@ -57,7 +58,23 @@ class Mode:
         pass
 
     def on_bar(self, bar_step: int) -> None:
-        pass
+        """Just before the engine generates the bar at grid step `bar_step`: the mode's `bar_due`,
+        then the model is told where that bar's first step falls in the clock's bar."""
+        self.bar_due(bar_step)
+        align_model(self.engine, bar_step)
+
+    def bar_due(self, bar_step: int) -> None:
+        """What the mode does before the bar at `bar_step` is generated (default: nothing)."""
+
+
+def align_model(engine: Engine, step: float) -> None:
+    """Tell the engine's model (if it keeps a bar grid: `LstmBars.align`) that the next step it
+    generates falls at grid step `step`: its bar position is step mod the clock's 16ths per bar
+    (grid step 0 is a downbeat: `Clock.bar_of`)."""
+    align = getattr(engine.model, "align", None)
+    if align is not None:
+        spb = engine.clock.steps_per_bar
+        align(int(step) % spb, spb)
 
 
 class Continuous(Mode):
@@ -90,6 +107,8 @@ class CallResponse(Mode):
         engine = self.engine
         spb = engine.clock.steps_per_bar
         bars = engine.response_bars or phrase.bars
+        # the answer starts on a bar line (chosen below, once it is generated): its first step is a downbeat
+        align_model(engine, 0)
         symbols: list[str] = []
         for i in range(bars):
             symbols += engine.model.next_bar(spb, engine.temperature, engine.rng, first_note=i == 0)
@@ -185,7 +204,7 @@ class Accompany(Mode):
         self._keyed = self.engine.capture.start
         self.engine.seeding.follow_key(notes)
 
-    def on_bar(self, bar_step: int) -> None:
+    def bar_due(self, bar_step: int) -> None:
         """Re-seed from the player's latest complete bar, once per bar of a phrase."""
         engine = self.engine
         spb = engine.clock.steps_per_bar

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..sync.scheduler import NoteHandle, Scheduler
-from ..tokens import HOLD, Note, is_pitch
+from ..tokens import HOLD, Note
 from .shaping import Shaper
 
 
@@ -49,7 +49,9 @@ class NoteStream:
             if s == HOLD:
                 continue
             self._close(step)
-            if is_pitch(s):
+            # a pitch; an all-keys model's bar relabelled to C/Am may leave 0-127 by a few semitones
+            # (`LstmBars`), which the transposition below brings back
+            if s.lstrip("-").isdigit():
                 pitch = self.shaper.pitch(int(s) + transpose)
                 handle = self.scheduler.schedule_note(
                     step, self.shaper.off_step(step, start + len(symbols)), pitch,

@@ -90,7 +90,8 @@ class SpanForecast:
         digest = hashlib.blake2b(f"{rhythm}\0{' '.join(symbols)}".encode(), digest_size=8).digest()
         f = self.forecast
         f.rng = np.random.default_rng([self.seed, int.from_bytes(digest, "little")])
-        f.reset()
+        bar = beats.tune.beats_per_bar * STEPS
+        f.reset(-beats.tune.pickup_beats * STEPS % bar, bar)  # step 0 lies the pickup before a downbeat
         change = change_beats(beats, rhythm)
         ends = span_ends(change)
         out: dict[int, np.ndarray] = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from jamd.errors import DataError, UsageError
-from jamd.tokens import Note, symbols_to_notes
+from jamd.tokens import Note, steps_per_bar, symbols_to_notes
 
 from .progress import bar
 
@@ -107,6 +107,17 @@ def draw_training(corpus, n: int, n_steps: int, rng: np.random.Generator,
 
 def tune_symbols(corpus, indices: Sequence[int]) -> list[list[str]]:
     return [list(corpus.tunes[int(i)].symbols) for i in indices]
+
+
+def tune_grids(corpus, indices: Sequence[int]) -> list[tuple[int, int]]:
+    """Each tune's bar grid, (bar position of its step 0, 16ths per bar of its first meter): step 0
+    lies its pickup before the first downbeat.  What a model reading the metric position hears."""
+    out = []
+    for i in indices:
+        t = corpus.tunes[int(i)]
+        bar = steps_per_bar(t.meter)
+        out.append((-t.pickup_steps % bar, bar))
+    return out
 
 
 # -- MIDI folders -------------------------------------------------------------

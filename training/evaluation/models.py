@@ -16,7 +16,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from jamd.errors import ModelError
-from jamd.tokens import Vocabulary
+from jamd.tokens import STEPS_PER_BAR_4_4, Vocabulary
 
 from .melodies import Melody, from_symbols
 from .progress import bar
@@ -63,7 +63,11 @@ class StepSource:
                  progress: bool = False) -> list[Melody]:
         out = []
         for i, n_steps in enumerate(bar(lengths, f"generating ({self.name})", "melody", progress)):
-            self.model.reset()
+            if getattr(self.model, "metric_position", False):
+                # the melodies are compared as 4/4 bars from a downbeat (eval.bars): the model hears so
+                self.model.reset(0, STEPS_PER_BAR_4_4)
+            else:
+                self.model.reset()
             symbols = self.model.generate(n_steps, temperature, rng, stop_at_end=False)
             out.append(from_symbols(f"{self.name}-{i:03d}", symbols, n_steps))
         return out

@@ -48,10 +48,16 @@ class Nll:
         return asdict(self)
 
 
-def tune_nll(model: StepModel, symbols: Sequence[str]) -> tuple[float, float]:
-    """(masked, raw) total NLL of one tune; raw includes its closing delimiter."""
+def tune_nll(model: StepModel, symbols: Sequence[str], grid: tuple[int, int] | None = None) -> tuple[float, float]:
+    """(masked, raw) total NLL of one tune; raw includes its closing delimiter.
+
+    `grid`: (bar position of the tune's step 0, 16ths per bar), read by a model with the metric-position
+    input (`LstmGenerator.metric_position`); None: from a downbeat of the model's current bar."""
     delimiter = model.vocab.id(DELIMITER)
-    model.reset()
+    if grid is not None and getattr(model, "metric_position", False):
+        model.reset(*grid)
+    else:
+        model.reset()
     logits = np.asarray(model.next_logits, dtype=np.float64)
     masked = raw = 0.0
     ids = model.vocab.encode(list(symbols) + [DELIMITER])
@@ -67,14 +73,15 @@ def tune_nll(model: StepModel, symbols: Sequence[str]) -> tuple[float, float]:
 
 
 def held_out_nll(model: StepModel, tunes: Sequence[Sequence[str]], name: str = "model",
-                 progress: bool = False) -> Nll:
+                 progress: bool = False, grids: Sequence[tuple[int, int]] | None = None) -> Nll:
+    """NLL of `tunes` (each with its bar grid from `grids`, see `tune_nll`) under `model`."""
     masked = raw = 0.0
     tokens = notes = scored = skipped = 0
-    for symbols in bar(tunes, f"NLL ({name})", "tune", progress):
+    for k, symbols in enumerate(bar(tunes, f"NLL ({name})", "tune", progress)):
         if any(s not in model.vocab for s in symbols) or DELIMITER in symbols:
             skipped += 1
             continue
-        m, r = tune_nll(model, symbols)
+        m, r = tune_nll(model, symbols, grids[k] if grids is not None else None)
         masked, raw = masked + m, raw + r
         tokens += len(symbols)
         notes += len(symbols_to_notes(symbols))

@@ -175,8 +175,10 @@ def run(s: Settings, cfg: Config, progress: bool = False) -> dict[str, Any]:
     if corpus is not None and step_models:
         _, val = corpus.split(corpus_cfg.validation_fraction, corpus_cfg.split_seed)
         tunes = melodies.tune_symbols(corpus, val)
+        positioned = any(getattr(m, "metric_position", False) for m in step_models.values())
+        grids = melodies.tune_grids(corpus, val) if positioned else None
         for name, model in step_models.items():
-            scores[name] = nll.held_out_nll(model, tunes, name, progress)
+            scores[name] = nll.held_out_nll(model, tunes, name, progress, grids)
 
     # -- the pitch bar on a fixed, larger basis; the distinct-bar bar of bar models --
     checks: dict[str, compare.PitchCheck] = {}
