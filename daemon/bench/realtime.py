@@ -105,7 +105,7 @@ def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
         phrase = Phrase([Note(n.start + now, n.pitch, n.duration) for n in notes], now, now + 64,
                         now + 80, "silence")
         t0 = time.perf_counter_ns()
-        engine._phrase_done(phrase, t0)
+        engine.phrase_done(phrase, t0)
         times.append((time.perf_counter_ns() - t0) / 1e6)
         sch.panic()
     arr = np.array(times)
