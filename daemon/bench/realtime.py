@@ -45,10 +45,11 @@ class _NullOutput(MemoryOutput):
         self.count = getattr(self, "count", 0) + 1
 
 
-def scheduling_error(cfg: Config, n_events: int, model=None) -> dict:
+def scheduling_error(cfg: Config, n_events: int, model=None, adaptive_spin: bool = True) -> dict:
     clock = Clock(120.0, 4, 4)
     sch = Scheduler(clock, _NullOutput(), cfg.clock.spin_us, record_errors=True,
-                    realtime_priority=cfg.clock.realtime_priority)
+                    realtime_priority=cfg.clock.realtime_priority, adaptive_spin=adaptive_spin)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     sch.start()
     stop = threading.Event()
 
@@ -77,8 +78,11 @@ def scheduling_error(cfg: Config, n_events: int, model=None) -> dict:
     sch.stop()
     if was is not None:
         os.sched_setscheduler(0, was, os.sched_param(0))
+    cpu_percent = 100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     err = np.array(sch.stats.errors_ns[:n_events], dtype=np.float64) / 1e6
-    return {"events": int(err.size), "sched_fifo": sch.realtime, "p50_ms": float(np.percentile(err, 50)),
+    return {"events": int(err.size), "sched_fifo": sch.realtime, "adaptive_spin": adaptive_spin,
+            "spin_us_at_end": sch.spin.ns / 1000, "cpu_percent_of_one_core": cpu_percent,
+            "p50_ms": float(np.percentile(err, 50)),
             "p99_ms": float(np.percentile(err, 99)), "max_ms": float(err.max()),
             "min_ms": float(err.min()), "late_over_1ms": int((err > 1).sum())}
 
