@@ -30,6 +30,8 @@ from ..sync.scheduler import Scheduler
 from ..tokens import Note
 from .daemon_proc import private_jack, proc_cpu_s, proc_memory_mb, start_daemon
 from .flood import flood_figures
+from .footprint import footprint
+from .footprint import print_table as print_footprint
 
 SWITCH_INTERVAL_S = 0.0005  # as in `jamd run`
 
@@ -93,7 +95,7 @@ def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
     from ..live.phrase import Phrase
     from ..music.keys import detect_key
 
-    detect_key([Note(0, 60, 4)])  # the daemon warms music21 up at start too
+    detect_key([Note(0, 60, 4)])  # the daemon warms the key finder up at start too
     cfg = cfg.replace(**{"live.response_bars": 4, "live.mode": "call-response"})
     clock = Clock(cfg.clock.bpm)
     sch = Scheduler(clock, _NullOutput(), cfg.clock.spin_us)
@@ -132,7 +134,7 @@ def daemon_figures(model_name: str, play_s: float, cfg: Config, *extra: str) -> 
         if ready is None:
             return {"skipped": "jamd run did not get ready (no MIDI system?)"}
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-        time.sleep(3.0)  # past the music21 warm-up
+        time.sleep(3.0)  # past the engine's warm-up
         cpu0, w0 = proc_cpu_s(proc.pid), time.perf_counter()
         time.sleep(play_s)
         cpu1, w1 = proc_cpu_s(proc.pid), time.perf_counter()
@@ -154,6 +156,11 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
     flood_s = 6.0 if args.quick else 20.0
     conditions = {"load": bool(args.load), "cores": os.cpu_count(), "spin_us": cfg.clock.spin_us,
                   "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()[0]}
+    if getattr(args, "footprint", False):  # only start-up, memory, CPU and the first answer
+        figures = {"conditions": conditions, "footprint": footprint(args, cfg)}
+        figures["conditions"]["load_average_at_end"] = os.getloadavg()[0]
+        print_footprint(figures["footprint"])
+        return figures
     if getattr(args, "flood", False):  # only the input-flood measurement
         figures = {"conditions": conditions, "flood": flood_figures(model_name, cfg, flood_s)}
         figures["conditions"]["load_average_at_end"] = os.getloadavg()[0]
