@@ -134,6 +134,8 @@ def first_answer(python: str, model_name: str, cfg: Config, env: dict) -> dict:
             return {"skipped": "jamd run did not get ready: " + d.tail()}
         ports = player.get_ports()
         player.open_port(next(i for i, n in enumerate(ports) if "jamd in" in n), "play")
+        # a JACK connection takes effect at a later process cycle: a note sent at once can be lost
+        time.sleep(0.05)
         out: dict = {}
         for n, (name, pitches) in enumerate(zip(("first", "second"), PHRASES, strict=True)):
             first, end = _play(player, pitches)

@@ -157,9 +157,18 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
     conditions = {"load": bool(args.load), "cores": os.cpu_count(), "spin_us": cfg.clock.spin_us,
                   "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()[0]}
     if getattr(args, "footprint", False):  # only start-up, memory, CPU and the first answer
-        figures = {"conditions": conditions, "footprint": footprint(args, cfg)}
+        n = 400 if args.quick else 1000
+        model = open_bar_source(model_name, cfg.model)
+        # the sender's timing with the 1 ms spin of before and with the adaptive one, in turn
+        spin = {"fixed": scheduling_error(cfg, n, model, adaptive_spin=False),
+                "adaptive": scheduling_error(cfg, n, model, adaptive_spin=True)}
+        figures = {"conditions": conditions, "scheduling_by_spin": spin, "footprint": footprint(args, cfg)}
         figures["conditions"]["load_average_at_end"] = os.getloadavg()[0]
         print_footprint(figures["footprint"])
+        for name, x in spin.items():
+            print(f"| Scheduling error p50 / p99 / max, {name} spin ({x['events']} events, spin "
+                  f"{x['spin_us_at_end']:.0f} us at the end) | p99 <= 0.5 ms | {x['p50_ms']:.3f} / "
+                  f"{x['p99_ms']:.3f} / {x['max_ms']:.3f} ms; bench process CPU {x['cpu_percent_of_one_core']:.2f} % |")
         return figures
     if getattr(args, "flood", False):  # only the input-flood measurement
         figures = {"conditions": conditions, "flood": flood_figures(model_name, cfg, flood_s)}
