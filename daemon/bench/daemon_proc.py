@@ -66,8 +66,11 @@ def private_jack(force: bool = False, period: int = 256) -> Iterator[dict[str, s
         yield dict(os.environ)
 
 
-def start_daemon(model_name: str, cfg: Config, env: dict[str, str], *extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "jamd.cli", "run", "--mode", "continuous",
+def start_daemon(model_name: str, cfg: Config, env: dict[str, str], *extra: str,
+                 python: str = sys.executable) -> subprocess.Popen:
+    """`jamd run` (continuous unless `extra` names another mode) under `python`: this
+    checkout's interpreter, or a baseline's venv (`--compare`)."""
+    return subprocess.Popen([python, "-m", "jamd.cli", "run", "--mode", "continuous",
                              "--model", model_name, "--log-level", "info",
                              "--set", f"clock.spin_us={cfg.clock.spin_us}",
                              "--set", f"clock.realtime_priority={cfg.clock.realtime_priority}", *extra],

@@ -30,6 +30,8 @@ from ..sync.scheduler import Scheduler
 from ..tokens import Note
 from .daemon_proc import private_jack, proc_cpu_s, proc_memory_mb, start_daemon
 from .flood import flood_figures
+from .footprint import footprint
+from .footprint import print_table as print_footprint
 
 SWITCH_INTERVAL_S = 0.0005  # as in `jamd run`
 
@@ -45,10 +47,11 @@ class _NullOutput(MemoryOutput):
         self.count = getattr(self, "count", 0) + 1
 
 
-def scheduling_error(cfg: Config, n_events: int, model=None) -> dict:
+def scheduling_error(cfg: Config, n_events: int, model=None, adaptive_spin: bool = True) -> dict:
     clock = Clock(120.0, 4, 4)
     sch = Scheduler(clock, _NullOutput(), cfg.clock.spin_us, record_errors=True,
-                    realtime_priority=cfg.clock.realtime_priority)
+                    realtime_priority=cfg.clock.realtime_priority, adaptive_spin=adaptive_spin)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
     sch.start()
     stop = threading.Event()
 
@@ -77,8 +80,11 @@ def scheduling_error(cfg: Config, n_events: int, model=None) -> dict:
     sch.stop()
     if was is not None:
         os.sched_setscheduler(0, was, os.sched_param(0))
+    cpu_percent = 100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)
     err = np.array(sch.stats.errors_ns[:n_events], dtype=np.float64) / 1e6
-    return {"events": int(err.size), "sched_fifo": sch.realtime, "p50_ms": float(np.percentile(err, 50)),
+    return {"events": int(err.size), "sched_fifo": sch.realtime, "adaptive_spin": adaptive_spin,
+            "spin_us_at_end": sch.spin.ns / 1000, "cpu_percent_of_one_core": cpu_percent,
+            "p50_ms": float(np.percentile(err, 50)),
             "p99_ms": float(np.percentile(err, 99)), "max_ms": float(err.max()),
             "min_ms": float(err.min()), "late_over_1ms": int((err > 1).sum())}
 
@@ -89,7 +95,7 @@ def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
     from ..live.phrase import Phrase
     from ..music.keys import detect_key
 
-    detect_key([Note(0, 60, 4)])  # the daemon warms music21 up at start too
+    detect_key([Note(0, 60, 4)])  # the daemon warms the key finder up at start too
     cfg = cfg.replace(**{"live.response_bars": 4, "live.mode": "call-response"})
     clock = Clock(cfg.clock.bpm)
     sch = Scheduler(clock, _NullOutput(), cfg.clock.spin_us)
@@ -105,7 +111,7 @@ def answer_latency(cfg: Config, model_name: str, repeats: int) -> dict:
         phrase = Phrase([Note(n.start + now, n.pitch, n.duration) for n in notes], now, now + 64,
                         now + 80, "silence")
         t0 = time.perf_counter_ns()
-        engine._phrase_done(phrase, t0)
+        engine.phrase_done(phrase, t0)
         times.append((time.perf_counter_ns() - t0) / 1e6)
         sch.panic()
     arr = np.array(times)
@@ -128,7 +134,7 @@ def daemon_figures(model_name: str, play_s: float, cfg: Config, *extra: str) -> 
         if ready is None:
             return {"skipped": "jamd run did not get ready (no MIDI system?)"}
         threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-        time.sleep(3.0)  # past the music21 warm-up
+        time.sleep(3.0)  # past the engine's warm-up
         cpu0, w0 = proc_cpu_s(proc.pid), time.perf_counter()
         time.sleep(play_s)
         cpu1, w1 = proc_cpu_s(proc.pid), time.perf_counter()
@@ -150,6 +156,20 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
     flood_s = 6.0 if args.quick else 20.0
     conditions = {"load": bool(args.load), "cores": os.cpu_count(), "spin_us": cfg.clock.spin_us,
                   "python": sys.version.split()[0], "load_average_at_start": os.getloadavg()[0]}
+    if getattr(args, "footprint", False):  # only start-up, memory, CPU and the first answer
+        n = 400 if args.quick else 1000
+        model = open_bar_source(model_name, cfg.model)
+        # the sender's timing with the 1 ms spin of before and with the adaptive one, in turn
+        spin = {"fixed": scheduling_error(cfg, n, model, adaptive_spin=False),
+                "adaptive": scheduling_error(cfg, n, model, adaptive_spin=True)}
+        figures = {"conditions": conditions, "scheduling_by_spin": spin, "footprint": footprint(args, cfg)}
+        figures["conditions"]["load_average_at_end"] = os.getloadavg()[0]
+        print_footprint(figures["footprint"])
+        for name, x in spin.items():
+            print(f"| Scheduling error p50 / p99 / max, {name} spin ({x['events']} events, spin "
+                  f"{x['spin_us_at_end']:.0f} us at the end) | p99 <= 0.5 ms | {x['p50_ms']:.3f} / "
+                  f"{x['p99_ms']:.3f} / {x['max_ms']:.3f} ms; bench process CPU {x['cpu_percent_of_one_core']:.2f} % |")
+        return figures
     if getattr(args, "flood", False):  # only the input-flood measurement
         figures = {"conditions": conditions, "flood": flood_figures(model_name, cfg, flood_s)}
         figures["conditions"]["load_average_at_end"] = os.getloadavg()[0]

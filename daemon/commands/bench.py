@@ -11,8 +11,10 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import shutil
 
 from ..config import Config
+from ..errors import UsageError
 from . import options
 from .paths import check_output_file, write_text
 
@@ -37,6 +39,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--flood", action="store_true",
                    help="only the input-flood measurement: output timing without and with "
                         "10,000 input messages/s (realtime suite)")
+    p.add_argument("--footprint", action="store_true",
+                   help="only jamd run's start-up, memory, CPU while playing and first answer "
+                        "(realtime suite; issue 15's Raspberry Pi goals)")
+    p.add_argument("--compare", metavar="PYTHON",
+                   help="with --footprint: also measure the jamd of this interpreter (another checkout's "
+                        "venv, e.g. /tmp/base/.venv/bin/python), alternating with this one")
+    p.add_argument("--rounds", type=int, default=3, help="with --footprint: rounds per side (default 3)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     p.add_argument("--out", metavar="FILE", help="also write the figures as JSON")
 
@@ -44,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, cfg: Config) -> int:
     options.check_number(args.steps, "--steps", lo=1, hi=10**8)
     options.check_number(args.events, "--events", lo=1, hi=10**8)
+    options.check_number(args.rounds, "--rounds", lo=1, hi=1000)
+    if args.compare is not None and not shutil.which(args.compare):
+        raise UsageError(f"--compare {args.compare}: no such interpreter "
+                         "(give a venv's python, e.g. /tmp/base/.venv/bin/python)")
     if args.out is not None:
         check_output_file(args.out, "--out")  # before the measurements
     if args.suite == "lstm":  # the seed's Keras loop: TensorFlow's start-up noise muted

@@ -213,7 +213,9 @@ class _Waiter:
 
 
 def _warm_up_key_finder() -> None:
-    # music21 takes most of a second to import; pay it now, not on the first phrase.
+    # Key detection is plain Python now (jamd.music.keys, no music21); one call on the
+    # engine thread before it plays compiles nothing but touches its code paths once,
+    # and marks the point after which all that is loaded stays (the engine's gc.freeze).
     try:
         from ..music.keys import detect_key
         from ..tokens import Note

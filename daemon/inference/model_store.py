@@ -26,6 +26,7 @@ from typing import Any
 from ..config import clip
 from ..errors import ModelError
 from ..tokens import DELIMITER, HOLD, REST, SPECIAL_SYMBOLS, Vocabulary, is_pitch
+from .onnx_meta import NotOnnx, read_metadata_props
 
 METADATA_KEY = "jamd"
 
@@ -92,25 +93,17 @@ def _check_file(path: Path) -> None:
 def _embedded(path: Path) -> dict[str, Any] | None:
     """The metadata JSON stored in the ONNX file under `METADATA_KEY` (None: there is none).
 
-    Parsing the file also proves it is an ONNX model at all: a truncated or
+    Reading the file also proves it is an ONNX model at all: a truncated or
     corrupt file is refused here, in one line, before any session is made.
+    Read from the protobuf itself (`onnx_meta`): neither the `onnx` package
+    (seconds of import at every start) nor a second ONNX Runtime session.
     """
     try:
-        import onnx
-    except ImportError:
-        onnx = None
-    if onnx is not None:
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as exc:  # protobuf's DecodeError, OSError, ...
-            raise ModelError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
-        if not model.graph.node:
-            raise ModelError(f"{path}: not a readable ONNX file (no graph)")
-        props = {p.key: p.value for p in model.metadata_props}
-    else:
-        from .runtime import make_session
-
-        props = make_session(path, "cpu").get_modelmeta().custom_metadata_map
+        props = read_metadata_props(path)
+    except NotOnnx as exc:
+        raise ModelError(f"{path}: not a readable ONNX file ({exc})") from None
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the model file ({exc.strerror})") from None
     text = props.get(METADATA_KEY)
     if not text:
         return None

@@ -4,8 +4,9 @@ Events are queued by grid position (steps of the one `Clock`); the sender turns
 a position into a deadline only when it is next, so a tempo change applies to
 everything still queued.  For each deadline it waits (a condition-variable
 wait, so a new earlier event or a panic wakes it), then spins on
-`perf_counter_ns` for the last `spin_us`: the OS wakes a sleeping thread up to
-a few hundred microseconds late, a spin does not.
+`perf_counter_ns` for the last `spin_us` at most: the OS wakes a sleeping
+thread up to a few hundred microseconds late, a spin does not (how much of
+`spin_us` is needed follows the sender's own recent wake-ups: `sync.spin`).
 
 Lateness never accumulates (deadlines come from the clock, not from the
 previous send).  A late event is sent at once, counted and logged (at most one
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from ..midi.outputs import NOTE_OFF, NOTE_ON, Output
 from ..midi.realtime import ask_realtime
 from .clock import Clock, ManualClock
+from .spin import AdaptiveSpin
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +87,15 @@ class Scheduler:
 
     def __init__(self, clock: Clock, output: Output, spin_us: int = 1000, offset_ms: float = 0.0,
                  record_errors: bool = False, on_sent: Callable[[tuple[int, ...], int], None] | None = None,
-                 realtime_priority: int = 0, tick_spin_us: int | None = None):
+                 realtime_priority: int = 0, tick_spin_us: int | None = None, adaptive_spin: bool = True):
         self.clock = clock
         self.output = output
         self.spin_ns = spin_us * 1000
         # MIDI clock ticks (0xF8) come 48 times a second at 120 BPM: a full spin
         # before each would cost ~5% of a core, so they may spin less.
         self.tick_spin_ns = self.spin_ns if tick_spin_us is None else tick_spin_us * 1000
+        # ...and both spin no longer than the sender's recent wake-ups need (sync.spin)
+        self.spin = AdaptiveSpin(self.spin_ns, adaptive_spin)
         self.offset_ns = int(offset_ms * 1e6)  # positive: send early (DAW latency)
         self.stats = TimingStats()
         self.record_errors = record_errors
@@ -311,12 +315,14 @@ class Scheduler:
                         continue
                     head = self._heap[0]
                     deadline = clock.time_of(head.step) - self.offset_ns
-                    spin = self.tick_spin_ns if head.message[0] == 0xF8 else self.spin_ns
-                    wait_ns = deadline - spin - clock.now_ns()
+                    spin = min(self.tick_spin_ns if head.message[0] == 0xF8 else self.spin_ns, self.spin.ns)
+                    now = clock.now_ns()
+                    wait_ns = deadline - spin - now
                     if wait_ns <= 0:
                         break
                     # Woken early by a new event, a panic or stop: look again.
-                    cond.wait(wait_ns / 1e9)
+                    if not cond.wait(wait_ns / 1e9):  # timed out: how late it woke sets the spin
+                        self.spin.observe(clock.now_ns() - now - wait_ns)
                 # Spin outside the lock, so schedulers are never held up by it.
             while clock.now_ns() < deadline:
                 pass
