@@ -27,11 +27,13 @@ from tqdm import tqdm
 from jamd.config import LiveConfig
 from jamd.errors import DataError
 from jamd.midi.midifile_read import NoNotes, read_midi_file
-from jamd.music.keys import PITCH_CLASS_NAMES, Key, detect_key
+from jamd.music.keys import PITCH_CLASS_NAMES, Key
 from jamd.tokens import STEPS_PER_QUARTER, Note, notes_to_symbols
 
 from .corpus import ACCEPTABLE_DURATIONS, SkipTune, Tune
 from .corpus_sources import MIDI_SUFFIXES, Unit
+from .ingest.keys import analyse_key
+from .ingest.midi import read_fast
 
 # Bounded work per unit (one file, or one ABC tune): a file over either limit is
 # skipped, named in the report, and the rest of the corpus goes on.
@@ -244,16 +246,21 @@ def encode_unit(job: tuple) -> list[Result]:
         return [(unit.name, None, "over the time limit", f"not parsed in {seconds:g} s")]
 
 
-def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = ()) -> Result:
-    """One MIDI file through jamd's own reader (the one `generate --seed-midi` uses).
+def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = (), reader: str = "symusic") -> Result:
+    """One MIDI file, read as jamd's own reader (the one `generate --seed-midi` uses) reads it.
 
+    reader="symusic" parses it with symusic (`jamd.training.ingest.midi.read_fast`,
+    the same notes, some hundred times faster) and falls back to jamd's reader
+    where only that one can say; reader="jamd" always uses jamd's reader.
     Its melody channels, note pairing and bounds are the reader's; part N picks
-    the N-th track holding melody.  The written key signature is used only
-    when music21's analysis agrees with it (a DAW writes C major by default);
-    the result's name says which key was used.
+    the N-th track holding melody.  The key is music21's analysis (computed by
+    `ingest.keys.analyse_key`, the same key); the result's 4th field says
+    whether a written key signature agrees with it (a DAW writes C major by default).
     """
     try:
-        read = read_midi_file(unit.path, LiveConfig(input_channels=channels).is_melody_channel, track=part)
+        read = read_fast(unit.path, part, not channels) if reader == "symusic" else None
+        if read is None:
+            read = read_midi_file(unit.path, LiveConfig(input_channels=channels).is_melody_channel, track=part)
     except NoNotes:
         return (unit.name, None, "empty", None)
     except DataError as exc:
@@ -282,7 +289,7 @@ def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = ()) -> Result
 
 def _midi_key(notes: list[Note], written: str | None) -> tuple[Key, str]:
     """(key, where it came from): the written key only when the analysis agrees."""
-    analysed = detect_key(notes)
+    analysed = analyse_key(notes)  # music21's analyze('key'), without building a stream
     if written is None:
         return analysed, "analysed (none written)"
     tonic = written.rstrip("m")
