@@ -20,8 +20,9 @@ Where symusic's reading could differ, `read_fast` returns None and the caller
 uses jamd's reader: a melody channel set other than "all but 10" (symusic does
 not report channels), SMPTE time division, format 2 files, a key signature
 mido refuses, anything symusic cannot parse, and two notes of one pitch that
-overlap in the chosen chunk (symusic pairs note-offs first-in first-out;
-jamd's reader ends a note at its restrike).  Known differences that remain
+overlap anywhere in the file (symusic pairs note-offs first-in first-out,
+track by track; jamd's reader ends a note at its restrike, per channel across
+tracks).  Known differences that remain
 are listed in `tests/test_ingest_midi.py`'s docstring.
 """
 
@@ -87,18 +88,18 @@ def read_fast(path: str | Path, track: int = 0, default_channels: bool = True) -
             return None
         signatures += [(ts.time, ts.numerator, ts.denominator) for ts in score.time_signatures]
         keys += [(k.time, k.key, k.tonality) for k in score.key_signatures]
-        if len(melody) <= track:
-            notes = [t.notes.numpy() for t in score.tracks if not t.is_drum and len(t.notes)]
-            if notes:
-                start = np.concatenate([n["time"] for n in notes]).astype(np.int64)
-                end = start + np.concatenate([n["duration"] for n in notes]).astype(np.int64)
-                pitch = np.concatenate([n["pitch"] for n in notes]).astype(np.int64)
-                melody.append(np.stack([start, end, pitch], axis=1))
+        notes = [t.notes.numpy() for t in score.tracks if not t.is_drum and len(t.notes)]
+        if notes:
+            start = np.concatenate([n["time"] for n in notes]).astype(np.int64)
+            end = start + np.concatenate([n["duration"] for n in notes]).astype(np.int64)
+            pitch = np.concatenate([n["pitch"] for n in notes]).astype(np.int64)
+            melody.append(np.stack([start, end, pitch], axis=1))
     if track >= len(melody):
         raise NoNotes(f"{path}: no track {track} with melody notes ({len(melody)} tracks hold melody)")
-    raw = melody[track]
-    if _restrikes(raw):
+    # jamd's reader pairs notes per channel across chunks: one pitch overlapping anywhere is its to read
+    if _restrikes(np.concatenate(melody)):
         return None
+    raw = melody[track]
     signatures.sort(key=lambda s: s[0])  # stable: chunk order, then file order, at one tick
     keys.sort(key=lambda k: k[0])
     if keys and not (-7 <= keys[0][1] <= 7 and keys[0][2] in (0, 1)):
