@@ -32,6 +32,7 @@ from jamd.config import CorpusConfig
 from jamd.errors import DataError
 from jamd.tokens import DELIMITER, Vocabulary, is_pitch, steps_per_bar
 
+from .ingest.split import split_by_name as split_by_name  # re-exported: harmony_data splits with it
 from .ingest.split import split_with_erk
 
 log = logging.getLogger("jamd.corpus")
