@@ -18,6 +18,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from ..corpus_sources import Unit, file_units
@@ -30,9 +31,22 @@ BATCH = 16  # units per task: one MIDI file is ~3 ms of work, a task's round tri
 
 
 def _encode_batch(jobs: list[tuple]) -> list[list]:
+    """Each unit's results, compact: (name, [name, key, shift, meter, pickup, changes] and the tune's
+    shard codes, or None and None, drop reason, detail).  Codes travel between processes as a few
+    hundred bytes, where the symbols would be a few hundred strings."""
     from ..corpus_encode import encode_unit
 
-    return [encode_unit(job) for job in jobs]
+    out = []
+    for job in jobs:
+        res = []
+        for name, tune, reason, error in encode_unit(job):
+            if tune is None:
+                res.append((name, None, None, reason, error))
+            else:
+                meta = [tune.name, tune.key, tune.shift, tune.meter, tune.pickup_steps, tune.meter_changes]
+                res.append((name, meta, shards.to_codes(tune.symbols), reason, error))
+        out.append(res)
+    return out
 
 
 @dataclass(frozen=True)
@@ -61,15 +75,13 @@ class _ShardWriter:
         records: list[list] = []
         pitches: set[int] = set()
         tokens = 0
-        for name, tune, reason, error in results:
-            if tune is not None:
-                codes = shards.to_codes(tune.symbols)
-                records.append(["k", name, len(self.codes), error, tune.meter, tune.pickup_steps,
-                                tune.meter_changes, len(codes)])
+        for name, meta, codes, reason, error in results:
+            if meta is not None:
+                _, _, _, meter, pickup, changes = meta
+                records.append(["k", name, len(self.codes), error, meter, pickup, changes, len(codes)])
                 self.codes.append(codes)
-                self.meta.append([tune.name, tune.key, tune.shift, tune.meter, tune.pickup_steps,
-                                  tune.meter_changes])
-                pitches.update(int(p) for p in set(codes.tolist()) if p < shards.HOLD_CODE)
+                self.meta.append(meta)
+                pitches.update(int(p) for p in np.unique(codes) if p < shards.HOLD_CODE)
                 tokens += len(codes)
             elif reason is not None:
                 records.append(["d", name, reason, error])
@@ -104,7 +116,7 @@ def _units(jobs: Sequence[FileJob]) -> Iterator[tuple[int, Unit]]:
 def parse_files(folder: Path, jobs: Sequence[FileJob], part: int, workers: int, progress: bool, label: str,
                 channels: tuple[int, ...], shard_tunes: int, seconds: float) -> int:
     """Parse `jobs` into the store at `folder`; the number of shards written."""
-    from ..corpus_encode import encode_unit, worker_count
+    from ..corpus_encode import worker_count
 
     writer = _ShardWriter(folder, shard_tunes)
     pending: dict[int, list] = {}  # file index -> its results so far
@@ -123,7 +135,7 @@ def parse_files(folder: Path, jobs: Sequence[FileJob], part: int, workers: int, 
     with tqdm(total=len(unit_list), desc=f"parsing {label}", unit="tune", disable=not progress) as bar:
         if n == 1:
             for i, unit in unit_list:
-                done(i, encode_unit((unit, part, channels, seconds)))
+                done(i, _encode_batch([(unit, part, channels, seconds)])[0])
                 bar.update()
         else:
             batches = [unit_list[k:k + BATCH] for k in range(0, len(unit_list), BATCH)]
