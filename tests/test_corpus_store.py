@@ -202,3 +202,18 @@ def test_the_erk_corpus_split_is_unchanged():
     # the rule before issue 16 (split_by_name over the kept tunes) on the Erk corpus itself
     assert split_with_erk(ERK, 0.1, 0) == split_by_name(ERK, 0.1, 0)
     assert split_with_erk(ERK, 0.25, 7) == split_by_name(ERK, 0.25, 7)
+
+
+def test_the_ingest_benchmark_runs_on_a_small_folder(folder, capsys):
+    import argparse
+
+    from jamd.bench import ingest
+    from jamd.config import Config
+    from jamd.errors import DataError
+
+    args = argparse.Namespace(folder=str(folder), quick=True, m21_files=3)
+    figures = ingest.run(args, Config().replace(**{"corpus.workers": 1}))
+    assert (figures["files"], figures["kept"], figures["music21_files"], figures["workers"]) == (5, 5, 5, 1)
+    assert figures["speedup_vs_music21"] > 0 and "| symusic" in capsys.readouterr().out
+    with pytest.raises(DataError, match="not a folder"):
+        ingest.run(argparse.Namespace(folder=str(folder / "t0.mid"), quick=True, m21_files=3), Config())

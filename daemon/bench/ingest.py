@@ -67,6 +67,8 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
         t0, c0 = time.perf_counter(), _cpu()
         corpus = load_corpus(corpus_cfg, progress=not args.quick, cache=False)
         seconds, cpu = time.perf_counter() - t0, _cpu() - c0
+    # the parent's peak memory while parsing (kB on Linux): bounded by a shard, not the corpus
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     used = corpus.stats["workers"]
     symusic_rate = len(files) / seconds
     m21_wall, m21_rate = _rate(subset, lambda f: _encode_scores(Unit(f.name, str(f)), 0))
@@ -78,7 +80,8 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
         "files": len(files), "kept": corpus.stats["kept"], "dropped": corpus.stats["dropped"],
         "unreadable": len(corpus.stats["parse_errors"]), "workers": used, "cpu_count": os.cpu_count(),
         "symusic_seconds": round(seconds, 2), "symusic_files_per_s": round(symusic_rate, 1),
-        "symusic_cpu_seconds": round(cpu, 2), "symusic_files_per_s_per_core": round(per_core, 1),
+        "symusic_cpu_seconds": round(cpu, 2), "parent_peak_rss_mb": round(rss_mb, 1),
+        "symusic_files_per_s_per_core": round(per_core, 1),
         "music21_files": len(subset), "music21_files_per_s_per_core": round(m21_rate, 2),
         "music21_files_per_wall_s": round(m21_wall, 2),
         "jamd_reader_files_per_s_per_core": round(jamd_rate, 1), "load_average": os.getloadavg()[0],
@@ -98,5 +101,6 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
           f"{figures['projected_170k_minutes_music21_same_cores']} min on {used} cores |")
     print(f"| jamd's reader (mido) + encoding | {len(subset)} | | {jamd_rate:.1f} | |")
     print(f"\nsymusic is {figures['speedup_vs_music21']}x music21 per core; kept {corpus.stats['kept']}, "
-          f"dropped {sum(corpus.stats['dropped'].values())}, unreadable {figures['unreadable']}")
+          f"dropped {sum(corpus.stats['dropped'].values())}, unreadable {figures['unreadable']}; "
+          f"parent's peak RSS while parsing {rss_mb:.0f} MB")
     return figures
