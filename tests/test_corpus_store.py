@@ -217,3 +217,16 @@ def test_the_ingest_benchmark_runs_on_a_small_folder(folder, capsys):
     assert figures["speedup_vs_music21"] > 0 and "| symusic" in capsys.readouterr().out
     with pytest.raises(DataError, match="not a folder"):
         ingest.run(argparse.Namespace(folder=str(folder / "t0.mid"), quick=True, m21_files=3), Config())
+
+
+def test_corpus_source_takes_one_name_or_a_list():
+    from jamd.config import Config
+    from jamd.training.corpus_sources import resolve
+
+    assert Config().replace(**{"corpus.source": "erk"}).corpus.source == "erk"
+    assert Config().replace(**{"corpus.source": ["essen", "ryan"]}).corpus.source == ("essen", "ryan")
+    folk = resolve("folk")
+    assert [label for label, _, _ in folk.groups()] == ["essen", "oneill", "ryan"]
+    assert (len(folk.files), len(resolve("oneill").files), len(resolve("ryan").files)) == (1129, 39, 1059)
+    # erk lies inside essen: listed with it, its files are read once
+    assert len(resolve(["erk", "essen"]).units()) == len(resolve("essen").units()) == 8514

@@ -90,13 +90,13 @@ class ShardedCorpus:
         """Shard codes (0..129) to `vocab`'s ids (-1: missing there)."""
         table = self._tables.get(vocab.symbols)
         if table is None:
-            table = np.array([vocab.id(s) if s in vocab else -1 for s in shards.code_symbols()], dtype=np.int64)
+            table = np.array([vocab.id(s) if s in vocab else -1 for s in shards.CODE_SYMBOLS], dtype=np.int64)
             self._tables[vocab.symbols] = table
         return table
 
     def tune(self, index: int) -> Tune:
         codes, (name, key, shift, meter, pickup, changes) = self._codes(index)
-        symbols = [shards.code_symbols()[c] for c in codes.tolist()]
+        symbols = [shards.CODE_SYMBOLS[c] for c in codes.tolist()]
         return Tune(name, symbols, key, shift, meter, pickup, changes)
 
     def ids(self, index: int, vocab: Vocabulary | None = None) -> np.ndarray:
@@ -104,7 +104,7 @@ class ShardedCorpus:
         codes, meta = self._codes(index)
         out = self._table(vocab or self.vocab)[codes]
         if out.size and out.min() < 0:
-            symbol = shards.code_symbols()[int(codes[np.argmin(out)])]
+            symbol = shards.CODE_SYMBOLS[int(codes[np.argmin(out)])]
             raise MissingSymbolError(f"tune {meta[0]}: symbol {symbol!r} is not in the vocabulary {vocab!r}")
         return out
 

@@ -44,9 +44,7 @@ def to_codes(symbols: list[str]) -> np.ndarray:
                     dtype=np.uint8)
 
 
-def code_symbols() -> list[str]:
-    """The symbol of each code 0..129."""
-    return [str(p) for p in range(128)] + [HOLD, REST]
+CODE_SYMBOLS = tuple(str(p) for p in range(128)) + (HOLD, REST)  # the symbol of each code 0..129
 
 
 @dataclass
