@@ -153,3 +153,15 @@ def test_custom_melody_channels_and_smpte_go_to_jamds_reader(tmp_path):
     mid.ticks_per_beat = ((256 - 25) << 8 | 40) - 0x10000  # 25 fps, 40 ticks per frame
     mid.save(str(tmp_path / "smpte.mid"))
     assert read_fast(tmp_path / "smpte.mid") is None
+
+
+def test_without_symusic_jamds_reader_reads_every_file(tmp_path, monkeypatch):
+    import sys
+
+    path = _file(tmp_path / "a.mid", [(0, 0, 0, 4, 60), (0, 0, 4, 4, 62), (0, 0, 8, 8, 64)], 96, [], "C", 0)
+    unit = Unit("a.mid", str(path))
+    with_symusic = encode_midi(unit, 0)
+    monkeypatch.setitem(sys.modules, "symusic", None)  # `import symusic` now raises ImportError
+    assert read_fast(path) is None
+    assert same(encode_midi(unit, 0), with_symusic) and with_symusic[1].symbols == ["60", "_", "62", "_", "64", "_",
+                                                                                      "_", "_"]

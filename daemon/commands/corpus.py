@@ -2,9 +2,10 @@
 
 The corpus is the seed's: tunes with only 16th..whole-note durations, no
 chords, moved to C major / A minor and encoded one symbol per 16th note
-(MIDI pitch starts a note, "_" holds, "r" rests).  The first run parses with
-music21 on every core; later runs load the cached arrays in well under a
-second.  The same corpus is what `jamd train` trains on.
+(MIDI pitch starts a note, "_" holds, "r" rests).  The first run parses on
+every core (music21 for ABC, Humdrum and MusicXML, symusic for MIDI files)
+into a sharded cache; later runs parse only new or changed files and load
+the rest in well under a second.  The same corpus is what `jamd train` trains on.
 """
 
 from __future__ import annotations

@@ -66,7 +66,10 @@ def read_fast(path: str | Path, track: int = 0, default_channels: bool = True) -
     """
     if not default_channels:
         return None
-    import symusic  # imported here: the workers pay for it once, `jamd` itself never
+    try:
+        import symusic  # imported here: the workers pay for it once, `jamd` itself never
+    except ImportError:  # the `train` extra brings it; without it jamd's reader reads every file
+        return None
 
     path = Path(path)
     try:
