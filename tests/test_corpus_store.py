@@ -230,3 +230,33 @@ def test_corpus_source_takes_one_name_or_a_list():
     assert (len(folk.files), len(resolve("oneill").files), len(resolve("ryan").files)) == (1129, 39, 1059)
     # erk lies inside essen: listed with it, its files are read once
     assert len(resolve(["erk", "essen"]).units()) == len(resolve("essen").units()) == 8514
+
+
+def test_a_corpus_holding_part_of_erk_splits_it_as_erk_does(tmp_path, monkeypatch):
+    """Erk's own kept tunes fix the sides of the Erk tunes a corpus holds, even a few of them."""
+    import re as regex
+
+    from jamd.training.corpus_sources import music21_corpus_root
+    from jamd.training.ingest import load as load_mod
+
+    erk5 = (music21_corpus_root() / "essenFolksong" / "erk5.abc").read_text(encoding="latin-1")
+    tunes = [c for c in regex.split(r"(?m)^(?=X:)", erk5) if c.startswith("X:")]
+    full, part = tmp_path / "full" / "essenFolksong", tmp_path / "part" / "essenFolksong"
+    full.mkdir(parents=True), part.mkdir(parents=True)
+    (full / "erk5.abc").write_text("".join(tunes[:20]), encoding="utf-8")  # "Erk": 20 tunes
+    (part / "erk5.abc").write_text("".join(tunes[:6]), encoding="utf-8")  # a corpus with 6 of them
+    tune_file(tmp_path / "part" / "mine.mid", 0)
+    real = load_mod.resolve
+    monkeypatch.setattr(load_mod, "resolve", lambda s: real(str(tmp_path / "full")) if s == "erk" else real(s))
+    erk = load_corpus(cfg_for(tmp_path / "full", tmp_path / "cache"), progress=False)
+    corpus = load_corpus(cfg_for(tmp_path / "part", tmp_path / "cache"), progress=False)
+    assert corpus.erk_names == erk.names and len(erk.names) == 20
+    erk_train, erk_val = erk.split(0.25, 0)
+    train, val = corpus.split(0.25, 0)
+    sides = {erk.names[i]: "val" for i in erk_val} | {erk.names[i]: "train" for i in erk_train}
+    assert all(sides[corpus.names[i]] == "val" for i in val if corpus.names[i] in sides)
+    assert all(sides[corpus.names[i]] == "train" for i in train if corpus.names[i] in sides)
+    assert {corpus.names[i] for i in val} - set(sides) == set()  # mine.mid alone: too few to validate
+    # not a vacuous check: these 6 tunes split on their own would put another one in validation
+    assert [corpus.names[i] for i in val] == [n for n in corpus.names if sides.get(n) == "val"]
+    assert len(val) >= 1 and split_by_name(corpus.names[:6], 0.25, 0)[1] != [i for i in val if i < 6]
