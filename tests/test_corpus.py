@@ -142,44 +142,47 @@ def test_unparsable_file_is_named_in_a_warning(folder, tmp_path, caplog):
     assert any("broken.mid" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
+def _count_parses(mp: pytest.MonkeyPatch) -> list[str]:
+    """Record the file of every unit parsed from now on (the in-process parser, workers=1)."""
+    calls: list[str] = []
+    real = corpus_encode.encode_unit
+
+    def counting(job):
+        calls.append(Path(job[0].path).name)
+        return real(job)
+
+    mp.setattr(corpus_encode, "encode_unit", counting)
+    return calls
+
+
 def test_cache_is_hit_on_second_run(folder, loaded, monkeypatch):
     first, cache = loaded
-
-    def no_parsing(*args, **kwargs):
-        raise AssertionError("parsed again instead of loading the cache")
-
-    monkeypatch.setattr(corpus_encode, "encode_all", no_parsing)
+    calls = _count_parses(monkeypatch)
     second = load_corpus(cfg_for(folder, cache), progress=False)
-    assert second.stats["cached"] is True
+    assert calls == [] and second.stats["cached"] is True and second.stats["parsed_files"] == 0
     assert [(t.name, t.symbols, t.key, t.shift, t.meter, t.pickup_steps) for t in second.tunes] == [
         (t.name, t.symbols, t.key, t.shift, t.meter, t.pickup_steps) for t in first.tunes
     ]
     assert second.vocab == first.vocab
-    # a different melody part is a different cache entry: it must parse
-    with pytest.raises(AssertionError, match="parsed again"):
+    # a different melody part is a different store: every file is parsed again
+    with pytest.raises(DataError, match="no usable tunes"):
         load_corpus(cfg_for(folder, cache, part=1), progress=False)
+    assert sorted(set(calls)) == ["broken.mid", "erk_sample.abc", "triplet.abc"]
 
 
 def test_changed_file_invalidates_the_cache(folder, tmp_path):
     d = tmp_path / "c"
     d.mkdir()
     (d / "a.abc").write_text("\n".join(erk5_tunes()[:2]), encoding="utf-8")
-    calls = []
-    real = corpus_encode.encode_all
-
-    def counting(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
     cfg = cfg_for(d, tmp_path / "cache")
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(corpus_encode, "encode_all", counting)
+        calls = _count_parses(mp)
         load_corpus(cfg, progress=False)
         load_corpus(cfg, progress=False)
-        assert len(calls) == 1
+        assert calls == ["a.abc", "a.abc"]  # its two tunes, once
         (d / "a.abc").write_text("\n".join(erk5_tunes()[:3]), encoding="utf-8")
         assert len(load_corpus(cfg, progress=False).tunes) == 3
-        assert len(calls) == 2
+        assert calls == ["a.abc"] * 5
 
 
 def test_split_is_deterministic_and_disjoint_by_tune(loaded):
@@ -303,22 +306,23 @@ def test_a_file_over_the_size_or_time_limit_is_skipped_and_named(midi_folder, tm
     _write_midi(big, D_TUNE * 1)
     big.write_bytes(big.read_bytes() + b"\0" * 5000)
     monkeypatch.setattr(corpus_encode, "MAX_UNIT_BYTES", 4000)
-    real = corpus_encode.read_midi_file
+    monkeypatch.setattr(corpus_encode, "MAX_UNIT_SECONDS", 0.5)
+    real = corpus_encode.read_fast
 
     def slow(path, *args, **kwargs):
         if Path(path).name == "plain.mid":
             time.sleep(5)  # a file that would hang the parser
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(corpus_encode, "read_midi_file", slow)
+    monkeypatch.setattr(corpus_encode, "read_fast", slow)
     t0 = time.perf_counter()
-    results = corpus_encode.encode_all(resolve(str(midi_folder)).units(), 0, 1, False, "t", seconds=0.5)
+    corpus = load_corpus(cfg_for(midi_folder, tmp_path / "cache"), progress=False)
     assert time.perf_counter() - t0 < 4
-    tunes, stats = corpus_mod._collect(results, resolve(str(midi_folder)), 1)
+    stats = corpus.stats
     assert stats["dropped"]["over the size limit"] == 1 and stats["dropped"]["over the time limit"] == 1
-    assert any(s.startswith("big.mid: over the size limit") for s in stats["skipped"])
-    assert any(s.startswith("plain.mid: over the time limit") for s in stats["skipped"])
-    assert len(tunes) == 3
+    assert any(s.startswith("big.mid: over the size limit (") for s in stats["skipped"])
+    assert "plain.mid: over the time limit (not parsed in 0.5 s)" in stats["skipped"]
+    assert len(corpus.tunes) == 3
 
 
 def test_a_tune_too_long_for_the_grid_is_dropped_quickly(tmp_path):

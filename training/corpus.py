@@ -1,12 +1,13 @@
 """The training corpus: tunes in the seed's 16th-note encoding, parsed once, then cached.
 
-`load_corpus(cfg.corpus)` resolves `corpus.source` (a folder or a music21
-corpus collection, see `corpus_sources`), parses every tune in parallel with
-music21 (`corpus_encode`), keeps the monophonic tunes whose durations the seed
-accepts, moves them to C major / A minor and encodes them.  The result is
-cached as one `.npz` (uint8 ids, offsets, JSON metadata) keyed by the source
-files' paths, sizes and mtimes, the melody part and `ENCODING_VERSION`, so the
-next run loads in a fraction of a second without importing music21.
+`load_corpus(cfg.corpus)` resolves `corpus.source` (folders and music21
+corpus collections, one or a list, see `corpus_sources`), parses every tune
+in worker processes (`corpus_encode`: music21 for ABC, Humdrum and MusicXML,
+symusic for MIDI files), keeps the monophonic tunes whose durations the seed
+accepts, moves them to C major / A minor and encodes them.  The results go
+to a sharded store keyed per source file by path, size and mtime, the melody
+part and `ENCODING_VERSION` (`jamd.training.ingest`): the next run parses
+only new or changed files and loads without importing music21.
 
     corpus = load_corpus(cfg.corpus)
     train, val = corpus.split()                      # tune indices, fixed by tune name
@@ -16,13 +17,10 @@ next run loads in a fraction of a second without importing music21.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
-import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +32,8 @@ from jamd.config import CorpusConfig
 from jamd.errors import DataError
 from jamd.tokens import DELIMITER, Vocabulary, is_pitch, steps_per_bar
 
-from .corpus_sources import Source, resolve
+from .ingest.split import split_by_name as split_by_name  # re-exported: harmony_data splits with it
+from .ingest.split import split_with_erk
 
 log = logging.getLogger("jamd.corpus")
 
@@ -138,7 +137,7 @@ class EncodedCorpus:
         """
         fraction = self.validation_fraction if validation_fraction is None else validation_fraction
         seed = self.split_seed if seed is None else seed
-        return split_by_name([t.name for t in self.tunes], fraction, seed)
+        return split_with_erk([t.name for t in self.tunes], fraction, seed)
 
     def _table(self, vocab: Vocabulary) -> np.ndarray:
         """Map this corpus's ids to `vocab`'s ids (-1: missing there)."""
@@ -226,21 +225,6 @@ class EncodedCorpus:
 
 # -- building -------------------------------------------------------------------
 
-def split_by_name(names: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """(train, validation) indices into `names`: ordered by a hash of (seed, name), the first
-    round(n * fraction) validate, so an item lands on the same side whatever the parse order."""
-    n = len(names)
-
-    def rank(i: int) -> bytes:
-        return hashlib.blake2b(f"{seed}\0{names[i]}".encode(), digest_size=8).digest()
-
-    order = sorted(range(n), key=rank)
-    k = round(n * fraction)
-    if fraction > 0 and n >= 2:
-        k = min(max(k, 1), n - 1)  # a non-zero fraction always validates on something
-    return sorted(order[k:]), sorted(order[:k])
-
-
 def cache_dir(cfg: CorpusConfig) -> Path:
     """corpus.cache_dir, or (when empty, the default) the per-user cache folder:
     $XDG_CACHE_HOME/jamd/corpus, else ~/.cache/jamd/corpus (XDG Base Directory spec;
@@ -251,49 +235,6 @@ def cache_dir(cfg: CorpusConfig) -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME", "")
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"
     return base / "jamd" / "corpus"
-
-
-def cache_path(cfg: CorpusConfig, src: Source, input_channels: tuple[int, ...] = ()) -> Path:
-    key = src.fingerprint(cfg.part, ENCODING_VERSION, ACCEPTABLE_DURATIONS, *(
-        [("channels", input_channels)] if input_channels else []))
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", src.label).strip("-")[-40:] or "corpus"
-    return cache_dir(cfg) / f"corpus-{slug}-{key}.npz"
-
-
-def _collect(results: list, src: Source, n_workers: int) -> tuple[list[Tune], dict]:
-    tunes: list[Tune] = []
-    dropped: Counter[str] = Counter()
-    errors: list[str] = []
-    skipped: list[str] = []
-    midi_keys: Counter[str] = Counter()
-    for name, tune, reason, error in results:
-        if tune is not None:
-            tunes.append(tune)
-            if error:  # a MIDI file: which key was used
-                midi_keys[error] += 1
-        elif reason is not None:
-            dropped[reason] += 1
-            if reason in LIMIT_REASONS:
-                skipped.append(f"{name}: {reason}" + (f" ({error})" if error else ""))
-                log.warning("skipping %s: %s%s", src.root / name, reason, f" ({error})" if error else "")
-        else:
-            errors.append(name)
-            log.warning("skipping %s: cannot read it (%s)", src.root / name, error)
-    stats = {
-        "files": len(src.files),
-        "tunes_seen": len(results),  # kept + sum(dropped) + len(parse_errors)
-        "kept": len(tunes),
-        "dropped": dict(sorted(dropped.items())),
-        "parse_errors": errors,
-        "skipped": skipped,  # files over a limit, "name: reason (detail)"
-        "midi_keys": dict(sorted(midi_keys.items())),  # kept MIDI files by where their key came from
-        "tokens": sum(len(t.symbols) for t in tunes),
-        "meters": dict(Counter(t.meter for t in tunes).most_common()),
-        "meter_changes": sum(t.meter_changes for t in tunes),
-        "pickups": sum(t.pickup_steps > 0 for t in tunes),
-        "workers": n_workers,
-    }
-    return tunes, stats
 
 
 def summary(corpus: EncodedCorpus) -> str:
@@ -315,10 +256,6 @@ def load_cached(path: Path, load: Callable[[Path], Any], describe: Callable[[Any
     corpus.stats.update(cached=True, load_seconds=round(time.perf_counter() - t0, 3), cache_file=str(path))
     log.info("%s (from cache in %.2f s)", describe(corpus), corpus.stats["load_seconds"])
     return corpus
-
-
-def _load_cached(path: Path, split: dict) -> EncodedCorpus | None:
-    return load_cached(path, lambda p: EncodedCorpus.load(p, **split), summary)
 
 
 @contextlib.contextmanager
@@ -345,44 +282,15 @@ def parse_lock(path: Path) -> Iterator[None]:
 
 
 def load_corpus(cfg: CorpusConfig, progress: bool = True, cache: bool = True,
-                input_channels: tuple[int, ...] = ()) -> EncodedCorpus:
-    """The encoded corpus of `cfg.source`, from the cache when it is current.
+                input_channels: tuple[int, ...] = ()) -> Any:
+    """The corpus of `cfg.source` (one source or a list), from the store when it is current.
 
-    cache=False parses again even when a cached copy exists (and replaces it).
-    input_channels: the melody channels of MIDI files (live.input_channels;
-    empty: every channel but 10, General MIDI percussion).
+    Returns a `jamd.training.ingest.sharded.ShardedCorpus` (the API of `EncodedCorpus`):
+    only new or changed files are parsed, in shards (`jamd.training.ingest`).
+    cache=False parses every file again.  input_channels: the melody channels of MIDI
+    files (live.input_channels; empty: every channel but 10, General MIDI percussion).
+    Raises DataError when the source keeps no tune.
     """
-    split = {"validation_fraction": cfg.validation_fraction, "split_seed": cfg.split_seed}
-    src = resolve(cfg.source)
-    path = cache_path(cfg, src, tuple(input_channels))
-    if cache and path.is_file() and (corpus := _load_cached(path, split)) is not None:
-        return corpus
-    with parse_lock(path):
-        # another process may have written it while this one waited for the lock
-        if cache and path.is_file() and (corpus := _load_cached(path, split)) is not None:
-            return corpus
-        return _parse_and_save(cfg, src, path, split, progress, tuple(input_channels))
+    from .ingest.load import load_sharded
 
-
-def _parse_and_save(cfg: CorpusConfig, src: Source, path: Path, split: dict,
-                    progress: bool, input_channels: tuple[int, ...] = ()) -> EncodedCorpus:
-    t0 = time.perf_counter()
-    units = src.units()
-    from .corpus_encode import encode_all, worker_count  # music21 is imported only when parsing
-
-    results = encode_all(units, cfg.part, cfg.workers, progress, src.label, input_channels)
-    tunes, stats = _collect(results, src, worker_count(len(units), cfg.workers))
-    stats["parse_seconds"] = round(time.perf_counter() - t0, 2)
-    if not tunes:
-        dropped = ", ".join(f"{k} {v}" for k, v in stats["dropped"].items()) or "none"
-        raise DataError(f"{src.label}: no usable tunes in {stats['files']} files "
-                        f"({len(stats['parse_errors'])} unreadable; dropped: {dropped})")
-    corpus = EncodedCorpus.from_tunes(tunes, src.label, stats, **split)
-    try:
-        corpus.save(path)
-        stats["cache_file"] = str(path)
-    except OSError as exc:
-        log.warning("cannot write the corpus cache %s (%s); the next run parses again", path, exc)
-    stats["cached"] = False
-    log.info("%s (parsed in %.1f s)", summary(corpus), stats["parse_seconds"])
-    return corpus
+    return load_sharded(cfg, progress, cache, tuple(input_channels))

@@ -5,10 +5,11 @@ A minor, encode as a time series) with the changes the issue asks for: ties
 are merged, chords and overlapping voices are refused, every refusal has a
 reason, and the meter and pickup are kept for per-bar models.
 
-The functions here run inside the parser processes, so they import music21 at
-module level (each process imports it once) and return plain data; the data
-types live in `jamd.training.corpus`, which loads a cached corpus without
-importing music21 at all.
+The functions here run inside the parser processes and return plain data.
+They import music21 only when they first need it (an ABC, Humdrum or
+MusicXML tune): a worker that reads only MIDI files (symusic) never pays
+music21's second of import.  The data types live in `jamd.training.corpus`,
+which loads a cached corpus without importing music21 at all.
 """
 
 from __future__ import annotations
@@ -20,18 +21,23 @@ import threading
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-from music21 import chord, converter, harmony, key, meter, note, stream
 from tqdm import tqdm
 
 from jamd.config import LiveConfig
 from jamd.errors import DataError
 from jamd.midi.midifile_read import NoNotes, read_midi_file
-from jamd.music.keys import PITCH_CLASS_NAMES, Key, detect_key
+from jamd.music.keys import PITCH_CLASS_NAMES, Key
 from jamd.tokens import STEPS_PER_QUARTER, Note, notes_to_symbols
 
 from .corpus import ACCEPTABLE_DURATIONS, SkipTune, Tune
 from .corpus_sources import MIDI_SUFFIXES, Unit
+from .ingest.keys import analyse_key
+from .ingest.midi import read_fast
+
+if TYPE_CHECKING:
+    from music21 import key, stream
 
 # Bounded work per unit (one file, or one ABC tune): a file over either limit is
 # skipped, named in the report, and the rest of the corpus goes on.
@@ -47,6 +53,7 @@ _MINORISH_MODES = ("minor", "dorian", "phrygian", "aeolian", "locrian")
 
 
 def _pick_part(score: stream.Stream, part: int) -> stream.Stream:
+    from music21 import stream
     if isinstance(score, stream.Opus):
         raise ValueError("encode_score takes one score: iterate opus.scores")
     parts = list(score.parts) if isinstance(score, stream.Score) else []
@@ -61,6 +68,7 @@ def _pick_part(score: stream.Stream, part: int) -> stream.Stream:
 
 def _original_key(melody: stream.Stream) -> key.Key:
     """The written key when there is one, else music21's key analysis."""
+    from music21 import key
     written = melody.recurse().getElementsByClass(key.KeySignature).first()
     if isinstance(written, key.Key):
         return written
@@ -72,6 +80,7 @@ def _original_key(melody: stream.Stream) -> key.Key:
 
 
 def _shift(k: key.Key) -> int:
+    from music21 import key
     # Modal keys (G dorian...) move with the major/minor key of the same signature.
     mode = "minor" if k.mode in _MINORISH_MODES else "major"
     relative = k if k.mode in ("major", "minor") else key.KeySignature(k.sharps).asKey(mode)
@@ -89,6 +98,7 @@ def _steps(ql: float | Fraction, what: str) -> int:
 
 
 def _meter_and_pickup(melody: stream.Stream) -> tuple[str, int, bool]:
+    from music21 import meter, stream
     signatures = list(melody.recurse().getElementsByClass(meter.TimeSignature))
     # music21 (and MIDI) assume 4/4 when no time signature is written.
     ts = signatures[0] if signatures else meter.TimeSignature("4/4")
@@ -108,6 +118,7 @@ def encode_score(score: stream.Stream, part: int = 0, in_place: bool = False) ->
     in_place=True lets it merge the ties inside `score` instead of a deep copy
     (a quarter of the encoding time): the parser owns its scores.
     """
+    from music21 import chord, harmony, note
     melody = _pick_part(score, part)
     # Chord symbols (ABC "C", lead sheets) are labels, not sounding notes.
     events = [e for e in melody.flatten().notesAndRests if not isinstance(e, harmony.Harmony)]
@@ -168,6 +179,7 @@ Result = tuple[str, "Tune | None", "str | None", "str | None"]
 def _no_beaming() -> Iterator[None]:
     """Skip music21's beaming while reading: it is engraving we never read, and half the
     time of an ABC import (the ABC reader beams every bar).  Restored on the way out."""
+    from music21 import stream
     original = stream.Stream.makeBeams
     stream.Stream.makeBeams = lambda self, *args, **kwargs: None
     try:
@@ -177,6 +189,7 @@ def _no_beaming() -> Iterator[None]:
 
 
 def parse_unit(unit: Unit) -> list[tuple[str, stream.Stream]]:
+    from music21 import converter, stream
     if unit.text is not None:
         with _no_beaming():
             parsed = converter.parseData(unit.text, format="abc")
@@ -244,16 +257,21 @@ def encode_unit(job: tuple) -> list[Result]:
         return [(unit.name, None, "over the time limit", f"not parsed in {seconds:g} s")]
 
 
-def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = ()) -> Result:
-    """One MIDI file through jamd's own reader (the one `generate --seed-midi` uses).
+def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = (), reader: str = "symusic") -> Result:
+    """One MIDI file, read as jamd's own reader (the one `generate --seed-midi` uses) reads it.
 
+    reader="symusic" parses it with symusic (`jamd.training.ingest.midi.read_fast`,
+    the same notes, some hundred times faster) and falls back to jamd's reader
+    where only that one can say; reader="jamd" always uses jamd's reader.
     Its melody channels, note pairing and bounds are the reader's; part N picks
-    the N-th track holding melody.  The written key signature is used only
-    when music21's analysis agrees with it (a DAW writes C major by default);
-    the result's name says which key was used.
+    the N-th track holding melody.  The key is music21's analysis (computed by
+    `ingest.keys.analyse_key`, the same key); the result's 4th field says
+    whether a written key signature agrees with it (a DAW writes C major by default).
     """
     try:
-        read = read_midi_file(unit.path, LiveConfig(input_channels=channels).is_melody_channel, track=part)
+        read = read_fast(unit.path, part, not channels) if reader == "symusic" else None
+        if read is None:
+            read = read_midi_file(unit.path, LiveConfig(input_channels=channels).is_melody_channel, track=part)
     except NoNotes:
         return (unit.name, None, "empty", None)
     except DataError as exc:
@@ -282,7 +300,7 @@ def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = ()) -> Result
 
 def _midi_key(notes: list[Note], written: str | None) -> tuple[Key, str]:
     """(key, where it came from): the written key only when the analysis agrees."""
-    analysed = detect_key(notes)
+    analysed = analyse_key(notes)  # music21's analyze('key'), without building a stream
     if written is None:
         return analysed, "analysed (none written)"
     tonic = written.rstrip("m")

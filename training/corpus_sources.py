@@ -4,13 +4,20 @@
 
 1. an existing folder (or single file) on disk: every ``.krn``, ``.abc``,
    ``.mid``/``.midi``, ``.musicxml``/``.mxl``/``.xml`` file below it;
-2. a short alias: ``erk`` (the seed's Erk subset of Essen, 1,781 tunes) or
-   ``essen`` (all of ``essenFolksong``);
+2. a short alias: ``erk`` (the seed's Erk subset of Essen, 1,781 tunes),
+   ``essen`` (all of ``essenFolksong``), ``oneill`` (O'Neill's Music of
+   Ireland, 1850: ``oneills1850``), ``ryan`` (Ryan's Mammoth Collection:
+   ``ryansMammoth``), or ``folk`` (essen + oneill + ryan, ~11,500 tunes);
 3. a path inside music21's bundled corpus: a folder (``bach``,
    ``essenFolksong``) or a file-name prefix (``essenFolksong/han`` matches
    ``han1.abc`` and ``han2.abc``).
 
 Nothing is ever downloaded: only files already on disk are read.
+
+`corpus.source` may also be a list of any of these (YAML list): the corpus
+is their union, a file listed by two of them is read once, and every unit
+carries the label of the source it came from, so the report gives each
+source's share.
 
 An ABC file holds many tunes (an Opus); it is cut into one work unit per
 ``X:`` tune here, so the parallel parser spreads one big file over all cores
@@ -23,6 +30,7 @@ import hashlib
 import importlib.util
 import json
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +38,9 @@ from jamd.errors import DataError
 
 MIDI_SUFFIXES = (".mid", ".midi")  # read by jamd's own MIDI reader, not music21's
 SUFFIXES = (".krn", ".abc", ".mid", ".midi", ".musicxml", ".mxl", ".xml")
-ALIASES = {"erk": "essenFolksong/erk", "essen": "essenFolksong"}
+ALIASES = {"erk": "essenFolksong/erk", "essen": "essenFolksong", "oneill": "oneills1850",
+           "ryan": "ryansMammoth"}
+GROUPS = {"folk": ("essen", "oneill", "ryan")}  # an alias for several sources
 _TUNE_START = re.compile(r"(?m)^(?=X:)")
 _TUNE_NUMBER = re.compile(r"X:\s*(\S+)")
 
@@ -42,6 +52,7 @@ class Unit:
     name: str  # stable tune name, e.g. "essenFolksong/erk5.abc#3"; the split hashes it
     path: str
     text: str | None = None  # ABC text of one tune; None: parse the file at `path`
+    origin: str = ""  # label of the source it came from (a multi-source corpus reports shares)
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,21 @@ class Source:
     root: Path  # tune names are relative to this
     files: tuple[Path, ...]
     description: str
+    # several sources: (label, root, files) of each; empty for one source
+    parts: tuple[tuple[str, Path, tuple[Path, ...]], ...] = ()
+
+    def groups(self) -> tuple[tuple[str, Path, tuple[Path, ...]], ...]:
+        """(label, root, files) of each source in it (one for a single source)."""
+        return self.parts or ((self.label, self.root, self.files),)
+
+    def file_origins(self) -> Iterator[tuple[Path, Path, str]]:
+        """(file, its root, its source's label) of every file, each file once."""
+        seen: set[Path] = set()
+        for label, root, files in self.groups():
+            for f in files:
+                if f not in seen:
+                    seen.add(f)
+                    yield f, root, label
 
     def fingerprint(self, *extra: object) -> str:
         """Hash of the file list (paths, sizes, mtimes) and `extra` (part, version...)."""
@@ -62,13 +88,17 @@ class Source:
 
     def units(self) -> list[Unit]:
         out: list[Unit] = []
-        for f in self.files:
-            rel = f.relative_to(self.root).as_posix() if f.is_relative_to(self.root) else f.name
-            if f.suffix.lower() == ".abc":
-                out.extend(_abc_units(f, rel))
-            else:
-                out.append(Unit(rel, str(f)))
+        for f, root, label in self.file_origins():
+            out.extend(file_units(f, root, label))
         return out
+
+
+def file_units(f: Path, root: Path, origin: str = "") -> list[Unit]:
+    """The work units of one file: one per ABC tune, else the whole file."""
+    rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+    if f.suffix.lower() == ".abc":
+        return [Unit(u.name, u.path, u.text, origin) for u in _abc_units(f, rel)]
+    return [Unit(rel, str(f), None, origin)]
 
 
 def _scan(folder: Path) -> list[Path]:
@@ -83,19 +113,38 @@ def music21_corpus_root() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "corpus"
 
 
-def resolve(source: str) -> Source:
-    """Turn `corpus.source` into a list of files; DataError (one line) if none."""
+def resolve(source: str | Sequence[str]) -> Source:
+    """Turn `corpus.source` (one name or path, or a list of them) into a list of files;
+    DataError (one line) if a source has none."""
+    names = [source] if isinstance(source, str) else list(source)
+    expanded: list[str] = []
+    for name in names:
+        for part in GROUPS.get(name, (name,)):
+            if part not in expanded:
+                expanded.append(part)
+    if len(expanded) == 1:
+        return _resolve_one(expanded[0], label=names[0] if len(names) == 1 else expanded[0])
+    sources = [_resolve_one(name) for name in expanded]
+    parts = tuple((s.label, s.root, s.files) for s in sources)
+    files = tuple(dict.fromkeys(f for s in sources for f in s.files))
+    label = "+".join(names)
+    description = ", ".join(s.description for s in sources)
+    return Source(label, sources[0].root, files, description, parts)
+
+
+def _resolve_one(source: str, label: str | None = None) -> Source:
+    label = source if label is None else label
     kinds = ", ".join(SUFFIXES)
     local = Path(source).expanduser()
     if local.is_dir():
         files = _scan(local)
         if not files:
             raise DataError(f"{local}: no {kinds} files in this folder")
-        return Source(source, local, tuple(files), f"folder {local} ({len(files)} files)")
+        return Source(label, local, tuple(files), f"folder {local} ({len(files)} files)")
     if local.is_file():
         if local.suffix.lower() not in SUFFIXES:
             raise DataError(f"{local}: not a corpus file (use one of {kinds})")
-        return Source(source, local.parent, (local,), f"file {local}")
+        return Source(label, local.parent, (local,), f"file {local}")
 
     if local.is_absolute() or source.startswith((".", "~")):
         raise DataError(f"{local}: no such folder or file (corpus.source)")
@@ -112,9 +161,9 @@ def resolve(source: str) -> Source:
     if not files:
         raise DataError(
             f"corpus.source {source!r}: no such folder, and no {kinds} files under "
-            f"{inside!r} in music21's corpus (try erk, bach, essenFolksong/han or a folder path)"
+            f"{inside!r} in music21's corpus (try erk, folk, bach, essenFolksong/han or a folder path)"
         )
-    return Source(source, root, tuple(files), f"music21 corpus {inside}* ({len(files)} files)")
+    return Source(label, root, tuple(files), f"music21 corpus {inside}* ({len(files)} files)")
 
 
 def _read_text(path: Path) -> str:

@@ -27,6 +27,7 @@ SUITES = {
     "realtime": "jamd.bench.realtime",  # scheduling error, response time, RSS, CPU, start-up
     "clock": "jamd.bench.clock",  # MIDI clock sync: master tick intervals, slave onset error and settling
     "harmony": "jamd.bench.harmony",  # harmony step latency; jamd run CPU/RSS harmony off vs on; chord onsets
+    "ingest": "jamd.bench.ingest",  # corpus ingestion files/s/core: symusic vs music21, on --folder's MIDI files
 }
 
 
@@ -46,6 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="with --footprint: also measure the jamd of this interpreter (another checkout's "
                         "venv, e.g. /tmp/base/.venv/bin/python), alternating with this one")
     p.add_argument("--rounds", type=int, default=3, help="with --footprint: rounds per side (default 3)")
+    p.add_argument("--folder", metavar="DIR", help="MIDI files to ingest (ingest suite)")
+    p.add_argument("--m21-files", type=int, default=300, metavar="N",
+                   help="files music21 parses for its rate, a random subset (ingest suite)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions, for a smoke run")
     p.add_argument("--out", metavar="FILE", help="also write the figures as JSON")
 

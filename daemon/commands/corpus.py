@@ -2,15 +2,17 @@
 
 The corpus is the seed's: tunes with only 16th..whole-note durations, no
 chords, moved to C major / A minor and encoded one symbol per 16th note
-(MIDI pitch starts a note, "_" holds, "r" rests).  The first run parses with
-music21 on every core; later runs load the cached arrays in well under a
-second.  The same corpus is what `jamd train` trains on.
+(MIDI pitch starts a note, "_" holds, "r" rests).  The first run parses on
+every core (music21 for ABC, Humdrum and MusicXML, symusic for MIDI files)
+into a sharded cache; later runs parse only new or changed files and load
+the rest in well under a second.  The same corpus is what `jamd train` trains on.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from ..config import Config
@@ -24,6 +26,10 @@ DESCRIPTION = """\
 sources (corpus.source, or --source):
   erk                  the seed's Erk subset of the Essen folk songs (1,781 tunes, in music21)
   essen                all of music21's essenFolksong collection
+  oneill, ryan         O'Neill's Music of Ireland (1850), Ryan's Mammoth Collection
+  folk                 essen + oneill + ryan (~11,500 tunes)
+  A,B,...              several sources in one corpus (config: a YAML list); the report
+                       gives each one's share. Erk's validation tunes stay in validation.
   bach, essenFolksong/han, ...
                        a folder inside music21's corpus, or a file-name prefix in it
   PATH                 a folder (searched recursively) or one file of .krn, .abc,
@@ -37,7 +43,8 @@ what is kept:
   (tied notes become one note). Every dropped tune is counted under its reason.
 
 MIDI files:
-  read by jamd's own reader (as generate --seed-midi reads them): the melody
+  read with symusic (C++) exactly as jamd's own reader reads them (as generate
+  --seed-midi does; jamd's reader itself where symusic cannot say): the melody
   channels of live.input_channels (default: all but 10, GM drums), a restrike
   ends the sounding note, corpus.part picks the N-th track holding melody.
   A written key signature is used only when music21's analysis agrees; the
@@ -57,9 +64,14 @@ limits:
 
 cache:
   the encoded corpus is kept under corpus.cache_dir (default: the per-user
-  cache folder, $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus), keyed by
-  the source files' paths, sizes and times and corpus.part; edit a file and the
-  next run parses again.
+  cache folder, $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus), in shards
+  of corpus.shard_tunes tunes, each source file keyed by its path, size and time
+  (and corpus.part): a later run parses only new or changed files, and a run
+  that is killed resumes where its last finished shard ends.
+
+--write-midi DIR:
+  write every tune of the source as a MIDI file under DIR (music21 writes them),
+  e.g. the benchmark's folder: jamd corpus --source folk --write-midi /work/bench-midi
 """
 
 
@@ -76,6 +88,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", type=int, default=0, metavar="N",
                    help="also print the first N tunes' names, keys and opening symbols")
     p.add_argument("--out", metavar="FILE", help="also write the report as JSON")
+    p.add_argument("--write-midi", metavar="DIR",
+                   help="write the source's tunes as MIDI files under DIR instead (see --write-midi above)")
     p.add_argument("--harmony", action="store_true",
                    help="report on the harmony model's chorales instead (see 'harmony' above)")
 
@@ -85,7 +99,11 @@ def _config(args: argparse.Namespace, cfg: Config) -> Config:
     keys = {k: f"corpus.{k}" for k in ("source", "part", "workers")}
     if getattr(args, "harmony", False):
         keys["source"] = "harmony_training.source"
-    return options.apply(cfg, {f"--{k}": (key, getattr(args, k)) for k, key in keys.items()})
+    values = {k: getattr(args, k) for k in keys}
+    source = values["source"]
+    if not getattr(args, "harmony", False) and source and "," in source and not os.path.exists(source):
+        values["source"] = tuple(part.strip() for part in source.split(",") if part.strip())  # several sources
+    return options.apply(cfg, {f"--{k}": (key, values[k]) for k, key in keys.items()})
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -96,6 +114,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     out = check_output_file(args.out, "--out") if args.out is not None else None  # before the parse
     if args.harmony:
         return _harmony(args, cfg, out)
+    if args.write_midi:
+        return _write_midi(args, cfg)
     t0 = time.perf_counter()
     corpus = load_corpus(cfg.corpus, progress=not args.no_progress, cache=not args.no_cache,
                          input_channels=cfg.live.input_channels)
@@ -113,6 +133,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     lines += _listed("unreadable", s["parse_errors"], args.out)
     lines += _listed("skipped", s.get("skipped", []), args.out)
     lines += [f"MIDI keys     {n:5d}  {source}" for source, n in s.get("midi_keys", {}).items()]
+    lines += _shares(s.get("sources", {}))
     lines += [
         f"vocabulary    {len(corpus.vocab)} symbols, pitches {lo}-{hi}",
         f"tokens        {corpus.n_tokens} (16th steps)",
@@ -120,7 +141,8 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         f"(fraction {cfg.corpus.validation_fraction:g}, seed {cfg.corpus.split_seed})",
         "meters        " + ", ".join(f"{m} {n}" for m, n in s["meters"].items()),
         f"              {s['pickups']} tunes start with a pickup, {s['meter_changes']} change meter",
-        f"parse time    {s['parse_seconds']:.1f} s ({s['workers']} workers)",
+        f"parse time    {s['parse_seconds']:.1f} s ({s['workers']} workers, "
+        f"{s.get('parsed_files', 0)} files parsed this run, {s.get('shards', 0)} shards)",
         ("loaded from   " if s.get("cached") else "cached in     ") + s.get("cache_file", "(not cached)"),
         f"this run      {elapsed:.2f} s",
     ]
@@ -136,6 +158,34 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
 
 SHOWN = 10  # names listed per kind; --out's JSON has them all
+
+
+def _shares(sources: dict) -> list[str]:
+    """One line per source of a multi-source corpus: files, kept tunes, tokens and their shares."""
+    if len(sources) < 2:
+        return []
+    tunes = max(sum(v["tunes"] for v in sources.values()), 1)
+    tokens = max(sum(v["tokens"] for v in sources.values()), 1)
+    return [f"  share       {label:<12} {v['files']:6d} files {v['tunes']:6d} tunes ({100 * v['tunes'] / tunes:5.1f}%) "
+            f"{v['tokens']:9d} tokens ({100 * v['tokens'] / tokens:5.1f}%)" for label, v in sources.items()]
+
+
+def _write_midi(args: argparse.Namespace, cfg: Config) -> int:
+    """`jamd corpus --write-midi DIR`: the source's tunes as MIDI files, written by music21."""
+    from pathlib import Path
+
+    from jamd.training.corpus_sources import resolve
+    from jamd.training.ingest.write_midi import write_midi
+
+    out = Path(args.write_midi).expanduser()
+    if out.exists() and not out.is_dir():
+        print(f"--write-midi {out}: not a folder")
+        return 2
+    t0 = time.perf_counter()
+    written, failed = write_midi(resolve(cfg.corpus.source), out, cfg.corpus.workers, not args.no_progress)
+    print(f"wrote {written} MIDI files under {out} in {time.perf_counter() - t0:.0f} s "
+          f"({failed} tunes music21 could not read)")
+    return 0
 
 
 def _listed(kind: str, names: list[str], out: str | None) -> list[str]:
@@ -179,7 +229,8 @@ def _harmony(args: argparse.Namespace, cfg: Config, out) -> int:
     ]
     lines += [f"  {name:<10}  {n:6d}  {100 * n / beats:5.1f}%" for name, n in list(s["chords"].items())[:TOP_CHORDS]]
     lines += [
-        f"parse time    {s['parse_seconds']:.1f} s ({s['workers']} workers)",
+        f"parse time    {s['parse_seconds']:.1f} s ({s['workers']} workers, "
+        f"{s.get('parsed_files', 0)} files parsed this run, {s.get('shards', 0)} shards)",
         ("loaded from   " if s.get("cached") else "cached in     ") + s.get("cache_file", "(not cached)"),
         f"this run      {elapsed:.2f} s",
     ]

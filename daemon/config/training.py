@@ -12,12 +12,15 @@ STRATEGIES = ("auto", "default", "mirrored", "multi-worker")  # training.strateg
 
 @dataclass(frozen=True)
 class CorpusConfig:
-    source: str = _spec("erk", filled=True)  # music21 corpus name, or a folder of .krn/.abc/.mid/.musicxml
+    # a music21 corpus name (erk, essen, oneill, ryan, folk...), a folder of .krn/.abc/.mid/.musicxml,
+    # or a list of them (one corpus: their union, each source's share reported)
+    source: str | tuple[str, ...] = _spec("erk", filled=True)
     part: int = _spec(0, lo=0, hi=64)  # which part of a multi-part file is the melody
     cache_dir: str = _spec("")  # "": $XDG_CACHE_HOME/jamd/corpus or ~/.cache/jamd/corpus
     validation_fraction: float = _spec(0.1, lo=0.0, hi=0.5)
     split_seed: int = _spec(0, lo=0, hi=2**32 - 1)
     workers: int = _spec(0, lo=0, hi=256)  # 0: one per core
+    shard_tunes: int = _spec(2000, lo=1, hi=10**6)  # kept tunes per cache shard (what a killed parse loses at most)
 
 
 @dataclass(frozen=True)
