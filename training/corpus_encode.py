@@ -28,12 +28,11 @@ from tqdm import tqdm
 from jamd.config import LiveConfig
 from jamd.errors import DataError
 from jamd.midi.midifile_read import NoNotes, read_midi_file
-from jamd.music.keys import PITCH_CLASS_NAMES, Key
+from jamd.music.keys import PITCH_CLASS_NAMES, Key, detect_key
 from jamd.tokens import STEPS_PER_QUARTER, Note, notes_to_symbols
 
 from .corpus import ACCEPTABLE_DURATIONS, SkipTune, Tune
 from .corpus_sources import MIDI_SUFFIXES, Unit
-from .ingest.keys import analyse_key
 from .ingest.midi import read_fast
 
 if TYPE_CHECKING:
@@ -265,7 +264,7 @@ def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = (), reader: s
     where only that one can say; reader="jamd" always uses jamd's reader.
     Its melody channels, note pairing and bounds are the reader's; part N picks
     the N-th track holding melody.  The key is music21's analysis (computed by
-    `ingest.keys.analyse_key`, the same key); the result's 4th field says
+    `jamd.music.keys.detect_key`, which computes it without music21); the result's 4th field says
     whether a written key signature agrees with it (a DAW writes C major by default).
     """
     try:
@@ -300,7 +299,7 @@ def encode_midi(unit: Unit, part: int, channels: tuple[int, ...] = (), reader: s
 
 def _midi_key(notes: list[Note], written: str | None) -> tuple[Key, str]:
     """(key, where it came from): the written key only when the analysis agrees."""
-    analysed = analyse_key(notes)  # music21's analyze('key'), without building a stream
+    analysed = detect_key(notes)  # music21's analyze('key'), without building a stream
     if written is None:
         return analysed, "analysed (none written)"
     tonic = written.rstrip("m")
