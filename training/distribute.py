@@ -30,13 +30,14 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jamd.errors import ConfigError, UsageError
+from jamd.errors import ConfigError, DataError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -227,3 +228,77 @@ def patch_keras_multi_worker() -> None:
 
     reduce_per_replica.jamd_patched = True  # type: ignore[attr-defined]
     kt.reduce_per_replica = reduce_per_replica
+
+
+def distributed(role: Role, make: Callable[[int, int], Any]) -> Any:
+    """make(shard, shards) -> tf.data.Dataset, given to the strategy one input pipeline per worker."""
+    if role.kind == "default":
+        return make(0, 1)
+    return role.strategy.distribute_datasets_from_function(
+        lambda ctx: make(ctx.input_pipeline_id, ctx.num_input_pipelines))
+
+
+def sync_callback(role: Role, epoch_box: list[int]) -> Any:
+    """on_train_begin, after BackupAndRestore restored this worker's backup: every worker takes the
+    chief's weights and optimiser state, and fit starts at the run's epoch (not the backup's)."""
+    import keras
+
+    class SyncFromChief(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None) -> None:
+            if not self.model.optimizer.built:
+                self.model.optimizer.build(self.model.trainable_variables)
+            sync_from_chief(role.strategy, [*self.model.weights, *self.model.optimizer.variables])
+            self.model._initial_epoch = epoch_box[0]  # read by Keras's fit after on_train_begin
+
+    return SyncFromChief()
+
+
+def build_for_strategy(model: Any, role: Role, x: Any, y: Any) -> None:
+    """Build the optimiser and metrics under the strategy from one local batch, and stop fit from
+    doing it: Keras 3's fit draws a batch from the distributed dataset for that and reduces it
+    across replicas, which fails under MultiWorkerMirroredStrategy ("Attempt to convert a value
+    (PerReplica...)", keras-team/keras#20585) and, under any strategy, loses that batch."""
+    if role.kind == "default":
+        return
+    if role.kind == "multi-worker":
+        patch_keras_multi_worker()
+    with role.strategy.scope():
+        model._symbolic_build(data_batch=(x, y))
+    model._maybe_symbolic_build = lambda *args, **kwargs: None
+
+
+def copy_state(src: Any, dst: Any) -> None:
+    """Weights and optimiser state of a loaded checkpoint into the same model built under a strategy."""
+    dst.set_weights(src.get_weights())
+    mine, theirs = dst.optimizer.variables, src.optimizer.variables
+    if [tuple(v.shape) for v in mine] == [tuple(v.shape) for v in theirs]:
+        for v, w in zip(mine, theirs, strict=True):
+            v.assign(w)
+    else:
+        log.warning("the checkpoint's optimiser state does not fit the model; the optimiser starts afresh")
+
+
+def drop_stale_backup(folder: Path, epoch: int) -> None:
+    """The chief's backup must hold the epoch its state.json names (a kill between the two saves
+    leaves it one ahead); another one is removed, so the state's checkpoint is what resumes.
+    Only files: the folders in it are other workers' backups."""
+    meta = folder / "training_metadata.json"
+    try:
+        saved = json.loads(meta.read_text())["epoch"] if meta.is_file() else epoch
+    except (OSError, ValueError, KeyError):
+        saved = None
+    if saved != epoch and folder.is_dir():
+        log.info("backup %s is from epoch %s, the run from epoch %d: not using it", folder, saved, epoch)
+        for f in folder.iterdir():
+            if f.is_file():
+                f.unlink()
+
+
+def lost_worker(exc: Exception, role: Role) -> None:
+    """A collective that failed because a worker went away: one line saying what to do."""
+    import tensorflow as tf
+
+    if role.kind == "multi-worker" and isinstance(exc, tf.errors.OpError):
+        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
+        raise DataError(f"training stopped: a worker of the cluster was lost ({type(exc).__name__}: {first}); "
+                        "start every worker again with the same command: they resume from the last epoch") from None

@@ -184,65 +184,6 @@ def _steps(windows_per_epoch: int, role, batch_size: int, max_steps: int | None,
     return steps, batch_size, min(per_pipeline, steps * group)
 
 
-def _distributed(role, make):
-    """make(shard, shards) -> tf.data.Dataset, given to the strategy one input pipeline per worker."""
-    if role.kind == "default":
-        return make(0, 1)
-    return role.strategy.distribute_datasets_from_function(
-        lambda ctx: make(ctx.input_pipeline_id, ctx.num_input_pipelines))
-
-
-def _sync_callback(role, epoch_box: list[int]):
-    """on_train_begin, after BackupAndRestore restored this worker's backup: every worker takes the
-    chief's weights and optimiser state, and fit starts at the run's epoch (not the backup's)."""
-    import keras
-
-    from .distribute import sync_from_chief
-
-    class SyncFromChief(keras.callbacks.Callback):
-        def on_train_begin(self, logs=None) -> None:
-            if not self.model.optimizer.built:
-                self.model.optimizer.build(self.model.trainable_variables)
-            sync_from_chief(role.strategy, [*self.model.weights, *self.model.optimizer.variables])
-            self.model._initial_epoch = epoch_box[0]  # read by Keras's fit after on_train_begin
-
-    return SyncFromChief()
-
-
-def _build_for_strategy(model, role, x, y) -> None:
-    """Build the optimiser and metrics under the strategy from one local batch, and stop fit from
-    doing it: Keras 3's fit draws a batch from the distributed dataset for that and reduces it
-    across replicas, which fails under MultiWorkerMirroredStrategy ("Attempt to convert a value
-    (PerReplica...)", keras-team/keras#20585) and, under any strategy, loses that batch."""
-    if role.kind == "default":
-        return
-    if role.kind == "multi-worker":
-        from .distribute import patch_keras_multi_worker
-
-        patch_keras_multi_worker()
-    with role.strategy.scope():
-        model._symbolic_build(data_batch=(x, y))
-    model._maybe_symbolic_build = lambda *args, **kwargs: None
-
-
-def _drop_stale_backup(folder: Path, epoch: int) -> None:
-    """The chief's backup must hold the epoch its state.json names (a kill between the two saves
-    leaves it one ahead); another one is removed, so the state's checkpoint is what resumes.
-    Only files: the folders in it are other workers' backups."""
-    import json
-
-    meta = folder / "training_metadata.json"
-    try:
-        saved = json.loads(meta.read_text())["epoch"] if meta.is_file() else epoch
-    except (OSError, ValueError, KeyError):
-        saved = None
-    if saved != epoch:
-        log.info("backup %s is from epoch %s, the run from epoch %d: not using it", folder, saved, epoch)
-        for f in folder.iterdir():
-            if f.is_file():
-                f.unlink()
-
-
 def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, progress: bool = True,
           cluster: str | None = None, task: str | None = None) -> dict[str, Any]:
     """Train (or resume) the LSTM; returns the run's figures (figures["chief"]: this process wrote
@@ -252,7 +193,17 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
     from jamd.tokens import DELIMITER
 
     from . import stream as st
-    from .distribute import backup_dir, from_chief, resolve
+    from .distribute import (
+        backup_dir,
+        build_for_strategy,
+        copy_state,
+        distributed,
+        drop_stale_backup,
+        from_chief,
+        lost_worker,
+        resolve,
+        sync_callback,
+    )
 
     tc = cfg.training
     # first: MultiWorkerMirroredStrategy must exist before any other TensorFlow op
@@ -286,90 +237,90 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
                              "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
                              "epoch_seconds": []}
     backup = backup_dir(out, role)
-    with role.strategy.scope():
-        resumed = None if fresh or not role.is_chief else resume(out, list(vocab.symbols))
-        if resumed is not None:
-            state, model = resumed
-        else:
-            model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate,
-                                         layers=tc.layers, metric_position=tc.metric_position)
+    resumed = None if fresh or not role.is_chief else resume(out, list(vocab.symbols))
+    if resumed is not None:
+        state, model = resumed
+    if role.kind != "default":
+        # every worker creates the same variables in the same order (MultiWorkerMirroredStrategy
+        # broadcasts each one's initial value as it is made); the chief's checkpoint is copied in
+        with role.strategy.scope():
+            loaded, model = model if resumed else None, build_training_model(
+                len(vocab), tc.units, tc.dropout, tc.learning_rate, layers=tc.layers,
+                metric_position=tc.metric_position)
+        build_for_strategy(model, role, st.features(vx[:1], None if vp is None else vp[:1]), vy[:1])
+        if loaded is not None:
+            copy_state(loaded, model)
+    elif resumed is None:
+        model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate,
+                                     layers=tc.layers, metric_position=tc.metric_position)
     state["vocabulary"] = list(vocab.symbols)
     state["config"] = {"training": asdict(tc), "corpus": asdict(cfg.corpus)}
     callbacks: list = []
     epoch_box = [int(state["epoch"])]
     if role.kind == "multi-worker":
         if role.is_chief:
-            _drop_stale_backup(backup, 0 if fresh else int(state["epoch"]))
+            drop_stale_backup(backup, 0 if fresh else int(state["epoch"]))
         elif fresh:
-            _drop_stale_backup(backup, -1)
+            drop_stale_backup(backup, -1)
         callbacks = [keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
-                     _sync_callback(role, epoch_box)]
+                     sync_callback(role, epoch_box)]
 
-    _build_for_strategy(model, role, st.features(vx[:1], None if vp is None else vp[:1]), vy[:1])
     vsteps, vbatch, vlimit = _steps(len(vx), role, tc.batch_size, None, "validation")
-    val = _distributed(role, lambda shard, shards: st.array_dataset(
+    val = distributed(role, lambda shard, shards: st.array_dataset(
         vx, vp, vy, vbatch, shard, shards, vlimit, drop_remainder=role.replicas > 1))
     seed = cfg.corpus.split_seed * 7919 + tc.batch_size
-    epoch = int(from_chief(role.strategy, np.array([state["epoch"]], dtype=np.float64))[0])
-    while epoch < tc.epochs:
-        stop = role.is_chief and bool(tc.patience) and state["wait"] >= tc.patience
-        if from_chief(role.strategy, np.array([float(stop)]))[0]:  # every worker stops with the chief
-            log.info("stopping early: no better validation loss for %d epochs", tc.patience)
-            break
-        draws = st.epoch_draws(seed, epoch, L)
-        steps, batch, limit = _steps(st.window_count(n_train, L, draws.offset), role, tc.batch_size,
-                                     tc.max_steps_per_epoch, "training")
-        ds = _distributed(role, lambda shard, shards, d=draws, b=batch, n=limit: st.window_dataset(
-            st.epoch_windows(corpus, train_idx, spec, d, shard, shards, n), spec, b, tc.shuffle_buffer,
-            d.shuffle_seed, drop_remainder=role.replicas > 1))
-        t0 = time.perf_counter()
-        epoch_box[0] = epoch
-        # Keras stays quiet (verbose=0): its "Epoch 1/1" counts fit's one-epoch calls, not the
-        # run's; jamd shows its own bar (--no-progress: none) and one log line per epoch
-        bar = [epoch_bar(epoch + 1, tc.epochs, steps)] if progress else []
-        try:
+    try:
+        epoch = int(from_chief(role.strategy, np.array([state["epoch"]], dtype=np.float64))[0])
+        while epoch < tc.epochs:
+            stop = role.is_chief and bool(tc.patience) and state["wait"] >= tc.patience
+            if from_chief(role.strategy, np.array([float(stop)]))[0]:  # every worker stops with the chief
+                log.info("stopping early: no better validation loss for %d epochs", tc.patience)
+                break
+            draws = st.epoch_draws(seed, epoch, L)
+            steps, batch, limit = _steps(st.window_count(n_train, L, draws.offset), role, tc.batch_size,
+                                         tc.max_steps_per_epoch, "training")
+            ds = distributed(role, lambda shard, shards, d=draws, b=batch, n=limit: st.window_dataset(
+                st.epoch_windows(corpus, train_idx, spec, d, shard, shards, n), spec, b, tc.shuffle_buffer,
+                d.shuffle_seed, drop_remainder=role.replicas > 1))
+            t0 = time.perf_counter()
+            epoch_box[0] = epoch
+            # Keras stays quiet (verbose=0): its "Epoch 1/1" counts fit's one-epoch calls, not the
+            # run's; jamd shows its own bar (--no-progress: none) and one log line per epoch
+            bar = [epoch_bar(epoch + 1, tc.epochs, steps)] if progress else []
             h = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, validation_data=val,
                           validation_steps=vsteps, verbose=0, shuffle=False, callbacks=[*callbacks, *bar])
-        except Exception as exc:
-            _lost_worker(exc, role)
-            raise
-        seconds = time.perf_counter() - t0
-        for k in state["history"]:
-            state["history"][k].append(float(h.history[k][-1]))
-        state["epoch_seconds"].append(seconds)
-        state.setdefault("tokens_per_second", []).append(steps * batch * role.replicas * L / seconds)
-        val_loss = state["history"]["val_loss"][-1]
-        log.info("epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f (%.1f s, %.0f tokens/s)", epoch + 1,
-                 tc.epochs, state["history"]["loss"][-1], val_loss, state["history"]["val_accuracy"][-1], seconds,
-                 state["tokens_per_second"][-1])
-        epoch += 1
-        state["epoch"] = epoch
-        best = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
-        if best:
-            state.update(best_val_loss=val_loss, best_epoch=epoch, wait=0)
-        else:
-            state["wait"] += 1
-        if role.is_chief:  # other workers keep only their backup: two writers of one folder would race
-            save_checkpoint(model, state, out)
-            if best:  # after the state: a kill before this copy is made good at resume
-                atomic_copy(last_path, best_path)
-            plot_history(state["history"], out / "loss.png")
+            seconds = time.perf_counter() - t0
+            for k in state["history"]:
+                state["history"][k].append(float(h.history[k][-1]))
+            state["epoch_seconds"].append(seconds)
+            state.setdefault("tokens_per_second", []).append(steps * batch * role.replicas * L / seconds)
+            val_loss = state["history"]["val_loss"][-1]
+            log.info("epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f (%.1f s, %.0f tokens/s)", epoch + 1,
+                     tc.epochs, state["history"]["loss"][-1], val_loss, state["history"]["val_accuracy"][-1], seconds,
+                     state["tokens_per_second"][-1])
+            epoch += 1
+            state["epoch"] = epoch
+            best = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
+            if best:
+                state.update(best_val_loss=val_loss, best_epoch=epoch, wait=0)
+            else:
+                state["wait"] += 1
+            if role.is_chief:  # other workers keep only their backup: two writers of one folder would race
+                save_checkpoint(model, state, out)
+                if best:  # after the state: a kill before this copy is made good at resume
+                    atomic_copy(last_path, best_path)
+                plot_history(state["history"], out / "loss.png")
+    except Exception as exc:  # a collective whose peer went away: one line
+        lost_worker(exc, role)
+        raise
     return _figures(state, corpus, train_idx, val_idx, n_train, device, role, out)
-
-
-def _lost_worker(exc: Exception, role) -> None:
-    """A collective that failed because a worker went away: one line saying what to do."""
-    import tensorflow as tf
-
-    if role.kind == "multi-worker" and isinstance(exc, tf.errors.OpError):
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
-        raise DataError(f"training stopped: a worker of the cluster was lost ({type(exc).__name__}: {first}); "
-                        "start every worker again with the same command: they resume from the last epoch") from None
 
 
 def _figures(state: dict, corpus, train_idx: list, val_idx: list, n_train: int, device: str, role,
              out: Path) -> dict[str, Any]:
-    best = state["best_epoch"] - 1
+    # a worker of a cluster that joined at a resume holds only the epochs it ran
+    best = state["best_epoch"] - 1 - (state["epoch"] - len(state["history"]["loss"]))
+    best = best if 0 <= best < len(state["history"]["loss"]) else -1
     tps = state.get("tokens_per_second") or []
     figures = {
         "corpus": corpus.source,
