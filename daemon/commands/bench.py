@@ -25,6 +25,7 @@ SUITES = {
     "realtime": "jamd.bench.realtime",  # scheduling error, response time, RSS, CPU, start-up
     "clock": "jamd.bench.clock",  # MIDI clock sync: master tick intervals, slave onset error and settling
     "harmony": "jamd.bench.harmony",  # harmony step latency; jamd run CPU/RSS harmony off vs on; chord onsets
+    "train": "jamd.bench.train",  # LSTM training tokens/s, 1 vs 2 localhost workers, per model size
 }
 
 
