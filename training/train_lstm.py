@@ -243,10 +243,10 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
     if role.kind != "default":
         # every worker creates the same variables in the same order (MultiWorkerMirroredStrategy
         # broadcasts each one's initial value as it is made); the chief's checkpoint is copied in
+        loaded = model if resumed is not None else None
         with role.strategy.scope():
-            loaded, model = model if resumed else None, build_training_model(
-                len(vocab), tc.units, tc.dropout, tc.learning_rate, layers=tc.layers,
-                metric_position=tc.metric_position)
+            model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate, layers=tc.layers,
+                                         metric_position=tc.metric_position)
         build_for_strategy(model, role, st.features(vx[:1], None if vp is None else vp[:1]), vy[:1])
         if loaded is not None:
             copy_state(loaded, model)
@@ -293,7 +293,8 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
             for k in state["history"]:
                 state["history"][k].append(float(h.history[k][-1]))
             state["epoch_seconds"].append(seconds)
-            state.setdefault("tokens_per_second", []).append(steps * batch * role.replicas * L / seconds)
+            # windows trained this epoch: `limit` on each worker's input pipeline
+            state.setdefault("tokens_per_second", []).append(limit * role.workers * L / seconds)
             val_loss = state["history"]["val_loss"][-1]
             log.info("epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f (%.1f s, %.0f tokens/s)", epoch + 1,
                      tc.epochs, state["history"]["loss"][-1], val_loss, state["history"]["val_accuracy"][-1], seconds,
