@@ -89,6 +89,21 @@ def test_bad_cluster_flags_are_one_line(args, says, capsys):
     assert len(err) == 1 and err[0].startswith(says), err
 
 
+@pytest.mark.train
+def test_mirrored_strategy_trains_and_resumes(tmp_path, sets, capsys):
+    """training.strategy=mirrored on this machine's one device: the distributed dataset, the model
+    built under the strategy and a checkpoint copied into it at resume."""
+    run = tmp_path / "run"
+    args = ["train", "--out", str(run), "--no-progress", *sets, "--set", "training.strategy=mirrored"]
+    assert main([*args, "--epochs", "1"]) == 0
+    assert main([*args, "--epochs", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "strategy mirrored (1 replica(s))" in err and "resuming from" in err, err[-2000:]
+    state = json.loads((run / "state.json").read_text())
+    assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2 and all(np.isfinite(state["history"]["loss"]))
+    assert not (run / "backup").exists()  # BackupAndRestore is for clusters
+
+
 # -- two real workers --------------------------------------------------------------------------
 
 def free_ports(n: int) -> list[int]:

@@ -172,3 +172,35 @@ def test_window_dataset_batches_features_lazily():
     batches = list(plain)
     n = st.window_count(2 * (60 + 8), 8, draws.offset)
     assert len(batches) == 1 and batches[0][0].shape == (n, 8)  # the short last batch is kept
+
+
+@pytest.mark.train
+def test_training_all_keys_with_metric_position_records_what_the_export_needs(tmp_path):
+    """A real run on erk5.abc: the vocabulary widened by -6..+5, the config in state.json,
+    a model reading tokens and positions."""
+    pytest.importorskip("tensorflow")
+    import json
+
+    import keras
+    from corpora import erk5_folder
+
+    from jamd import config
+    from jamd.training.corpus import load_corpus
+    from jamd.training.lstm_model import OneHot  # noqa: F401  (registers the layer for loading)
+    from jamd.training.train_lstm import train
+
+    cfg = config.load(None, [*erk5_folder(tmp_path), "corpus.workers=1", "training.units=8", "training.batch_size=8",
+                             "training.max_steps_per_epoch=2", "training.sequence_length=16", "training.epochs=1",
+                             "training.layers=2", "training.metric_position=true", "training.transpose=all-keys"])
+    figures = train(cfg, tmp_path / "run", progress=False)
+    assert figures["epochs_run"] == 1 and figures["chief"] and figures["replicas"] == 1
+    state = json.loads((tmp_path / "run" / "state.json").read_text())
+    lo, hi = load_corpus(cfg.corpus, progress=False).vocab.pitch_range
+    vocab = Vocabulary(state["vocabulary"])
+    assert vocab.pitch_range == (lo - 6, hi + 5) and vocab == st.model_vocabulary(
+        load_corpus(cfg.corpus, progress=False).vocab, "all-keys")
+    assert {k: state["config"]["training"][k] for k in ("layers", "metric_position", "transpose")} == {
+        "layers": 2, "metric_position": True, "transpose": "all-keys"}
+    model = keras.models.load_model(tmp_path / "run" / "best.keras")
+    assert [i.name for i in model.inputs] == ["tokens", "position"]
+    assert model.get_layer("lstm_2") is not None and model.get_layer("output").units == len(vocab)
