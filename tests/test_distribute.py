@@ -1,6 +1,6 @@
 """Training on several machines: the cluster flags, and two real workers on localhost (CPU).
 
-The workers are two `jamd train` processes joined by --cluster/--task (TensorFlow's
+The workers are two `jamd train` processes joined by --cluster/--task or TF_CONFIG (TensorFlow's
 MultiWorkerMirroredStrategy over gRPC on free local ports), each with its own run
 folder as two machines would have, training a 16-unit LSTM for a few steps on the 27
 tunes of music21's erk5.abc.  Both must finish with the same weights (each worker's
@@ -77,6 +77,37 @@ def test_backup_folders_differ_per_worker(tmp_path):
     assert backup_dir(tmp_path, Role(None, "multi-worker", False, ("worker", 1), 3)) == tmp_path / "backup/worker-1"
 
 
+def test_a_backup_that_cannot_serve_is_removed(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    from jamd.training.distribute import drop_stale_backup
+
+    def backup(epoch: int, damaged: bool = False) -> Path:
+        folder = tmp_path / f"b{epoch}{damaged}"
+        (folder / "worker-1").mkdir(parents=True)
+        (folder / "training_metadata.json").write_text(json.dumps({"epoch": epoch, "batch": 0}))
+        with h5py.File(folder / "latest.weights.h5", "w") as f:
+            f["w"] = np.zeros(3)
+        if damaged:
+            data = (folder / "latest.weights.h5").read_bytes()
+            (folder / "latest.weights.h5").write_bytes(data[: len(data) // 3])
+        return folder
+
+    def files(folder: Path) -> list[str]:
+        return sorted(p.name for p in folder.iterdir())
+
+    kept = backup(2)
+    drop_stale_backup(kept, 2)  # the chief's state is from epoch 2: its backup serves
+    drop_stale_backup(kept, None)  # a worker's sound backup
+    assert files(kept) == ["latest.weights.h5", "training_metadata.json", "worker-1"]
+    ahead = backup(3)
+    drop_stale_backup(ahead, 2)  # killed between the backup and the state
+    assert files(ahead) == ["worker-1"]  # another worker's folder is left alone
+    damaged = backup(2, damaged=True)
+    drop_stale_backup(damaged, None)
+    assert files(damaged) == ["worker-1"]
+    drop_stale_backup(tmp_path / "none", 0)  # no backup yet: nothing to do
+
+
 @pytest.mark.parametrize("args, says", [
     (["--cluster", "chief=h"], "jamd: --cluster 'chief=h': 'h' is not HOST:PORT (port 1-65535)"),
     (["--cluster", "chief=h:1"], "jamd: --cluster needs --task"),
@@ -116,17 +147,24 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
-def start(tmp: Path, sets: list[str], epochs: int, tag: str) -> dict[str, subprocess.Popen]:
+def start(tmp: Path, sets: list[str], epochs: int, tag: str, worker_tf_config: bool = False
+          ) -> dict[str, subprocess.Popen]:
+    """The chief (--cluster/--task) and the worker (the same, or TF_CONFIG) as two processes."""
     chief_port, worker_port = free_ports(2)
     cluster = f"chief=localhost:{chief_port},worker=localhost:{worker_port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
+    env.pop("TF_CONFIG", None)
+    tf_config_env = {**env, "TF_CONFIG": json.dumps({
+        "cluster": {"chief": [f"localhost:{chief_port}"], "worker": [f"localhost:{worker_port}"]},
+        "task": {"type": "worker", "index": 0}})}
     procs = {}
     for task, folder in (("chief:0", "chief"), ("worker:0", "worker")):
         log = open(tmp / f"{folder}-{tag}.log", "w")
+        by_env = worker_tf_config and folder == "worker"
         procs[folder] = subprocess.Popen(
             [sys.executable, "-m", "jamd.cli", "train", "--epochs", str(epochs), "--out", str(tmp / folder),
-             "--no-progress", "--cluster", cluster, "--task", task, *sets],
-            stdout=log, stderr=subprocess.STDOUT, env=env)
+             "--no-progress", *([] if by_env else ["--cluster", cluster, "--task", task]), *sets],
+            stdout=log, stderr=subprocess.STDOUT, env=tf_config_env if by_env else env)
     return procs
 
 
@@ -171,10 +209,12 @@ def sets(tmp_path_factory):
 def test_two_workers_train_alike_and_the_chief_exports(tmp_path, sets):
     pytest.importorskip("tf2onnx")
     assert main(["corpus", *sets]) == 0  # parse once, not in both workers at once
-    finish(start(tmp_path, sets, 2, "run"), tmp_path, "run")
+    finish(start(tmp_path, sets, 2, "run", worker_tf_config=True), tmp_path, "run")
     assert_same_weights(tmp_path)
     chief_log = (tmp_path / "chief-run.log").read_text()
     assert "strategy multi-worker (2 replica(s), task chief:0 of 2 workers); global batch 16 windows" in chief_log
+    # the worker found its place in TF_CONFIG alone
+    assert "task worker:0 of 2 workers" in (tmp_path / "worker-run.log").read_text()
     state = json.loads((tmp_path / "chief" / "state.json").read_text())
     assert state["epoch"] == 2 and len(state["history"]["loss"]) == 2
     # both workers logged the same losses: one model, trained in step

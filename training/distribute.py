@@ -278,17 +278,30 @@ def copy_state(src: Any, dst: Any) -> None:
         log.warning("the checkpoint's optimiser state does not fit the model; the optimiser starts afresh")
 
 
-def drop_stale_backup(folder: Path, epoch: int) -> None:
-    """The chief's backup must hold the epoch its state.json names (a kill between the two saves
-    leaves it one ahead); another one is removed, so the state's checkpoint is what resumes.
-    Only files: the folders in it are other workers' backups."""
-    meta = folder / "training_metadata.json"
+def drop_stale_backup(folder: Path, epoch: int | None) -> None:
+    """Remove this worker's BackupAndRestore backup when it cannot serve: on the chief when it is
+    not from `epoch`, the epoch its state.json names (a kill between the two saves leaves it one
+    ahead); on any worker when its weights file does not open (a kill mid-write).  A worker's
+    weights come from the chief at every start anyway, so its backup is a copy, never the only one.
+    Only files: the folders in the chief's backup are other workers' backups."""
+    if not folder.is_dir():
+        return
+    meta, weights = folder / "training_metadata.json", folder / "latest.weights.h5"
+    if not meta.is_file() and not weights.is_file():
+        return
     try:
         saved = json.loads(meta.read_text())["epoch"] if meta.is_file() else epoch
-    except (OSError, ValueError, KeyError):
-        saved = None
-    if saved != epoch and folder.is_dir():
-        log.info("backup %s is from epoch %s, the run from epoch %d: not using it", folder, saved, epoch)
+        if weights.is_file():
+            import h5py
+
+            with h5py.File(weights, "r"):
+                pass
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        saved, why = None, f"damaged ({type(exc).__name__})"
+    else:
+        why = f"from epoch {saved}, the run from epoch {epoch}"
+    if epoch is not None and saved != epoch or saved is None:
+        log.info("backup %s is %s: not using it", folder, why)
         for f in folder.iterdir():
             if f.is_file():
                 f.unlink()

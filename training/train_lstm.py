@@ -258,10 +258,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
     callbacks: list = []
     epoch_box = [int(state["epoch"])]
     if role.kind == "multi-worker":
-        if role.is_chief:
-            drop_stale_backup(backup, 0 if fresh else int(state["epoch"]))
-        elif fresh:
-            drop_stale_backup(backup, -1)
+        drop_stale_backup(backup, (0 if fresh else int(state["epoch"])) if role.is_chief else -1 if fresh else None)
         callbacks = [keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
                      sync_callback(role, epoch_box)]
 
