@@ -3,7 +3,10 @@
 Each epoch cuts the training stream (tunes joined by 64 delimiters, as in the
 seed) into non-overlapping 64-step windows starting at a random offset, so
 every token is a target once per epoch and the windows differ between epochs.
-Validation uses fixed windows over the held-out tunes.
+The windows stream from the corpus through tf.data (`stream`): the corpus is
+never all in memory.  Validation uses fixed windows over the held-out tunes.
+tf.distribute (`distribute`) spreads the steps over a machine's GPUs or a
+cluster of machines; the chief alone writes the run folder.
 
 State lives in the run folder: ``last.keras`` (model and optimiser, written
 every epoch), ``best.keras`` (lowest validation loss), ``state.json`` (epoch,
@@ -160,92 +163,182 @@ def device_description() -> str:
     return f"GPU ({len(gpus)}x {gpus[0].name})" if gpus else "CPU"
 
 
-def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False,
-          progress: bool = True) -> dict[str, Any]:
-    """Train (or resume) the LSTM; returns the run's figures."""
+def _steps(windows_per_epoch: int, role, batch_size: int, max_steps: int | None, what: str) -> tuple[int, int, int]:
+    """(steps, per-replica batch, windows per input pipeline) of one pass over `windows_per_epoch`
+    windows.  One replica: every window, the last batch may be short.  Several: every pipeline
+    (worker) gets the same count and every batch is full (a cluster's steps must agree)."""
+    per_pipeline = windows_per_epoch // role.workers
+    group = batch_size * role.local_replicas
+    if role.replicas == 1:
+        steps = -(-per_pipeline // batch_size)
+    else:
+        if per_pipeline < role.local_replicas:
+            raise DataError(f"{what}: {windows_per_epoch} windows are too few for {role.replicas} replicas")
+        batch_size = min(batch_size, per_pipeline // role.local_replicas)
+        group = batch_size * role.local_replicas
+        steps = per_pipeline // group
+    if steps < 1:
+        raise DataError(f"{what}: corpus too small for sequence_length and batch_size ({windows_per_epoch} windows)")
+    if max_steps:
+        steps = min(steps, max_steps)
+    return steps, batch_size, min(per_pipeline, steps * group)
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, progress: bool = True,
+          cluster: str | None = None, task: str | None = None) -> dict[str, Any]:
+    """Train (or resume) the LSTM; returns the run's figures (figures["chief"]: this process wrote
+    the run folder).  cluster / task: `jamd train --cluster/--task` (None: training.cluster, then
+    TF_CONFIG).  Raises DataError (corpus, checkpoint, a lost worker), ConfigError, UsageError."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from jamd.tokens import DELIMITER
+
+    from . import stream as st
+    from .distribute import (
+        backup_dir,
+        build_for_strategy,
+        copy_state,
+        distributed,
+        drop_stale_backup,
+        from_chief,
+        lost_worker,
+        resolve,
+        sync_callback,
+    )
+
+    tc = cfg.training
+    # first: MultiWorkerMirroredStrategy must exist before any other TensorFlow op
+    role = resolve(tc.strategy, cluster or tc.cluster, task, "--cluster" if cluster else "training.cluster")
+
+    import keras
 
     from jamd.training.corpus import load_corpus
     from jamd.training.lstm_model import build_training_model
 
-    tc = cfg.training
     out = Path(out_dir or tc.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    clean_stale_temps(out)
+    if role.is_chief:
+        clean_stale_temps(out)
     corpus = load_corpus(cfg.corpus, progress=progress, input_channels=cfg.live.input_channels)
     train_idx, val_idx = corpus.split()
     L = tc.sequence_length
-    train_stream = corpus.stream(train_idx, L)
-    val_stream = corpus.stream(val_idx, L) if val_idx else train_stream[: 10 * L + 1]
-    vx, vy = windows(val_stream, L)
-    vocab = corpus.vocab
-    log.info("corpus %s: %d training tunes (%d tokens), %d validation tunes (%d tokens), vocabulary %d",
-             corpus.source, len(train_idx), len(train_stream), len(val_idx), len(val_stream), len(vocab))
+    vocab = st.model_vocabulary(corpus.vocab, tc.transpose)
+    spec = st.StreamSpec(L, vocab.id(DELIMITER), st.transposition_table(corpus.vocab, vocab, tc.transpose),
+                      tc.metric_position)
+    n_train = st.stream_tokens(corpus, train_idx, L)
+    # no validation tunes: the first 10 training windows, as before
+    vx, vp, vy = st.validation_arrays(corpus, val_idx or train_idx, spec, limit=None if val_idx else 10)
+    log.info("corpus %s: %d training tunes (%d tokens), %d validation tunes (%d windows), vocabulary %d (%s)",
+             corpus.source, len(train_idx), n_train, len(val_idx), len(vx), len(vocab), tc.transpose)
     device = device_description()
-    log.info("training on %s", device)
+    log.info("training on %s, %s; global batch %d windows", device, role.describe(), tc.batch_size * role.replicas)
 
     last_path, best_path = out / "last.keras", out / "best.keras"
     state: dict[str, Any] = {"epoch": 0, "best_val_loss": None, "best_epoch": 0, "wait": 0,
                              "history": {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": []},
                              "epoch_seconds": []}
-    resumed = None if fresh else resume(out, list(vocab.symbols))
+    backup = backup_dir(out, role)
+    resumed = None if fresh or not role.is_chief else resume(out, list(vocab.symbols))
     if resumed is not None:
         state, model = resumed
-    else:
-        model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate)
+    if role.kind != "default":
+        # every worker creates the same variables in the same order (MultiWorkerMirroredStrategy
+        # broadcasts each one's initial value as it is made); the chief's checkpoint is copied in
+        loaded = model if resumed is not None else None
+        with role.strategy.scope():
+            model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate, layers=tc.layers,
+                                         metric_position=tc.metric_position)
+        build_for_strategy(model, role, st.features(vx[:1], None if vp is None else vp[:1]), vy[:1])
+        if loaded is not None:
+            copy_state(loaded, model)
+    elif resumed is None:
+        model = build_training_model(len(vocab), tc.units, tc.dropout, tc.learning_rate,
+                                     layers=tc.layers, metric_position=tc.metric_position)
     state["vocabulary"] = list(vocab.symbols)
     state["config"] = {"training": asdict(tc), "corpus": asdict(cfg.corpus)}
+    callbacks: list = []
+    epoch_box = [int(state["epoch"])]
+    if role.kind == "multi-worker":
+        drop_stale_backup(backup, (0 if fresh else int(state["epoch"])) if role.is_chief else -1 if fresh else None)
+        callbacks = [keras.callbacks.BackupAndRestore(str(backup), double_checkpoint=True, delete_checkpoint=False),
+                     sync_callback(role, epoch_box)]
 
-    rng = np.random.default_rng(tc.batch_size * 7919 + state["epoch"])
-    for epoch in range(state["epoch"], tc.epochs):
-        if tc.patience and state["wait"] >= tc.patience:
-            log.info("stopping early: no better validation loss for %d epochs", tc.patience)
-            break
-        x, y = windows(train_stream, L, offset=int(rng.integers(0, L)))
-        order = rng.permutation(len(x))
-        x, y = x[order], y[order]
-        if tc.max_steps_per_epoch:
-            n = tc.max_steps_per_epoch * tc.batch_size
-            x, y = x[:n], y[:n]
-        t0 = time.perf_counter()
-        # Keras stays quiet (verbose=0): its "Epoch 1/1" counts fit's one-epoch calls, not the
-        # run's; jamd shows its own bar (--no-progress: none) and one log line per epoch
-        callbacks = [epoch_bar(epoch + 1, tc.epochs, -(-len(x) // tc.batch_size))] if progress else []
-        h = model.fit(x, y, batch_size=tc.batch_size, epochs=epoch + 1, initial_epoch=epoch,
-                      validation_data=(vx, vy), verbose=0, shuffle=False, callbacks=callbacks)
-        seconds = time.perf_counter() - t0
-        for k in state["history"]:
-            state["history"][k].append(float(h.history[k][-1]))
-        state["epoch_seconds"].append(seconds)
-        val_loss = state["history"]["val_loss"][-1]
-        log.info("epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f (%.1f s)", epoch + 1, tc.epochs,
-                 state["history"]["loss"][-1], val_loss, state["history"]["val_accuracy"][-1], seconds)
-        state["epoch"] = epoch + 1
-        best = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
-        if best:
-            state.update(best_val_loss=val_loss, best_epoch=epoch + 1, wait=0)
-        else:
-            state["wait"] += 1
-        save_checkpoint(model, state, out)
-        if best:  # after the state: a kill before this copy is made good at resume
-            atomic_copy(last_path, best_path)
-        plot_history(state["history"], out / "loss.png")
+    vsteps, vbatch, vlimit = _steps(len(vx), role, tc.batch_size, None, "validation")
+    val = distributed(role, lambda shard, shards: st.array_dataset(
+        vx, vp, vy, vbatch, shard, shards, vlimit, drop_remainder=role.replicas > 1))
+    seed = cfg.corpus.split_seed * 7919 + tc.batch_size
+    try:
+        epoch = int(from_chief(role.strategy, np.array([state["epoch"]], dtype=np.float64))[0])
+        while epoch < tc.epochs:
+            stop = role.is_chief and bool(tc.patience) and state["wait"] >= tc.patience
+            if from_chief(role.strategy, np.array([float(stop)]))[0]:  # every worker stops with the chief
+                log.info("stopping early: no better validation loss for %d epochs", tc.patience)
+                break
+            draws = st.epoch_draws(seed, epoch, L)
+            steps, batch, limit = _steps(st.window_count(n_train, L, draws.offset), role, tc.batch_size,
+                                         tc.max_steps_per_epoch, "training")
+            ds = distributed(role, lambda shard, shards, d=draws, b=batch, n=limit: st.window_dataset(
+                st.epoch_windows(corpus, train_idx, spec, d, shard, shards, n), spec, b, tc.shuffle_buffer,
+                d.shuffle_seed, drop_remainder=role.replicas > 1))
+            t0 = time.perf_counter()
+            epoch_box[0] = epoch
+            # Keras stays quiet (verbose=0): its "Epoch 1/1" counts fit's one-epoch calls, not the
+            # run's; jamd shows its own bar (--no-progress: none) and one log line per epoch
+            bar = [epoch_bar(epoch + 1, tc.epochs, steps)] if progress else []
+            h = model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, validation_data=val,
+                          validation_steps=vsteps, verbose=0, shuffle=False, callbacks=[*callbacks, *bar])
+            seconds = time.perf_counter() - t0
+            for k in state["history"]:
+                state["history"][k].append(float(h.history[k][-1]))
+            state["epoch_seconds"].append(seconds)
+            # windows trained this epoch: `limit` on each worker's input pipeline
+            state.setdefault("tokens_per_second", []).append(limit * role.workers * L / seconds)
+            val_loss = state["history"]["val_loss"][-1]
+            log.info("epoch %d/%d: loss %.4f, val_loss %.4f, val_accuracy %.4f (%.1f s, %.0f tokens/s)", epoch + 1,
+                     tc.epochs, state["history"]["loss"][-1], val_loss, state["history"]["val_accuracy"][-1], seconds,
+                     state["tokens_per_second"][-1])
+            epoch += 1
+            state["epoch"] = epoch
+            best = state["best_val_loss"] is None or val_loss < state["best_val_loss"]
+            if best:
+                state.update(best_val_loss=val_loss, best_epoch=epoch, wait=0)
+            else:
+                state["wait"] += 1
+            if role.is_chief:  # other workers keep only their backup: two writers of one folder would race
+                save_checkpoint(model, state, out)
+                if best:  # after the state: a kill before this copy is made good at resume
+                    atomic_copy(last_path, best_path)
+                plot_history(state["history"], out / "loss.png")
+    except Exception as exc:  # a collective whose peer went away: one line
+        lost_worker(exc, role)
+        raise
+    return _figures(state, corpus, train_idx, val_idx, n_train, device, role, out)
 
-    best = state["best_epoch"] - 1
+
+def _figures(state: dict, corpus, train_idx: list, val_idx: list, n_train: int, device: str, role,
+             out: Path) -> dict[str, Any]:
+    # a worker of a cluster that joined at a resume holds only the epochs it ran
+    best = state["best_epoch"] - 1 - (state["epoch"] - len(state["history"]["loss"]))
+    best = best if 0 <= best < len(state["history"]["loss"]) else -1
+    tps = state.get("tokens_per_second") or []
     figures = {
         "corpus": corpus.source,
         "training_tunes": len(train_idx),
         "validation_tunes": len(val_idx),
-        "training_tokens": int(len(train_stream)),
+        "training_tokens": int(n_train),
         "epochs_run": state["epoch"],
         "best_epoch": state["best_epoch"],
         "val_loss": state["history"]["val_loss"][best] if best >= 0 else None,
         "val_accuracy": state["history"]["val_accuracy"][best] if best >= 0 else None,
         "train_loss": state["history"]["loss"][best] if best >= 0 else None,
         "median_epoch_seconds": float(np.median(state["epoch_seconds"])) if state["epoch_seconds"] else None,
+        "median_tokens_per_second": float(np.median(tps)) if tps else None,
         "device": device,
+        "strategy": role.describe(),
+        "replicas": role.replicas,
+        "chief": role.is_chief,
     }
-    atomic_json(out / "figures.json", figures)
-    log.info("best epoch %s: val_loss %s, val_accuracy %s; run folder %s", figures["best_epoch"],
-             figures["val_loss"], figures["val_accuracy"], out)
+    if role.is_chief:
+        atomic_json(out / "figures.json", figures)
+        log.info("best epoch %s: val_loss %s, val_accuracy %s; run folder %s", figures["best_epoch"],
+                 figures["val_loss"], figures["val_accuracy"], out)
     return figures

@@ -28,6 +28,7 @@ SUITES = {
     "clock": "jamd.bench.clock",  # MIDI clock sync: master tick intervals, slave onset error and settling
     "harmony": "jamd.bench.harmony",  # harmony step latency; jamd run CPU/RSS harmony off vs on; chord onsets
     "ingest": "jamd.bench.ingest",  # corpus ingestion files/s/core: symusic vs music21, on --folder's MIDI files
+    "train": "jamd.bench.train",  # LSTM training tokens/s, 1 vs 2 localhost workers, per model size
 }
 
 

@@ -33,6 +33,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--export", metavar="FILE.onnx",
                    help="export the best checkpoint here when training ends (default: DIR/MODEL.onnx)")
     p.add_argument("--no-progress", action="store_true", help="plain log lines instead of progress bars")
+    p.add_argument("--cluster", metavar="JOB=HOST:PORT,...",
+                   help="LSTM on several machines (tf.distribute MultiWorkerMirroredStrategy): every task of the "
+                        "cluster, the same string on each machine, e.g. chief=10.0.0.1:2222,worker=10.0.0.2:2222 "
+                        "(default: training.cluster, else the TF_CONFIG environment variable, else this machine "
+                        "alone); start the same command on every machine, each with its own --task.  The batch "
+                        "size is per replica: a step trains on batch_size x replicas windows.  The chief writes "
+                        "the run folder and the export; a lost worker: start them all again, they resume")
+    p.add_argument("--task", metavar="JOB:INDEX",
+                   help="which task of --cluster this machine is: chief:0, worker:0, worker:1, ... (without a "
+                        "chief job, worker:0 is the chief)")
 
 
 def require_training_extra() -> None:
@@ -56,7 +66,23 @@ def _paths(args: argparse.Namespace, default_out: Path, model_file: str) -> tupl
     return out, check_output_file(export, "--export" if args.export is not None else "the export file")
 
 
+def _check_cluster(args: argparse.Namespace) -> None:
+    """--cluster and --task, checked before anything starts (one line naming the bad value)."""
+    if args.cluster is None and args.task is None:
+        return
+    if args.model != "lstm":
+        raise UsageError(f"--cluster and --task train the LSTM only, not --model {args.model}")
+    from jamd.training.distribute import parse_cluster, parse_task
+
+    if args.cluster is not None:
+        jobs = parse_cluster(args.cluster)
+        if args.task is None:
+            raise UsageError("--cluster needs --task: which of its tasks this machine is (e.g. --task worker:0)")
+        parse_task(args.task, jobs)
+
+
 def run(args: argparse.Namespace, cfg: Config) -> int:
+    _check_cluster(args)
     require_training_extra()
     if args.model in GAN_VARIANTS:
         return _run_gan(args, cfg)
@@ -67,9 +93,11 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     from jamd.export.export_run import export_run
     from jamd.training.train_lstm import train
 
-    figures = train(cfg, out, fresh=args.fresh, progress=not args.no_progress)
-    with writing(export, "--export"):
-        export_run(out, export, cfg, figures)
+    figures = train(cfg, out, fresh=args.fresh, progress=not args.no_progress, cluster=args.cluster,
+                    task=args.task)
+    if figures.get("chief", True):  # other workers of a cluster leave the run folder to the chief
+        with writing(export, "--export"):
+            export_run(out, export, cfg, figures)
     return 0
 
 
