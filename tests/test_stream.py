@@ -147,7 +147,7 @@ def test_epoch_windows_read_the_tunes_in_the_drawn_order_lazily():
 def test_validation_arrays_exact_and_limited():
     x, p, y = st.validation_arrays(TinyCorpus([A, B]), [0, 1], spec())
     assert x.tolist() == [[3, 4, 5], [3, 0, 0], [0, 4, 2]] and y.tolist() == [[4, 5, 3], [0, 0, 0], [4, 2, 0]]
-    assert p.tolist() == [[11, 0, 1], [2, 3, 4], [0, 1, 2]]
+    assert p.tolist() == [[11, 0, 1], [13, 14, 15], [0, 1, 2]]
     x1, _, _ = st.validation_arrays(TinyCorpus([A, B]), [0, 1], spec(), limit=1)
     assert x1.tolist() == [[3, 4, 5]]
     with pytest.raises(DataError, match="validation tunes too few for sequence_length 3"):
