@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from corpora import erk5_folder
 
 from jamd.cli import main
 from jamd.errors import ConfigError, UsageError
-from jamd.training.distribute import Role, backup_dir, parse_cluster, parse_task, tf_config
+from jamd.training.distribute import Role, backup_dir, free_local_ports, parse_cluster, parse_task, tf_config
 
 TINY = ["corpus.workers=1", "training.units=16", "training.batch_size=8", "training.max_steps_per_epoch=3",
         "training.sequence_length=16", "corpus.validation_fraction=0.2"]
@@ -136,20 +135,10 @@ def test_mirrored_strategy_trains_and_resumes(tmp_path, sets, capsys):
 
 # -- two real workers --------------------------------------------------------------------------
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def start(tmp: Path, sets: list[str], epochs: int, tag: str, worker_tf_config: bool = False
           ) -> dict[str, subprocess.Popen]:
     """The chief (--cluster/--task) and the worker (the same, or TF_CONFIG) as two processes."""
-    chief_port, worker_port = free_ports(2)
+    chief_port, worker_port = free_local_ports(2)
     cluster = f"chief=localhost:{chief_port},worker=localhost:{worker_port}"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("TF_CONFIG", None)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from jamd.training.distribute import free_local_ports
+
 SIZES = ((256, 1), (512, 2))  # (units, layers)
-
-
-def _ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("localhost", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def measure(sets: list[str], workers: int, out: Path, timeout: float = 1800) -> dict[str, Any]:
@@ -52,7 +43,7 @@ def measure(sets: list[str], workers: int, out: Path, timeout: float = 1800) -> 
     if workers == 1:
         tasks = [[]]
     else:
-        cluster = ",".join(f"worker=localhost:{p}" for p in _ports(workers))
+        cluster = ",".join(f"worker=localhost:{p}" for p in free_local_ports(workers))
         tasks = [["--cluster", cluster, "--task", f"worker:{i}"] for i in range(workers)]
     logs = [open(out.with_name(f"{out.name}-{i}.log"), "w+") for i in range(len(tasks))]
     t0 = time.perf_counter()

@@ -30,6 +30,7 @@ import json
 import logging
 import os
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,18 @@ log = logging.getLogger(__name__)
 
 JOBS = ("chief", "worker")
 _ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(\d{1,5})$")
+
+
+def free_local_ports(n: int) -> list[int]:
+    """`n` TCP ports free on localhost now, for a cluster of workers on one machine (tests, the
+    train bench); the OS may hand one out again before a worker binds it, which is rare."""
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 def parse_cluster(text: str, name: str = "--cluster") -> dict[str, list[str]]:
