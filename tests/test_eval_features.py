@@ -68,3 +68,21 @@ def test_pitch_stats_pool_all_notes():
 def test_cut_shortens_the_note_that_crosses():
     m = cut(scale(), 6)
     assert m.notes == (Note(0, 60, 4), Note(4, 62, 2)) and m.n_steps == 6
+
+
+def test_distinct_bars_within_a_melody_exact():
+    # bars: A A B (B ends on another note, held past the bar line) and a cut fourth bar left out
+    a = [Note(0, 60, 4), Note(4, 62, 4), Note(8, 64, 8)]
+    bars = a + [Note(16 + n.start, n.pitch, n.duration) for n in a]
+    bars += [Note(32, 60, 4), Note(36, 62, 4), Note(40, 64, 4), Note(44, 65, 12)]  # held past 48
+    m = Melody("m", tuple(bars), 56)
+    grid = features.bar_grid(m)
+    assert len(grid) == 3 and grid[0] == grid[1] != grid[2]
+    assert grid[0] == (60, -1, -1, -1, 62, -1, -1, -1, 64, -1, -1, -1, -1, -1, -1, -1)
+    assert grid[2][8:] == (64, -1, -1, -1, 65, -1, -1, -1)
+    # one melody 2 of 3 bars distinct, one melody all rests (1 of 2), one too short to count
+    rests = Melody("r", (), 32)
+    short = Melody("s", (Note(0, 60, 16),), 20)
+    assert features.distinct_bar_share([m, rests, short]) == pytest.approx((2 / 3 + 1 / 2) / 2)
+    assert features.distinct_bar_share([short]) == 0.0
+    assert features.pitch_stats([m])["distinct_bars"] == pytest.approx(2 / 3)

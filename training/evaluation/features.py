@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from jamd.tokens import STEPS_PER_QUARTER
+from jamd.tokens import STEPS_PER_BAR_4_4, STEPS_PER_QUARTER
 
 from .melodies import Melody
 
@@ -127,7 +127,27 @@ def pitch_stats(melodies: Sequence[Melody]) -> dict[str, float]:
         "pitch_std_per_melody": float(np.mean(per_melody)) if per_melody else 0.0,
         "notes_per_melody": float(len(pitches) / max(len(melodies), 1)),
         "empty_melodies": int(sum(1 for m in melodies if not m.notes)),
+        "distinct_bars": distinct_bar_share(melodies),
     }
+
+
+def bar_grid(m: Melody) -> list[tuple]:
+    """The melody's whole 4/4 bars (16 steps each), each as its 16 steps: the pitch of a note that
+    starts there, -1 where a note is held, -2 where nothing sounds.  A bar cut short is left out."""
+    steps = [-2] * m.n_steps
+    for n in m.notes:
+        for k in range(n.start, min(n.end, m.n_steps)):
+            steps[k] = n.pitch if k == n.start else -1
+    return [tuple(steps[b:b + STEPS_PER_BAR_4_4])
+            for b in range(0, m.n_steps - STEPS_PER_BAR_4_4 + 1, STEPS_PER_BAR_4_4)]
+
+
+def distinct_bar_share(melodies: Sequence[Melody]) -> float:
+    """Mean over melodies of at least two whole bars of (distinct bars / bars), bars compared
+    step by step (`bar_grid`): 1.0 never repeats a bar; folk tunes repeat theirs (issue 16:
+    Erk's validation tunes 0.78 over 8 bars).  0.0 when no melody has two bars."""
+    shares = [len(set(bars)) / len(bars) for m in melodies if len(bars := bar_grid(m)) >= 2]
+    return float(np.mean(shares)) if shares else 0.0
 
 
 def average_matrix(melodies: Sequence[Melody], feature: str) -> np.ndarray:

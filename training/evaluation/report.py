@@ -115,7 +115,8 @@ def markdown(fig: dict[str, Any], images: dict[str, Path | list[Path]], out_dir:
     pitch_rows = [["reference", *_pitch_cells(fig["reference"]["pitch"])]]
     pitch_rows += [[n, *_pitch_cells(fig["sets"][n]["pitch"])] for n in names]
     parts.append("## Pitch (seed 4.5; MIDI numbers, over all notes of a set)\n" + _table(
-        ["set", "mean", "std", "std within a melody", "notes per melody", "empty melodies"], pitch_rows))
+        ["set", "mean", "std", "std within a melody", "notes per melody", "empty melodies",
+         "distinct bars within a melody"], pitch_rows))
     feat_rows = []
     for feat in FEATURES:
         row = [feat]
@@ -181,7 +182,7 @@ def _bar_notes(fig: dict[str, Any]) -> str:
 
 def _pitch_cells(p: dict) -> list[str]:
     return [_f(p["pitch_mean"], 2), _f(p["pitch_std"], 2), _f(p["pitch_std_per_melody"], 2),
-            _f(p["notes_per_melody"], 1), str(p["empty_melodies"])]
+            _f(p["notes_per_melody"], 1), str(p["empty_melodies"]), _f(p.get("distinct_bars"), 3)]
 
 
 def _rel(path: Path, out_dir: Path) -> str:
