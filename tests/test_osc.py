@@ -473,7 +473,7 @@ def test_jamd_run_answers_status_and_takes_control_over_osc(jack_server, pythono
         second = ask_status(client)
         assert second[:5] + second[6:] == ["continuous", _model(), 100.0, 1, "", 0, 1.25, 2]
         assert second[5] > first[5]
-        assert d.wait_log("mode continuous") and d.wait_log("temperature 1.25") and d.wait_log("clock 100 BPM")
+        assert d.wait_log("mode continuous") and d.wait_log("temperature 1.25") and d.wait_log("tempo 100 BPM")
 
         # bad messages and garbage: a log line naming address and value (one a second), nothing changed
         for address, args in BAD:
