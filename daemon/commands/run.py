@@ -270,8 +270,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     osc: OscServer | None = None
     try:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        if cfg.osc.enabled:  # bound first: a port in use stops jamd before the model loads or a port opens
-            osc = OscServer(cfg.osc)
+        if cfg.osc.enabled:  # tried first: a port in use or an address not up yet costs one warning
+            osc = OscServer(cfg.osc)  # then jamd plays on without OSC, and it retries in the background
         model_cfg = cfg.model
         notifier.status(f"loading model {cfg.model.name}")
         session_ref: list[LiveSession] = []
@@ -334,6 +334,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         try:
             if session is not None:
                 session.close()
+                change_log = getattr(session.engine, "change_log", None)
+                if change_log is not None:  # the last value of a sweep that ended just now
+                    change_log.flush_all()
         finally:
             if osc is not None:
                 osc.close()
