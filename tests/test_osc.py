@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from test_engine import C_PHRASE, CC, OFF, ON, play, run_to, session, timeline
 
 from jamd.config import Config, OscConfig
-from jamd.errors import ConfigError, ModelError
+from jamd.errors import ModelError
 from jamd.live import osc
 from jamd.live.osc import ADDRESSES, BadMessage, OscControl, OscServer, parse
 from jamd.live.session import LiveSession

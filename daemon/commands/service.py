@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import logging
 import ipaddress
+import logging
 import os
 import pwd
 import re
