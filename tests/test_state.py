@@ -465,3 +465,16 @@ def test_a_folder_that_takes_no_files_is_named(caplog):
     warning, = _failed_save(path, caplog)
     assert warning.startswith(f"state not saved to {path}: /proc/1 does not take new files (not writable"), warning
     assert "No such file" not in warning
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_jamd_run_with_a_one_off_mode_and_bpm_saves_only_the_live_change(jamd_rig, private_state_home):
+    from test_daemon_jack import common
+
+    path = private_state_home / "jamd" / "state.json"
+    d, player, _ = jamd_rig(*common("--mode", "accompany"))  # common() gives --bpm too
+    player.send([CC, 21, 89])  # temperature 1.402
+    assert d.wait_log("temperature 1.40", 10), d.log()
+    assert d.stop(signal.SIGTERM) == 0, d.log()
+    assert path.read_text() == '{"temperature": 1.402}\n'  # neither the --mode nor the --bpm
