@@ -94,3 +94,18 @@ def test_a_cc_knob_sweep_and_an_osc_tempo_fader_log_a_few_lines(fake, caplog):
                              "tempo 149 BPM (the latest of 18 changes)"]
     assert [r.getMessage() for r in caplog.records if r.name == "jamd.sync.follow"] == []
     assert s.engine.cfg.clock.bpm == 149.0 and s.engine.temperature == 2.0
+
+
+def test_without_a_timer_the_pending_line_goes_out_with_the_next_change_or_at_the_end(fake, caplog):
+    changes = ChangeLog(logging.getLogger(LOGGER), now=fake)
+    changes.note("temperature", "temperature 0.50")
+    fake.advance(0.5)
+    changes.note("temperature", "temperature 0.60")
+    changes.note("temperature", "temperature 0.70")
+    fake.advance(1)
+    changes.note("tempo", "tempo 90 BPM")  # another control's change: the due line first
+    assert lines(caplog) == ["temperature 0.50", "temperature 0.70 (the latest of 2 changes)", "tempo 90 BPM"]
+    fake.advance(0.1)
+    changes.note("tempo", "tempo 91 BPM")
+    changes.flush_all()
+    assert lines(caplog)[-1] == "tempo 91 BPM"

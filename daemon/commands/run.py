@@ -27,7 +27,8 @@ from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
 from ..inference.forecast import MelodyForecast
 from ..inference.harmony import HarmonyModel
-from ..live import saved_state
+from ..live import controls, saved_state
+from ..live.change_log import ChangeLog, timer
 from ..live.harmony_part import needed_at_start
 from ..live.osc import OscServer
 from ..live.session import LiveSession
@@ -315,6 +316,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session.engine.warm_up = _warm_up_key_finder
         session.engine.watchdog = notifier.watchdog
         session.engine.saver = restored.saver(session.engine)
+        # a fader sweep's last value is logged within a second of its end, by a timer
+        session.engine.change_log = ChangeLog(controls.log, later=timer)
         session.start()
         ports.watch(session.engine.inbox.put)  # midi.connect_* devices that come and go
         if osc is not None:
