@@ -5,20 +5,41 @@ line), `EXAMPLE` (one command line), optionally `DESCRIPTION` (longer text
 for its own --help), `add_arguments(parser)` and
 `run(args, cfg) -> int`.  This module only builds the parser, loads the
 config, sets up logging and turns `JamdError`s into one line and an exit code.
+
+`jamd run` holds SIGHUP back from the moment this module is imported: a reload
+sent while it starts (`systemctl reload` right after `start`) would otherwise
+end it (SIGHUP's default action, exit 129); held back, it is taken by `jamd
+run`'s signal loop once the daemon is ready, and reloads the config then.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
-import logging
+import signal
 import sys
-from collections.abc import Sequence
 
-from . import __version__
-from . import config as config_mod
-from .commands.options import check_models
-from .errors import JamdError, UsageError
+
+def hold_reload_signal(argv: Sequence[str]) -> bool:
+    """Block SIGHUP in this thread (and every thread started later) when `argv` (without the
+    program name) is a `jamd run` command line; True if it did.  `jamd run` unblocks it
+    only at exit; until its signal loop runs, a SIGHUP stays pending, then reloads."""
+    if argv[:1] != ["run"] or not hasattr(signal, "pthread_sigmask") or not hasattr(signal, "SIGHUP"):
+        return False
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
+    return True
+
+
+# as early as this process can: before the imports below, which take most of jamd's start
+hold_reload_signal(sys.argv[1:])
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import logging  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+
+from . import __version__  # noqa: E402
+from . import config as config_mod  # noqa: E402
+from .commands.options import check_models  # noqa: E402
+from .errors import JamdError, UsageError  # noqa: E402
 
 log = logging.getLogger("jamd")
 
@@ -95,6 +116,17 @@ def setup_logging(level: str) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # called with its own command line (tests, python -c): hold SIGHUP now, and give it back
+    # after, so the calling process is left as it was
+    held = argv is not None and hold_reload_signal(list(argv))
+    try:
+        return _main(argv)
+    finally:
+        if held:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):

@@ -6,6 +6,7 @@ engine work, then flushes the scheduler and compares the exact event list.
 
 from __future__ import annotations
 
+import logging
 import time
 
 import numpy as np
@@ -14,6 +15,7 @@ from fakes import PATTERN, FakeGenerator, fake_model
 
 from jamd.config import Config
 from jamd.inference.bar_source import LstmBars
+from jamd.live.change_log import ChangeLog
 from jamd.live.session import LiveSession
 from jamd.midi.outputs import MemoryOutput
 from jamd.sync.clock import ManualClock
@@ -370,6 +372,8 @@ def test_start_silences_a_killed_predecessors_notes_before_anything_else():
 
 def test_model_select_value_n_plays_model_n_and_says_so_even_when_unchanged(caplog):
     s, clock, out, models = session(mode="continuous", **{"model.models": ["lstm", "second", "third"]})
+    # as if each CC came over a second after the last: quicker ones are coalesced (test_change_log.py)
+    s.engine.change_log = ChangeLog(logging.getLogger("jamd.live.controls"), every_s=0)
     picked = []
     for value in (1, 0, 2, 127, 127):
         with caplog.at_level("INFO", logger="jamd.live.controls"):

@@ -224,7 +224,7 @@ def test_system_unit_with_config_overrides_and_jack(capsys, elsewhere: Path, mon
     (elsewhere / "conf" / "my config.yaml").write_text("midi:\n  api: jack\n")
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "stage")
     code, out, _ = _service(capsys, "--config", "conf/my config.yaml", "--set", "clock.bpm=96",
-                            "--log-level", "warning", "--user-name", "pi", "--watchdog-sec", "4.5")
+                            "--log-level", "warning", "--user-name", "nobody", "--watchdog-sec", "4.5")
     assert code == 0
     unit = _parse(out)
     config = elsewhere / "conf" / "my config.yaml"
@@ -232,7 +232,7 @@ def test_system_unit_with_config_overrides_and_jack(capsys, elsewhere: Path, mon
         " ".join(service.jamd_command()) + f' run --config "{config}" --set clock.bpm=96 --log-level warning']
     assert unit["Unit"]["After"] == ["sound.target", "jack.service"]
     assert unit["Unit"]["Wants"] == ["jack.service"]
-    assert unit["Service"]["User"] == ["pi"] and unit["Service"]["SupplementaryGroups"] == ["audio"]
+    assert unit["Service"]["User"] == ["nobody"] and unit["Service"]["SupplementaryGroups"] == ["audio"]
     assert unit["Service"]["WatchdogSec"] == ["4.5"]
     assert unit["Service"]["Environment"][-1] == "JACK_DEFAULT_SERVER=stage"
     assert unit["Install"] == {"WantedBy": ["multi-user.target"]}
@@ -281,13 +281,13 @@ def test_install_writes_once_then_needs_force(capsys, elsewhere: Path, tmp_path:
 
 
 def test_system_install_prints_the_root_commands(capsys, elsewhere: Path, tmp_path: Path):
-    code, out, _ = _service(capsys, "--install", "--unit-dir", str(tmp_path), "--user-name", "pi")
+    code, out, _ = _service(capsys, "--install", "--unit-dir", str(tmp_path), "--user-name", "nobody")
     assert code == 0
     assert "  sudo systemctl daemon-reload\n  sudo systemctl enable --now jamd.service\n" in out
     assert "journalctl -u jamd -f" in out and "--user" not in out
 
 
-@pytest.mark.parametrize("case", ["file", "unwritable", "user-name", "no-install", "watchdog", "both"])
+@pytest.mark.parametrize("case", ["file", "unwritable", "user-name", "no-install", "watchdog", "both", "no-user"])
 def test_bad_paths_and_options_cost_one_line_and_exit_2(capsys, elsewhere: Path, tmp_path: Path, case: str):
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -301,6 +301,7 @@ def test_bad_paths_and_options_cost_one_line_and_exit_2(capsys, elsewhere: Path,
         "no-install": ["--unit-dir", str(tmp_path)],
         "watchdog": ["--watchdog-sec", "-1"],
         "both": ["--user", "--user-name", "pi"],
+        "no-user": ["--user-name", "nosuchuser"],
     }[case]
     if case == "unwritable" and os.access(readonly, os.W_OK):
         pytest.skip("running as root: every folder is writable")
@@ -309,9 +310,35 @@ def test_bad_paths_and_options_cost_one_line_and_exit_2(capsys, elsewhere: Path,
     assert err.count("\n") == 1 and err.startswith("jamd: ") and "Traceback" not in err
     expected = {"file": str(blocker), "unwritable": "not writable", "user-name": "'bad name'",
                 "no-install": "--unit-dir only applies with --install", "watchdog": "--watchdog-sec",
-                "both": "--user-name is for a system unit"}[case]
+                "both": "--user-name is for a system unit",
+                "no-user": "--user-name 'nosuchuser': no such user on this machine (create it first, or --force "
+                           "to write the unit anyway)"}[case]
     assert expected in err
     assert not (tmp_path / "jamd.service").exists()
+
+
+def test_force_takes_a_user_this_machine_does_not_know_yet(capsys, elsewhere: Path):
+    code, out, err = _service(capsys, "--user-name", "nosuchuser", "--force")
+    assert code == 0 and err == ""
+    assert _parse(out)["Service"]["User"] == ["nosuchuser"]
+
+
+@pytest.mark.parametrize("host, network", [("127.0.0.1", False), ("localhost", False), ("::1", False),
+                                           ("0.0.0.0", True), ("192.168.1.20", True), ("jamd.local", True)])
+def test_osc_from_the_network_waits_for_the_network(capsys, elsewhere: Path, host: str, network: bool):
+    code, out, _ = _service(capsys, "--user", "--set", "osc.enabled=true", "--set", f"osc.host={host}")
+    assert code == 0
+    unit = _parse(out)["Unit"]
+    if network:
+        assert unit["Wants"] == ["network-online.target"]
+        assert unit["After"] == ["sound.target", "network-online.target"]
+    else:
+        assert "Wants" not in unit and unit["After"] == ["sound.target"]
+
+
+def test_osc_disabled_needs_no_network(capsys, elsewhere: Path):
+    code, out, _ = _service(capsys, "--user", "--set", "osc.host=0.0.0.0")
+    assert code == 0 and "network-online" not in out
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")

@@ -283,19 +283,17 @@ def test_a_cc_change_is_written_at_once_then_at_most_once_a_second(tmp_path):
     s.engine.run_once()
     assert not path.exists()  # nothing changed yet: nothing written
     cc(s, clock, 21, 127)  # temperature 2.0
-    assert json.loads(path.read_text()) == {"answer_bars": 0, "bpm": 120.0, "mode": "call-response",
-                                            "model": "lstm", "temperature": 2.0}
+    assert path.read_text() == '{"temperature": 2.0}\n'  # only what was changed live
     now.t += 0.4
     cc(s, clock, 22, 127)  # accompany, 0.4 s later: pending
     cc(s, clock, 25, 4)  # answers of 4 bars
-    assert json.loads(path.read_text())["mode"] == "call-response"
+    assert path.read_text() == '{"temperature": 2.0}\n'
     assert s.engine.saver.writes == 1
     assert s.engine.saver.due_in_s() == pytest.approx(0.6)
     assert s.engine._wait_s() <= 0.6 + 1e-9  # the engine wakes for it
     now.t += 0.6
     s.engine.run_once()
-    assert path.read_text() == ('{"answer_bars": 4, "bpm": 120.0, "mode": "accompany", "model": "lstm", '
-                                '"temperature": 2.0}\n')
+    assert path.read_text() == '{"answer_bars": 4, "mode": "accompany", "temperature": 2.0}\n'
     assert s.engine.saver.writes == 2
     now.t += 5
     s.engine.run_once()
@@ -313,15 +311,63 @@ def test_a_change_pending_at_a_clean_exit_is_written(tmp_path):
     assert json.loads(path.read_text())["temperature"] == 2.0
 
 
-def test_an_osc_tempo_and_a_reload_are_written_too(tmp_path):
+def test_an_osc_tempo_is_written_and_a_reload_is_not(tmp_path):
     s, _clock, now, path = saving_session(tmp_path)
     s.engine.inbox.put(("osc", "tempo", 96.0, None))
     s.engine.run_once()
-    assert json.loads(path.read_text())["bpm"] == 96.0
+    assert path.read_text() == '{"bpm": 96.0}\n'
     now.t += 1
-    s.engine.reload(s.engine.cfg.replace(**{"live.response_bars": 2}))
+    s.engine.reload(s.engine.cfg.replace(**{"live.response_bars": 2, "model.temperature": 1.5}))
     s.engine.run_once()
-    assert json.loads(path.read_text())["answer_bars"] == 2
+    now.t += 1
+    s.close()
+    assert s.engine.response_bars == 2
+    assert path.read_text() == '{"bpm": 96.0}\n'  # config.yaml's values are config.yaml's to keep
+
+
+def test_values_from_the_command_line_are_never_written(tmp_path):
+    """`jamd run --mode accompany --bpm 90`, a temperature changed by OSC: the file holds the
+    temperature alone, so a plain `jamd run` next time plays config.yaml's mode and tempo."""
+    path = tmp_path / "state.json"
+    sets = {"state.path": str(path), "clock.bpm": 90.0, "model.models": ["lstm", "gan"]}
+    _cfg, restored = restore(two_models(**sets, **{"live.mode": "accompany"}), {"live.mode", "clock.bpm"}, accept)
+    s, _clock, _out, _models = session("accompany", **sets)
+    s.engine.saver = restored.saver(s.engine)
+    s.engine.inbox.put(("osc", "temperature", 1.3, None))
+    s.engine.run_once()
+    s.close()
+    assert path.read_text() == '{"temperature": 1.3}\n'
+    plain, _ = restore(two_models(**{"state.path": str(path)}), set(), accept)
+    assert (plain.live.mode, plain.clock.bpm, plain.model.temperature) == ("call-response", 120.0, 1.3)
+
+
+def test_keys_changed_live_in_an_earlier_run_stay_until_changed_again(tmp_path):
+    path = tmp_path / "state.json"
+    path.write_text('{"mode": "accompany", "temperature": 0.5}\n')
+    sets = {"state.path": str(path), "model.temperature": 0.5}  # as restored
+    _cfg, restored = restore(two_models(**{"state.path": str(path), "live.mode": "continuous"}), {"live.mode"},
+                             accept)
+    s, clock, _out, _models = session("continuous", **sets)
+    s.engine.saver = restored.saver(s.engine)
+    cc(s, clock, 25, 2)  # answers of 2 bars
+    s.engine.inbox.put(("osc", "mode", "continuous", None))  # the --mode value, now chosen live
+    s.engine.run_once()
+    s.close()
+    assert path.read_text() == '{"answer_bars": 2, "mode": "continuous", "temperature": 0.5}\n'
+
+
+def test_a_value_changed_live_back_to_its_start_value_is_written_only_over_an_older_one(tmp_path):
+    s, clock, now, path = saving_session(tmp_path)
+    start = s.engine.temperature
+    cc(s, clock, 21, 127)
+    now.t += 1
+    s.engine.inbox.put(("osc", "temperature", start, None))
+    s.engine.run_once()
+    assert json.loads(path.read_text()) == {"temperature": start}  # not 2.0: that would come back
+    s2, clock2, _now2, path2 = saving_session(tmp_path / "other")
+    cc(s2, clock2, 25, 0)  # answers as long as the phrase: the start value, and no older one saved
+    s2.close()
+    assert not path2.exists()
 
 
 def test_a_failing_write_costs_one_warning_and_jamd_plays_on(tmp_path, caplog):
@@ -365,3 +411,70 @@ def test_jamd_run_remembers_a_temperature_and_mode_set_by_cc(jamd_rig, private_s
     d, _, _ = jamd_rig(*common("--mode", "continuous"))
     assert f"restored from {path}: temperature 1.402" in d.log(), d.log()
     assert ", mode continuous, model " in d.log(), d.log()
+
+
+# -- the one line says the real reason --------------------------------------------
+def test_a_corrupt_file_is_moved_aside_once_replacing_an_older_one(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    aside = tmp_path / "state.json.corrupt"
+    aside.write_text("an older damaged file\n")
+    path.write_bytes(b'{"mode": "accomp')
+    cfg = two_models(**{"state.path": str(path)})
+    assert restore(cfg, set(), accept)[0] == cfg
+    assert warnings_of(caplog) == [f"state file {path} is not valid JSON (cut short or overwritten?): ignored, "
+                                   f"moved aside to {aside}, starting from the config"]
+    assert not path.exists() and aside.read_bytes() == b'{"mode": "accomp'
+    caplog.clear()
+    assert restore(cfg, set(), accept)[0] == cfg
+    assert warnings_of(caplog) == []  # the next start is quiet
+
+
+def test_a_folder_in_the_state_files_place_is_left_where_it_is(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.mkdir()
+    restore(two_models(**{"state.path": str(path)}), set(), accept)
+    assert warnings_of(caplog) == [f"state file {path} is a directory: ignored, starting from the config"]
+    assert path.is_dir() and not (tmp_path / "state.json.corrupt").exists()
+
+
+def _failed_save(path: Path, caplog) -> list[str]:
+    saver = StateSaver(path, {"temperature": 1.0})
+    s, _clock, _out, _models = session()
+    s.engine.temperature = 1.5
+    saver.touch("temperature")
+    saver.flush(s.engine)
+    assert saver.writes == 0
+    return warnings_of(caplog)
+
+
+def test_a_path_through_a_file_says_that_file_is_not_a_folder(tmp_path, caplog):
+    blocker = tmp_path / "passwd"
+    blocker.write_text("root:x:0:0\n")
+    path = blocker / "state.json"  # as state.path=/etc/passwd/state.json
+    assert _failed_save(path, caplog) == [f"state not saved to {path}: {blocker} is not a folder "
+                                          "(jamd plays on; retrying once a second)"]
+    deeper = blocker / "jamd" / "state.json"  # mkdir's "Not a directory", the same cause
+    caplog.clear()
+    assert _failed_save(deeper, caplog) == [f"state not saved to {deeper}: {blocker} is not a folder "
+                                            "(jamd plays on; retrying once a second)"]
+
+
+@pytest.mark.skipif(not Path("/proc/1").is_dir(), reason="needs /proc")
+def test_a_folder_that_takes_no_files_is_named(caplog):
+    path = Path("/proc/1/state.json")
+    warning, = _failed_save(path, caplog)
+    assert warning.startswith(f"state not saved to {path}: /proc/1 does not take new files (not writable"), warning
+    assert "No such file" not in warning
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_jamd_run_with_a_one_off_mode_and_bpm_saves_only_the_live_change(jamd_rig, private_state_home):
+    from test_daemon_jack import common
+
+    path = private_state_home / "jamd" / "state.json"
+    d, player, _ = jamd_rig(*common("--mode", "accompany"))  # common() gives --bpm too
+    player.send([CC, 21, 89])  # temperature 1.402
+    assert d.wait_log("temperature 1.40", 10), d.log()
+    assert d.stop(signal.SIGTERM) == 0, d.log()
+    assert path.read_text() == '{"temperature": 1.402}\n'  # neither the --mode nor the --bpm

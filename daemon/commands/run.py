@@ -27,7 +27,8 @@ from ..errors import JamdError
 from ..inference.bar_source import open_bar_source
 from ..inference.forecast import MelodyForecast
 from ..inference.harmony import HarmonyModel
-from ..live import saved_state
+from ..live import controls, saved_state
+from ..live.change_log import ChangeLog, timer
 from ..live.harmony_part import needed_at_start
 from ..live.osc import OscServer
 from ..live.session import LiveSession
@@ -270,8 +271,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     osc: OscServer | None = None
     try:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
-        if cfg.osc.enabled:  # bound first: a port in use stops jamd before the model loads or a port opens
-            osc = OscServer(cfg.osc)
+        if cfg.osc.enabled:  # tried first: a port in use or an address not up yet costs one warning
+            osc = OscServer(cfg.osc)  # then jamd plays on without OSC, and it retries in the background
         model_cfg = cfg.model
         notifier.status(f"loading model {cfg.model.name}")
         session_ref: list[LiveSession] = []
@@ -315,6 +316,8 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session.engine.warm_up = _warm_up_key_finder
         session.engine.watchdog = notifier.watchdog
         session.engine.saver = restored.saver(session.engine)
+        # a fader sweep's last value is logged within a second of its end, by a timer
+        session.engine.change_log = ChangeLog(controls.log, later=timer)
         session.start()
         ports.watch(session.engine.inbox.put)  # midi.connect_* devices that come and go
         if osc is not None:
@@ -334,6 +337,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         try:
             if session is not None:
                 session.close()
+                change_log = getattr(session.engine, "change_log", None)
+                if change_log is not None:  # the last value of a sweep that ended just now
+                    change_log.flush_all()
         finally:
             if osc is not None:
                 osc.close()

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import ipaddress
 import logging
 import os
+import pwd
 import re
 import sys
 import tempfile
@@ -55,7 +57,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--user", action="store_true",
                    help="a user unit (~/.config/systemd/user, `systemctl --user`) instead of a system one")
     p.add_argument("--unit-dir", metavar="DIR", help="write the unit into DIR instead (with --install)")
-    p.add_argument("--force", action="store_true", help="replace an existing unit file (with --install)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing unit file (with --install); take a --user-name this machine "
+                        "does not know (an account made later)")
     p.add_argument("--user-name", metavar="NAME",
                    help="the account a system unit runs jamd as (default: the one running this, or sudo's caller)")
     p.add_argument("--watchdog-sec", type=float, default=10.0, metavar="SECONDS",
@@ -108,9 +112,25 @@ def service_user(args: argparse.Namespace) -> str:
     name = args.user_name or os.environ.get("SUDO_USER") or getpass.getuser()
     if not _USER_NAME.fullmatch(name):
         raise UsageError(f"--user-name {clip(repr(name))}: not a user name systemd accepts")
+    if args.user_name and not getattr(args, "force", False):
+        try:
+            pwd.getpwnam(name)
+        except KeyError:
+            raise UsageError(f"--user-name {clip(repr(name))}: no such user on this machine "
+                             "(create it first, or --force to write the unit anyway)") from None
     if name == "root":
         log.warning("the service will run jamd as root; --user-name NAME runs it as another account")
     return name
+
+
+def is_loopback(host: str) -> bool:
+    """True for this machine's own loopback address or name (OSC then needs no network)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def unit_text(args: argparse.Namespace, cfg: Config, command: list[str] | None = None) -> str:
@@ -137,6 +157,13 @@ def unit_text(args: argparse.Namespace, cfg: Config, command: list[str] | None =
             "# if there is no such unit; jamd exits with an error, and is restarted, while JACK is not up.",
             f"After={args.jack_unit}",
             f"Wants={args.jack_unit}",
+        ]
+    if cfg.osc.enabled and not is_loopback(cfg.osc.host):
+        lines += [
+            f"# OSC listens on {cfg.osc.host} (osc.host): start once the network is up (jamd retries",
+            "# binding every few seconds anyway, and plays without OSC meanwhile)",
+            "Wants=network-online.target",
+            "After=network-online.target",
         ]
     lines += [
         "",
@@ -226,7 +253,7 @@ def next_steps(target: Path, args: argparse.Namespace) -> list[str]:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     if not args.install:
-        for given, option in ((args.unit_dir, "--unit-dir"), (args.force, "--force")):
+        for given, option in ((args.unit_dir, "--unit-dir"), (args.force and not args.user_name, "--force")):
             if given:
                 raise UsageError(f"{option} only applies with --install")
     if args.user and args.user_name:

@@ -6,6 +6,11 @@ message is put on the same queue by the OSC server's thread (`osc`), a reload
 (`panic`, `set_temperature`, `start`, `stop`, `set_answer_bars`, the engine's
 `set_mode`, `set_model` and `set_harmony`), so both change jamd alike.  CC
 numbers come from `control.*` in config.yaml.
+
+A fader or knob sends tens of values a second: their log lines are coalesced
+(`ChangeLog`: one a second per control, the latest value last), and each value
+the performer changes here is marked for the state file (`StateSaver.touch`);
+a reload's values come from config.yaml and are not.
 """
 
 from __future__ import annotations
@@ -17,12 +22,30 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import MODES, Config
 from ..config.validate import clip
+from .change_log import ChangeLog
 from .shaping import Shaper
 
 if TYPE_CHECKING:  # the engine imports this module
     from .engine import Engine
 
 log = logging.getLogger(__name__)
+# the clock's line on every tempo change ("clock 120 BPM, ..."): an OSC tempo fader's own line replaces it
+_CLOCK_LOG = "jamd.sync.follow"
+
+
+def changes(engine: Engine) -> ChangeLog:
+    """The engine's coalescing log of live control changes (made on first use)."""
+    found = getattr(engine, "change_log", None)
+    if found is None:
+        found = engine.change_log = ChangeLog(log)
+    return found
+
+
+def _live(engine: Engine, *names: str) -> None:
+    """The performer changed these (saved_state.FIELDS names): the state file remembers them."""
+    saver = getattr(engine, "saver", None)
+    if saver is not None:
+        saver.touch(*names)
 
 
 def control(engine: Engine, number: int, value: int) -> None:
@@ -36,7 +59,8 @@ def control(engine: Engine, number: int, value: int) -> None:
         # 0-127 split in three equal ranges: 0-42 continuous, 43-85 call-response, 86-127 accompany
         mode = MODES[min(value * len(MODES) // 128, len(MODES) - 1)]
         if mode == engine.mode:
-            log.info("mode CC %d value %d: %s, already playing", number, value, mode)
+            changes(engine).note("mode", f"mode CC {number} value {value}: {mode}, already playing")
+        _live(engine, "mode")
         engine.set_mode(mode)
     elif number == ctl.start_stop_cc:
         if value >= 64:
@@ -60,7 +84,8 @@ def panic(engine: Engine) -> None:
 def set_temperature(engine: Engine, temperature: float) -> None:
     """The melody model's sampling temperature from the next bar on (0: always the likeliest)."""
     engine.temperature = temperature
-    log.info("temperature %.2f", engine.temperature)
+    _live(engine, "temperature")
+    changes(engine).note("temperature", f"temperature {engine.temperature:.2f}")
 
 
 def start(engine: Engine) -> None:
@@ -80,7 +105,8 @@ def stop(engine: Engine) -> None:
 def set_answer_bars(engine: Engine, bars: int) -> None:
     """Bars in each answer (call-response); 0: as long as the phrase."""
     engine.response_bars = bars
-    log.info("answers: %s", f"{bars} bars" if bars else "as long as the phrase")
+    _live(engine, "answer_bars")
+    changes(engine).note("answer_bars", f"answers: {f'{bars} bars' if bars else 'as long as the phrase'}")
 
 
 def select_model(engine: Engine, number: int, value: int) -> None:
@@ -91,7 +117,8 @@ def select_model(engine: Engine, number: int, value: int) -> None:
     name = models[index]
     past = f" (past the end of model.models, {len(models)} long: the last)" if index != value else ""
     same = ", already playing" if name == engine.model_name else ""
-    log.info("model-select CC %d value %d: model.models[%d] %s%s%s", number, value, index, name, past, same)
+    changes(engine).note("model", f"model-select CC {number} value {value}: model.models[{index}] {name}{past}{same}")
+    _live(engine, "model")
     engine.set_model(name)
 
 
@@ -109,7 +136,8 @@ def osc(engine: Engine, name: str, value: Any, reply: Callable[[tuple], None] | 
         set_temperature(engine, value)
     elif name == "mode":
         if value == engine.mode:
-            log.info("OSC mode %s, already playing", value)
+            changes(engine).note("mode", f"OSC mode {value}, already playing")
+        _live(engine, "mode")
         engine.set_mode(value)
     elif name in ("start", "stop", "panic"):
         {"start": start, "stop": stop, "panic": panic}[name](engine)
@@ -125,7 +153,8 @@ def osc(engine: Engine, name: str, value: Any, reply: Callable[[tuple], None] | 
         if engine.cfg.clock.source != "internal":
             _refuse(engine, name, value, f"tempo is the master's (clock.source {engine.cfg.clock.source})")
         else:
-            _change(engine, "clock", bpm=value)
+            _live(engine, "bpm")
+            _quiet_clock_change(engine, value)
 
 
 def status(engine: Engine) -> tuple[str, str, float, int, str, float, int, float, int]:
@@ -150,8 +179,26 @@ def _osc_model(engine: Engine, value: str | int) -> None:
         _refuse(engine, "model", value, f"not in model.models ({', '.join(models)})")
         return
     if value == engine.model_name:
-        log.info("OSC model %s, already playing", value)
+        changes(engine).note("model", f"OSC model {value}, already playing")
+    _live(engine, "model")
     engine.set_model(value)
+
+
+class _DropInfo(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.INFO
+
+
+def _quiet_clock_change(engine: Engine, bpm: float) -> None:
+    """An OSC tempo: applied like a reload, with the clock's own line per change held back
+    (a fader sends 50 a second) and one coalesced "tempo" line instead."""
+    clock_log, quiet = logging.getLogger(_CLOCK_LOG), _DropInfo()
+    clock_log.addFilter(quiet)
+    try:
+        _change(engine, "clock", bpm=bpm)
+    finally:
+        clock_log.removeFilter(quiet)
+    changes(engine).note("tempo", f"tempo {bpm:g} BPM")
 
 
 def _change(engine: Engine, section: str, **values: Any) -> None:

@@ -15,6 +15,10 @@ address, a wrong argument type, a value out of range or NaN costs a log line
 (one a second at most: `Throttle`) and changes nothing.  Bundles are applied
 at once; their time tags are ignored (python-osc's dispatcher would sleep
 until a far-future tag and stall every message behind it).
+
+An address that cannot be bound costs one warning and jamd plays on without
+OSC, retrying in the background (`OscServer`): a headless box whose network
+comes up after jamd still gets its OSC control.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import dataclasses
 import errno
 import logging
 import math
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -199,14 +204,35 @@ class _QuietPythonOsc(logging.Filter):
         return "pythonosc" not in record.pathname or self.throttle.ready()
 
 
+def why_not_bound(host: str, exc: OSError) -> str:
+    """The reason `host` could not be bound, in words: a port in use, an address this machine
+    does not have (yet: DHCP at boot), a name that does not resolve, else the error's text."""
+    if exc.errno == errno.EADDRINUSE:
+        return "in use (another jamd or OSC program?)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return f"{clip(host)} is not an address of this machine (not yet up? check osc.host)"
+    if isinstance(exc, socket.gaierror):
+        return f"{clip(host)} is not a known host name or address (check osc.host)"
+    if exc.errno == errno.EACCES:
+        return "permission denied (a port below 1024 needs root: choose another osc.port)"
+    return exc.strerror or str(exc)
+
+
 class OscServer:
     """python-osc's UDP server on its own thread ("jamd-osc"), handling datagrams one by one
-    in arrival order (a /jamd/mode then a /jamd/status are answered in that order)."""
+    in arrival order (a /jamd/mode then a /jamd/status are answered in that order).
 
-    def __init__(self, cfg: OscConfig):
-        """Binds `cfg.host:cfg.port` now, so a port in use is found before the MIDI ports open.
+    OSC is a convenience: when `osc.host:osc.port` cannot be bound (a port in use, an address
+    DHCP has not brought up yet), jamd plays on without it.  One warning line says why; the
+    thread then tries again every `retry_s` seconds, quietly, and says one line when it listens.
+    osc.* is read once, at start: a reload does not rebind (the reload path says so)."""
 
-        Raises ConfigError (exit code 2) without python-osc, or when the address cannot be bound."""
+    RETRY_S = 5.0
+
+    def __init__(self, cfg: OscConfig, retry_s: float | None = None):
+        """Tries to bind `cfg.host:cfg.port` now (the warning comes before the MIDI ports open).
+
+        Raises ConfigError (exit code 2) only without python-osc: that is an install to fix."""
         try:
             from pythonosc import osc_packet
             from pythonosc.dispatcher import Dispatcher
@@ -215,6 +241,7 @@ class OscServer:
             raise ConfigError("osc.enabled is true but python-osc is not installed: "
                               "pip install 'jamd[osc]', or set osc.enabled: false") from None
         self.cfg = cfg
+        self.retry_s = self.RETRY_S if retry_s is None else retry_s
         self.control = OscControl(lambda item: None, self._send)
         control = self.control
 
@@ -241,38 +268,66 @@ class OscServer:
             def handle_error(self, request, client_address) -> None:
                 control.refuse(f"OSC: a message from {client_address[0]} failed; the server goes on")
 
-        try:
-            self.server = _Server((cfg.host, cfg.port), _Dispatcher())
-        except OSError as exc:
-            in_use = exc.errno == errno.EADDRINUSE
-            why = "in use (another jamd or OSC program?)" if in_use else (exc.strerror or str(exc))
-            raise ConfigError(f"osc.host/osc.port: cannot listen on {clip(cfg.host)}:{cfg.port}: {why}; "
-                              "choose another osc.port, or set osc.enabled: false") from None
-        self.address = self.server.server_address[:2]
+        self._make = lambda: _Server((cfg.host, cfg.port), _Dispatcher())
+        self.server = None
+        self.address: tuple | None = None  # (host, port) once listening
+        self.why: str | None = None  # why it is not listening (yet)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._serving = False
         self._thread: threading.Thread | None = None
         self._quiet = _QuietPythonOsc()
         logging.getLogger().addFilter(self._quiet)
+        if not self._bind():
+            log.warning("osc.host/osc.port: cannot listen on %s:%d: %s; jamd plays on without OSC and "
+                        "tries again every %g s", clip(cfg.host), cfg.port, self.why, self.retry_s)
+
+    def _bind(self) -> bool:
+        try:
+            server = self._make()
+        except OSError as exc:
+            self.why = why_not_bound(self.cfg.host, exc)
+            return False
+        self.server, self.address, self.why = server, server.server_address[:2], None
+        return True
 
     def start(self, put: Callable[[tuple], None]) -> None:
-        """Serve from now on, handing each checked message to `put` (the engine's inbox)."""
+        """Serve from now on (or once bound), handing each checked message to `put` (the engine's inbox)."""
         self.control.put = put
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": POLL_S},
-                                        name="jamd-osc", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="jamd-osc", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        while self.server is None:
+            if self._stop.wait(self.retry_s):
+                return
+            if not self._bind():
+                log.debug("OSC: still cannot listen on %s:%d: %s", self.cfg.host, self.cfg.port, self.why)
+        with self._lock:  # `close` shuts down only a server that serves (shutdown waits for serve_forever)
+            if self._stop.is_set():
+                return
+            self._serving = True
         log.info("OSC: listening on %s:%d%s", *self.address,
                  "" if self.cfg.host in ("127.0.0.1", "localhost", "::1") else
                  " (from the network: anyone there can control jamd)")
+        self.server.serve_forever(poll_interval=POLL_S)
 
     def _send(self, dgram: bytes, address: tuple) -> None:
-        self.server.socket.sendto(dgram, address)
+        if self.server is not None:
+            self.server.socket.sendto(dgram, address)
 
     def close(self) -> None:
-        """Stop serving and close the socket (never raises: it runs on jamd's way out)."""
+        """Stop serving (or trying to bind) and close the socket (never raises: it runs on jamd's way out)."""
         try:
-            if self._thread is not None:
+            with self._lock:
+                self._stop.set()
+                serving = self._serving
+            if serving:
                 self.server.shutdown()
+            if self._thread is not None:
                 self._thread.join(2)
-            self.server.server_close()
+            if self.server is not None:
+                self.server.server_close()
         except Exception as exc:
             log.warning("OSC: the server did not close cleanly: %s", exc)
         logging.getLogger().removeFilter(self._quiet)

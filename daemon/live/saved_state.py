@@ -6,17 +6,23 @@ A headless box that reboots plays on as it was left (issue 15).  The state file
 
     {"answer_bars": 4, "bpm": 100.0, "mode": "accompany", "model": "lstm", "temperature": 0.7}
 
-At start `restore` puts its values into the config: an option the user typed
-(``--mode``, ``--set model.temperature=...``) wins over the file, the file wins
-over config.yaml.  While jamd plays, `StateSaver.poll` (on the engine thread)
-notices any change, by CC, OSC or a reload, and writes the file at most once a
-second, atomically (temp file, fsync, ``os.replace``): a power cut leaves the old
-file or the new one, never half of one.  A damaged file, a value out of range or
+The file remembers only what the performer changed live (a CC, an OSC message):
+a key is written once it was changed live in some run, and stays in the file
+until it is changed live again.  A value that came from config.yaml, a reload
+or the command line (``--mode``, ``--bpm``) is never written, so a one-off
+option does not stick.  At start `restore` puts the saved values into the
+config: an option the user typed (``--mode``, ``--set model.temperature=...``)
+wins over the file, the file wins over config.yaml.  While jamd plays,
+`StateSaver.poll` (on the engine thread) writes the keys `StateSaver.touch`
+marked, at most once a second, atomically (temp file, fsync, ``os.replace``): a
+power cut leaves the old file or the new one, never half of one.  A damaged
+file is moved aside once (``state.json.corrupt``); it, a value out of range or
 a failed write each cost one warning line; none ever stops jamd.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -48,7 +54,14 @@ MIN_INTERVAL_S = 1.0  # at most one write a second
 
 
 class CorruptState(Exception):
-    """The state file exists but cannot be used (the message says why)."""
+    """The state file exists but cannot be used (the message says why).
+
+    `movable`: a regular file whose content is bad (moved aside by `load`); False for a
+    folder, a FIFO or an unreadable file, which are someone's doing, not jamd's half-write."""
+
+    def __init__(self, why: str, movable: bool = False):
+        super().__init__(why)
+        self.movable = movable
 
 
 def state_path(cfg: StateConfig, environ: Mapping[str, str] | None = None) -> Path:
@@ -87,31 +100,66 @@ def read(path: Path) -> dict[str, Any]:
         except OSError as exc:
             raise CorruptState(f"cannot be read ({exc.strerror})") from None
     if len(raw) > MAX_STATE_BYTES:
-        raise CorruptState(f"is over {MAX_STATE_BYTES // 1024} KiB")
+        raise CorruptState(f"is over {MAX_STATE_BYTES // 1024} KiB", movable=True)
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
-        raise CorruptState("is not valid JSON (cut short or overwritten?)") from None
+        raise CorruptState("is not valid JSON (cut short or overwritten?)", movable=True) from None
     if not isinstance(data, dict):
-        raise CorruptState(f"holds a JSON {type(data).__name__}, not an object")
+        raise CorruptState(f"holds a JSON {type(data).__name__}, not an object", movable=True)
     out = {}
     for name, types in _TYPES.items():
         if name not in data:
             continue
         value = data[name]
         if isinstance(value, bool) or not isinstance(value, types):
-            raise CorruptState(f"{name} is {clip(repr(value))}, not {' or '.join(t.__name__ for t in types)}")
+            raise CorruptState(f"{name} is {clip(repr(value))}, not {' or '.join(t.__name__ for t in types)}",
+                               movable=True)
         out[name] = value
     return out
 
 
 def load(path: Path) -> dict[str, Any]:
-    """`read`, with a damaged file costing one warning line naming `path` and giving {}."""
+    """`read`, with a damaged file costing one warning line naming `path` and giving {}.
+
+    A regular file with bad content is moved aside to ``<path>.corrupt`` (replacing an older
+    one), so the next start neither warns again nor loses it: the line says where it went."""
     try:
         return read(path)
     except CorruptState as exc:
-        log.warning("state file %s %s: ignored, starting from the config", path, exc)
+        aside = ""
+        if exc.movable:
+            corrupt = path.with_name(path.name + ".corrupt")
+            try:
+                os.replace(path, corrupt)
+                aside = f", moved aside to {corrupt}"
+            except OSError as move:
+                aside = f", and could not be moved aside to {corrupt}: {why_not_written(corrupt, move)}"
+        log.warning("state file %s %s: ignored%s, starting from the config", path, exc, aside)
         return {}
+
+
+def why_not_written(path: Path, exc: BaseException) -> str:
+    """The real reason `path` could not be written, for one log line: a path component that
+    is not a folder, a folder that takes no new files (/proc), a read-only or full disk;
+    else the error's own text.  (mkdir on a file says "File exists", mkstemp in /proc "No
+    such file or directory": both name the symptom, not the cause.)"""
+    folders = [path.parent, *path.parent.parents][::-1]  # from the root down
+    deepest = None
+    for folder in folders:
+        if not os.path.lexists(folder):
+            break
+        if not folder.is_dir():
+            return f"{folder} is not a folder"
+        deepest = folder
+    code = getattr(exc, "errno", None)
+    if code == errno.EROFS:
+        return "read-only file system"
+    if code in (errno.ENOSPC, errno.EDQUOT):
+        return "no space left on the disk"
+    if deepest is not None and not os.access(deepest, os.W_OK):
+        return f"{deepest} does not take new files (not writable{'' if os.geteuid() else ', even by root'})"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def write(path: Path, state: Mapping[str, Any]) -> None:
@@ -185,10 +233,12 @@ class Restored:
         return cfg.replace(**keep) if keep else cfg
 
     def saver(self, engine: Engine) -> StateSaver | None:
-        """The engine's saver, starting from what it plays now (None when state.save is false)."""
+        """The engine's saver: the file holds `saved`; what the engine plays now (from config.yaml,
+        the command line and the file) is the start that only a live change departs from
+        (None when state.save is false)."""
         if self.path is None:
             return None
-        return StateSaver(self.path, {**self.saved, **snapshot(engine)})
+        return StateSaver(self.path, snapshot(engine), self.saved)
 
 
 def restore(cfg: Config, explicit: set[str], check_model: Callable[[str], object] | None = None,
@@ -244,30 +294,50 @@ def _refused(cfg: Config, name: str, value: Any, check_model: Callable[[str], ob
 
 
 class StateSaver:
-    """Writes the engine's state when it changes: `poll` on the engine thread after each
-    round of input, at most once every MIN_INTERVAL_S; `flush` at a clean exit.
+    """Writes the keys the performer changed live: `touch(name)` (CC and OSC actions, on the
+    engine thread) marks one; `poll` on the engine thread after each round of input writes
+    the file when a marked key's value differs from it, at most once every MIN_INTERVAL_S;
+    `flush` at a clean exit.
 
-    `state`: what the file is taken to hold now (a change from it is written).  A failed
-    write costs one warning line until a write succeeds again; jamd plays on."""
+    `start`: the engine's values at start (`snapshot`); `saved`: what the file holds now.  A
+    marked key whose value is still its start value is written only when the file already
+    holds that key (the performer went back: the file must not bring the old value back).
+    A failed write costs one warning line until a write succeeds again; jamd plays on."""
 
-    def __init__(self, path: Path, state: Mapping[str, Any], every_s: float = MIN_INTERVAL_S,
-                 now: Callable[[], float] = time.monotonic):
+    def __init__(self, path: Path, start: Mapping[str, Any], saved: Mapping[str, Any] | None = None,
+                 every_s: float = MIN_INTERVAL_S, now: Callable[[], float] = time.monotonic):
         self.path = path
         self.every_s = every_s
         self.now = now
-        self.written = dict(state)
+        self.start = dict(start)
+        self.written = dict(saved or {})
+        self.touched: set[str] = set()  # names in FIELDS changed live in this run
         self.writes = 0  # successful writes (tests)
         self._pending: dict[str, Any] | None = None
         self._last = -math.inf  # when the last write was tried
         self._failing = False
         self._lock = threading.Lock()  # `flush` from the main thread after a hung engine thread
 
+    def touch(self, *names: str) -> None:
+        """The performer changed these (names in FIELDS) live: from now on they are saved."""
+        self.touched.update(names)
+
+    def wanted(self, engine: Engine) -> dict[str, Any]:
+        """What the file should hold: what it holds, with each live-changed key's value now."""
+        out = dict(self.written)
+        now = snapshot(engine)
+        for name in self.touched:
+            if name in now and (name in out or now[name] != self.start.get(name)):
+                out[name] = now[name]
+        return out
+
     def poll(self, engine: Engine, force: bool = False) -> None:
-        """Note the engine's state; write it if it changed and a second has passed (or `force`)."""
+        """Note the engine's state; write it if a live change is not in the file yet and a second
+        has passed (or `force`)."""
         if not engine.cfg.state.save:
             return
         with self._lock:
-            current = {**self.written, **snapshot(engine)}
+            current = self.wanted(engine)
             self._pending = current if current != self.written else None
             if self._pending is not None and (force or self.now() - self._last >= self.every_s):
                 self._write(self._pending)
@@ -288,8 +358,8 @@ class StateSaver:
             write(self.path, state)
         except Exception as exc:  # a full or read-only disk must never stop the music
             if not self._failing:
-                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                log.warning("state not saved to %s: %s (jamd plays on; retrying once a second)", self.path, why)
+                log.warning("state not saved to %s: %s (jamd plays on; retrying once a second)", self.path,
+                            why_not_written(self.path, exc))
             self._failing = True
             return
         if self._failing:
