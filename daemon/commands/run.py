@@ -316,6 +316,9 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         session.engine.watchdog = notifier.watchdog
         session.engine.saver = restored.saver(session.engine)
         session.start()
+        if ports.devices is not None:  # systemd's STATUS follows the devices (rate-limited like the log)
+            ports.devices.notify = lambda where, e=session.engine: notifier.status(
+                f"running: mode {e.mode}, model {e.model_name}, {where}")
         ports.watch(session.engine.inbox.put)  # midi.connect_* devices that come and go
         if osc is not None:
             osc.start(session.engine.inbox.put)

@@ -14,7 +14,8 @@ clock, connects when the port appears and reconnects when it comes back.
   queued meanwhile reaches a synth later; when it connects again it first
   sends a note-off for every note it may still hold ("possibly hanging": its
   note-off dropped, or sent after the watcher last saw the device, since a port
-  unplugged takes what is sent until the next poll notices), then All Notes Off and All Sound Off (CC 123, CC 120) on jamd's channels,
+  unplugged takes what is sent until the next poll notices), then All Notes
+  Off and All Sound Off (CC 123, CC 120) on jamd's channels,
   all under the lock that every send takes, so nothing the sender thread sends
   can come between the reconnect and them.
 * `FollowedInput` reconnects and arms its callback again (python-rtmidi's
