@@ -68,3 +68,27 @@ def test_jamd_run_keeps_no_more_of_jacks_segment_than_it_uses(jamd_rig, shipped_
     assert mem["VmLck"] < 1, mem
     assert mem["RssShmem"] < 8, mem
     assert mem["VmRSS"] <= 150, mem
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_following_a_device_keeps_the_resident_memory_of_a_run_without(jack_server):
+    # The hotplug watcher lists JACK's ports every 0.5 s, and each listing reads the
+    # server's whole port table: 66 MB of the segment mapped again (RssShmem), RSS almost
+    # doubled a second after ready, unless jamd gives those pages back after each look.
+    from jack_rig import Daemon
+    from test_daemon_jack import common
+
+    d = Daemon(*common("--mode", "continuous", "--set", "midi.connect_input=hp-nothing-here",
+                       "--set", "midi.connect_output=hp-nothing-either"))
+    try:
+        assert d.wait_log("waiting for a port matching 'hp-nothing-either'", 5), d.log()
+        at_ready = proc_memory_mb(d.proc.pid)
+        time.sleep(3.0)  # six looks at the ports
+        later = proc_memory_mb(d.proc.pid)
+        assert d.proc.poll() is None, d.log()
+    finally:
+        d.stop()
+    assert later["RssShmem"] < 8, (at_ready, later)
+    assert later["VmRSS"] - at_ready["VmRSS"] < 8, (at_ready, later)
