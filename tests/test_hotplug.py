@@ -256,6 +256,36 @@ def test_a_note_off_is_confirmed_only_by_a_look_that_still_sees_the_device():
     assert out.possibly_hanging() == []
 
 
+def test_told_of_ports_coming_and_going_the_watcher_lists_only_then_and_a_quiet_period_confirms():
+    # JACK's port registration callback (`jack_watch`): no listing every 0.5 s (each maps
+    # the server's port table again); a whole quiet poll period since a note ended, with no
+    # port gone, confirms it reached the synth
+    bus, out, devices = _followed()
+    first = bus.plug("synth:in")
+    devices.open("output")
+    listed = []
+    devices.after_listing = lambda: listed.append(True)
+    queue: list[tuple] = []
+    watcher = DeviceWatcher(devices, queue.append, events=True)
+    out.send((ON, 60, 90))
+    out.send((OFF, 60, 0))
+    assert watcher.step(changed=False) == [] and listed == []  # quiet: no listing
+    assert out.possibly_hanging() == [(0, 60)]  # 60 ended during this period: not yet sure
+    out.send((ON, 62, 90))
+    assert watcher.step(changed=False) == []
+    assert out.possibly_hanging() == [(0, 62)]  # a whole quiet period after 60's end
+    bus.unplug("synth:in")
+    out.send((OFF, 62, 0))  # before the news of the port gone reached jamd: into nothing
+    assert watcher.step(changed=True) == [("device", devices, "output", None)] and listed == [True]
+    assert _apply(queue) == ["lost"]
+    assert watcher.step(changed=False) == []  # quiet while it is gone: nothing is confirmed
+    second = bus.plug("synth:in")
+    assert watcher.step(changed=True) == [("device", devices, "output", "synth:in")]
+    assert _apply(queue) == ["reconnected"]
+    assert first == [(ON, 60, 90), (OFF, 60, 0), (ON, 62, 90)]
+    assert second == [(OFF, 62, 0), (CC, 123, 0), (CC, 120, 0)]
+
+
 @pytest.mark.parametrize("pattern", ["out", "*", "*out*", "jamd"])
 def test_jamds_own_ports_never_match_a_pattern(pattern):
     own = {"jamd", "jamd-in", "jamd-clock", "jamd-watch"}

@@ -74,9 +74,10 @@ def test_jamd_run_keeps_no_more_of_jacks_segment_than_it_uses(jamd_rig, shipped_
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_following_a_device_keeps_the_resident_memory_of_a_run_without(jack_server):
-    # The hotplug watcher lists JACK's ports every 0.5 s, and each listing reads the
-    # server's whole port table: 66 MB of the segment mapped again (RssShmem), RSS almost
-    # doubled a second after ready, unless jamd gives those pages back after each look.
+    # The hotplug watcher looks at JACK's ports (every 0.5 s before; now when a port comes
+    # or goes), and each listing reads the server's whole port table: 66 MB of the segment
+    # mapped again (RssShmem), RSS almost doubled, unless jamd gives those pages back.
+    import rtmidi
     from jack_rig import Daemon
     from test_daemon_jack import common
 
@@ -85,8 +86,13 @@ def test_following_a_device_keeps_the_resident_memory_of_a_run_without(jack_serv
     try:
         assert d.wait_log("waiting for a port matching 'hp-nothing-either'", 5), d.log()
         at_ready = proc_memory_mb(d.proc.pid)
-        time.sleep(3.0)  # six looks at the ports
+        time.sleep(1.0)
+        other = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="hp-other")  # a port comes: jamd looks
+        other.open_virtual_port("out")
+        time.sleep(2.0)
         later = proc_memory_mb(d.proc.pid)
+        other.close_port()
+        other.delete()
         assert d.proc.poll() is None, d.log()
     finally:
         d.stop()

@@ -41,7 +41,9 @@ class FollowedOutput:
         # (channel, pitch) whose end (note-off, CC 123/120) was sent but not confirmed: the
         # device was not seen since.  Unplugged, a port still takes what is sent until the
         # watcher notices (up to POLL_S), and that goes nowhere: the synth may hold the note.
-        self._unconfirmed: set[tuple[int, int]] = set()
+        # Each stamped with the mark (`mark`) current when sent.
+        self._unconfirmed: dict[tuple[int, int], int] = {}
+        self._mark = 0
 
     @property
     def description(self) -> str:
@@ -66,16 +68,28 @@ class FollowedOutput:
             self._sounding.add((ch, m[1]))
         elif kind in (NOTE_ON, NOTE_OFF) and len(m) > 1:
             self._sounding.discard((ch, m[1]))
-            self._unconfirmed.add((ch, m[1]))
+            self._unconfirmed[(ch, m[1])] = self._mark
         elif kind == CC and len(m) > 1 and m[1] in (ALL_NOTES_OFF, ALL_SOUND_OFF):
-            self._unconfirmed |= {s for s in self._sounding if s[0] == ch}
+            self._unconfirmed.update((s, self._mark) for s in self._sounding if s[0] == ch)
             self._sounding = {s for s in self._sounding if s[0] != ch}
 
     def possibly_hanging(self) -> list[tuple[int, int]]:
         """(channel 0-15, pitch) the device may still sound: delivered and not ended, or
         ended since the device was last seen (`list_ports`), sorted."""
         with self._lock:
-            return sorted(self._sounding | self._unconfirmed)
+            return sorted(self._sounding | self._unconfirmed.keys())
+
+    def mark(self) -> int:
+        """A mark between what was sent so far and what comes next, for `confirm`."""
+        with self._lock:
+            self._mark += 1
+            return self._mark
+
+    def confirm(self, mark: int) -> None:
+        """The device was there after `mark` was taken: every note end sent before it
+        reached it (JACK: no port went in the poll period since, `DeviceWatcher`)."""
+        with self._lock:
+            self._unconfirmed = {note: m for note, m in self._unconfirmed.items() if m >= mark}
 
     def panic(self, channels: Iterable[int]) -> None:
         for ch in channels:
@@ -113,7 +127,7 @@ class FollowedOutput:
         with self._lock:
             self.connected, self.ever_connected = name, True
             if silence:
-                for ch, pitch in sorted(self._sounding | self._unconfirmed):
+                for ch, pitch in sorted(self._sounding | self._unconfirmed.keys()):
                     self._sink.send((NOTE_OFF | ch, pitch, 0))
                 for ch in sorted(set(channels)):
                     for number in (ALL_NOTES_OFF, ALL_SOUND_OFF):

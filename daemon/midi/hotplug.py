@@ -214,11 +214,18 @@ class Devices:
         if self.notify is not None and self.changes.owed("status"):
             self._tell()
 
-    def start(self, enqueue: Callable[[tuple], None], poll_s: float = POLL_S) -> None:
-        """Start watching: `enqueue` (the engine's inbox) gets ("device", self, side, name)."""
+    def start(self, enqueue: Callable[[tuple], None], poll_s: float = POLL_S, events: bool = False) -> None:
+        """Start watching: `enqueue` (the engine's inbox) gets ("device", self, side, name);
+        `events`: `ports_changed` will be called when a port comes or goes (`DeviceWatcher`)."""
         if self.sides and self.watcher is None:
-            self.watcher = DeviceWatcher(self, enqueue, poll_s)
+            self.watcher = DeviceWatcher(self, enqueue, poll_s, events)
             self.watcher.start()
+
+    def ports_changed(self) -> None:
+        """A port came or went (JACK's registration callback, any thread)."""
+        watcher = self.watcher
+        if watcher is not None:
+            watcher.ports_changed()
 
     def stop(self) -> None:
         if self.watcher is not None:
@@ -226,15 +233,45 @@ class Devices:
 
 
 class DeviceWatcher:
-    """Lists the ports every `poll_s` and enqueues each change of a followed port's match."""
+    """Lists the ports every `poll_s` and enqueues each change of a followed port's match.
 
-    def __init__(self, devices: Devices, enqueue: Callable[[tuple], None], poll_s: float = POLL_S):
+    `events` (JACK, with `jack_watch`'s port registration callback calling
+    `ports_changed`): it lists the ports only after a port came or went (or a
+    connect failed), and a quiet period of `poll_s` with no such news confirms
+    the note ends the output sent before it began (`FollowedOutput.confirm`):
+    the server tells of a port gone within ~60 ms on the loaded test rig.
+    """
+
+    def __init__(self, devices: Devices, enqueue: Callable[[tuple], None], poll_s: float = POLL_S,
+                 events: bool = False):
         self.devices = devices
         self._enqueue = enqueue
         self.poll_s = poll_s
+        self.events = events
         self._seen: dict[str, str | None] = {side: p.connected for side, p in devices.sides.items()}
         self._stop = threading.Event()
+        self._changed = threading.Event()
+        self._marks: dict[str, int] = {}
         self._thread = threading.Thread(target=self._run, name="jamd-devices", daemon=True)
+
+    def ports_changed(self) -> None:
+        """A port came or went (any thread; JACK's notification thread): look at the next wake."""
+        self._changed.set()
+
+    def step(self, changed: bool) -> list[tuple]:
+        """One wake of the watcher (`changed`: news of a port since the last); the items enqueued."""
+        if self.events and not changed:
+            for side, port in self.devices.sides.items():
+                if isinstance(port, FollowedOutput):
+                    if side in self._marks and port.connected is not None:
+                        port.confirm(self._marks[side])
+                    self._marks[side] = port.mark()
+            items = []
+        else:
+            self._marks.clear()  # the listing confirms what it can; quiet periods count from now
+            items = self.poll()
+        self.devices.report_owed()
+        return items
 
     def poll(self) -> list[tuple]:
         """One look at the ports; the items enqueued (also returned, for tests)."""
@@ -261,16 +298,24 @@ class DeviceWatcher:
     def forget(self, side: str) -> None:
         """The engine could not connect: report the port again at the next poll."""
         self._seen[side] = None
+        self._changed.set()
 
     def start(self) -> None:
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            self.poll()
-            self.devices.report_owed()
+        while True:
+            if self.events:
+                changed = self._changed.wait(self.poll_s)
+            else:
+                changed = not self._stop.wait(self.poll_s)
+            if self._stop.is_set():
+                return
+            self._changed.clear()  # before the listing: news during it brings another
+            self.step(changed)
 
     def stop(self) -> None:
         self._stop.set()
+        self._changed.set()
         if self._thread.is_alive():
             self._thread.join(2.0)

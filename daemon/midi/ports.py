@@ -179,10 +179,18 @@ class MidiPorts:
     reader: InputReader | None = None
     devices: Devices | None = None  # midi.connect_* followed as they come and go (`follow_devices`)
 
-    def watch(self, enqueue: Callable[[tuple], None]) -> None:
-        """Start following the devices: each change goes to `enqueue` (the engine's inbox)."""
+    def watch(self, enqueue: Callable[[tuple], None], events: bool = False) -> None:
+        """Start following the devices: each change goes to `enqueue` (the engine's inbox).
+        `events`: `on_ports` is called when a port comes or goes (JACK: `JackWatch`
+        with `on_ports`), and the ports are listed only then (`hotplug.DeviceWatcher`)."""
         if self.devices is not None:
-            self.devices.start(enqueue)
+            self.devices.start(enqueue, events=events)
+
+    @property
+    def on_ports(self) -> Callable[[], None] | None:
+        """What to call when a port comes or goes (any thread; `JackWatch`'s `on_ports`): the
+        watcher then looks at the ports at its next wake.  None when no device is followed."""
+        return self.devices.ports_changed if self.devices is not None else None
 
     def close(self) -> None:
         """Close the input first (no more callbacks), then the output.
