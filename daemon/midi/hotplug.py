@@ -5,7 +5,8 @@ started, or pulled out by accident and plugged back.  `jamd run` then waits
 for a port matching the pattern (one log line), plays on meanwhile on its own
 clock, connects when the port appears and reconnects when it comes back.
 
-* `DeviceWatcher`: one thread that looks at the port lists every `POLL_S` and
+* `DeviceWatcher`: one thread that looks at the port lists every `POLL_S` (on
+  JACK: only when the server says a port came or went, `jack_watch`) and
   only enqueues `("device", devices, side, name_or_None)` when the port that
   matches a pattern appears, goes or changes.  It acts on nothing.
 * The engine thread hands that item to `Devices.apply`, which opens or drops
@@ -28,7 +29,10 @@ A device unplugged and plugged back within one poll, under the same name, is
 not seen (USB enumeration alone takes longer).  jamd's own ports (`midi.client_name` and
 its suffixed clients) never match a pattern.  On JACK each listing maps the
 server's port table again (~66 MB at jackd's default 2048 ports): the watcher
-gives those pages back after each look (`Devices.after_listing`).
+gives those pages back after each look (`Devices.after_listing`), and looks
+only when told a port came or went (listing and releasing every 0.5 s cost
+~0.9 % of a core: 1.47 % against 0.57 % for `jamd run` following two absent
+devices over 30 s, 2-core VM, from /proc/PID/stat).
 """
 
 from __future__ import annotations

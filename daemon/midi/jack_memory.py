@@ -61,8 +61,9 @@ class JackPages:
     them up, at the hotplug watcher's first look.  `release()` unmaps them again
     (MADV_DONTNEED: on a shared mapping only this process's page tables change).
     Cost on the 2-core dev box, 2048 ports: ~1.6 ms for the listing that maps
-    them again plus ~2 ms for the madvise, per look (every 0.5 s: under 1 % of
-    one core), against ~0.02 ms for a listing with the pages left mapped.
+    them again plus ~2 ms for the madvise, per look, against ~0.02 ms for a
+    listing with the pages left mapped: hence the hotplug watcher looks only
+    when JACK says a port came or went (`jack_watch`), not every 0.5 s.
     Segments are found once, at the first call (after `release_jack_shared_memory`:
     MADV_DONTNEED refuses locked pages).  Linux only; a no-op elsewhere.
     """
