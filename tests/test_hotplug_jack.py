@@ -180,3 +180,28 @@ def test_jamd_waits_for_its_devices_follows_them_out_and_back_and_silences_the_s
     for line in ("waiting for a port matching", "lost 'hp-", "reconnected to 'hp-"):  # one per port
         assert log.count(line) == 2, (line, log)
     assert "Traceback" not in log and "ERROR" not in log
+
+
+def test_following_devices_jamd_still_exits_with_one_line_when_the_jack_server_dies(jack_server):
+    # following devices, jamd's watch client is activated to hear ports come and go
+    # (`jack_watch`): it must still hear the server's shutdown
+    import subprocess
+
+    from jack_rig import private_jack_server
+
+    with private_jack_server() as name:
+        d = Daemon("--api", "jack", "--mode", "continuous", "--set", "midi.client_name=jamd-loss",
+                   "--set", "midi.connect_input=hp-nothing")
+        try:
+            assert d.wait_log("waiting for a port matching 'hp-nothing'", 5), d.log()
+            time.sleep(1.0)
+            assert subprocess.run(["pkill", "-KILL", "-f", f"jackd -n {name} "], check=False).returncode == 0
+            t0 = time.monotonic()
+            d.proc.wait(10)
+            took = time.monotonic() - t0
+        finally:
+            d.stop()
+    log = d.log()
+    assert d.proc.returncode == 1, log
+    assert took < 5.0
+    assert "the JACK server stopped" in log and "Traceback" not in log
