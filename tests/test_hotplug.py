@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import builtins
 import logging
+import time
 
 import pytest
 from fakes import fake_model
@@ -174,6 +175,7 @@ def test_a_synth_plugged_back_gets_every_note_ended_before_jamd_plays_on(caplog)
     assert watcher.poll() == []  # nothing changed
     run_to(s, clock, 21)  # the first bar (from step 16): 60 at 16-17.8, 62 at 18-19.8, 64 at 20-23.6
     assert s.scheduler.sounding() == [(1, 64)]
+    assert watcher.poll() == []  # the watcher's last look before the unplug: 60's and 62's ends confirmed
     bus.unplug("synth:in")
     assert watcher.poll() == [("device", devices, "output", None)]
     run_to(s, clock, 35)  # into nothing: 64 ends, 65 and 67 play, then the second bar's 60 and 62 (at 34)
@@ -194,6 +196,163 @@ def test_a_synth_plugged_back_gets_every_note_ended_before_jamd_plays_on(caplog)
     ]
     s.close()
     assert second[-2:] == [(OFF, 64, 0), (CC, 123, 0)]  # the end: every note off
+
+
+def _followed(pattern: str = "synth", own=()):
+    bus = Bus()
+    out = FollowedOutput(FakeRtMidiPort(bus), pattern, "jamd out", settle_s=0)
+    devices = Devices("FAKE", output=out, changes=ChangeLog(now=FakeTime()), own=own)
+    return bus, out, devices
+
+
+def _apply(queue: list[tuple], channels=(1,)) -> list:
+    changes = [devs.apply(side, name, set(channels)) for _, devs, side, name in queue]
+    queue.clear()
+    return changes
+
+
+def test_a_note_off_sent_between_the_unplug_and_the_poll_noticing_it_is_sent_again_on_replug():
+    # The fault: note-offs sent while the port was already gone but jamd did not know yet
+    # went nowhere; the synth held the note (76) and the replug ended only 74.
+    bus, out, devices = _followed()
+    first = bus.plug("synth:in")
+    assert devices.open("output") == "synth:in"
+    queue: list[tuple] = []
+    watcher = DeviceWatcher(devices, queue.append)
+    for m in [(ON, 72, 90), (OFF, 72, 0), (ON, 76, 90), (ON | 1, 48, 80)]:
+        out.send(m)
+    assert watcher.poll() == []  # the synth seen after 72's note-off: 72 has surely ended
+    assert out.possibly_hanging() == [(0, 76), (1, 48)]
+    bus.unplug("synth:in")  # really gone; jamd does not know until its next poll
+    for m in [(OFF, 76, 0), (ON, 74, 90), (CC | 1, 123, 0)]:
+        out.send(m)  # counted as delivered, but went nowhere
+    assert out.possibly_hanging() == [(0, 74), (0, 76), (1, 48)]
+    assert watcher.poll() == [("device", devices, "output", None)]
+    assert _apply(queue) == ["lost"]
+    out.send((OFF, 74, 0))  # dropped
+    second = bus.plug("synth:in")
+    assert watcher.poll() == [("device", devices, "output", "synth:in")]
+    assert _apply(queue, (1, 2)) == ["reconnected"]
+    out.send((ON, 60, 90))
+    assert first == [(ON, 72, 90), (OFF, 72, 0), (ON, 76, 90), (ON | 1, 48, 80)]
+    # every note the synth may hold, in (channel, pitch) order, then the silence, then music
+    assert second == [(OFF, 74, 0), (OFF, 76, 0), (OFF | 1, 48, 0),
+                      (CC, 123, 0), (CC, 120, 0), (CC | 1, 123, 0), (CC | 1, 120, 0), (ON, 60, 90)]
+    assert out.possibly_hanging() == [(0, 60)]
+
+
+def test_a_note_off_is_confirmed_only_by_a_look_that_still_sees_the_device():
+    bus, out, devices = _followed()
+    bus.plug("synth:in")
+    devices.open("output")
+    out.send((ON, 60, 90))
+    out.send((OFF, 60, 0))
+    bus.unplug("synth:in")
+    bus.plug("other:in")
+    out.list_ports()  # a look without the device confirms nothing
+    assert out.possibly_hanging() == [(0, 60)]
+    bus.plug("synth:in")
+    out.list_ports()  # the device there after the note-off: confirmed
+    assert out.possibly_hanging() == []
+
+
+def test_told_of_ports_coming_and_going_the_watcher_lists_only_then_and_a_quiet_period_confirms():
+    # JACK's port registration callback (`jack_watch`): no listing every 0.5 s (each maps
+    # the server's port table again); a whole quiet poll period since a note ended, with no
+    # port gone, confirms it reached the synth
+    bus, out, devices = _followed()
+    first = bus.plug("synth:in")
+    devices.open("output")
+    listed = []
+    devices.after_listing = lambda: listed.append(True)
+    queue: list[tuple] = []
+    watcher = DeviceWatcher(devices, queue.append, events=True)
+    out.send((ON, 60, 90))
+    out.send((OFF, 60, 0))
+    assert watcher.step(changed=False) == [] and listed == []  # quiet: no listing
+    assert out.possibly_hanging() == [(0, 60)]  # 60 ended during this period: not yet sure
+    out.send((ON, 62, 90))
+    assert watcher.step(changed=False) == []
+    assert out.possibly_hanging() == [(0, 62)]  # a whole quiet period after 60's end
+    bus.unplug("synth:in")
+    out.send((OFF, 62, 0))  # before the news of the port gone reached jamd: into nothing
+    assert watcher.step(changed=True) == [("device", devices, "output", None)] and listed == [True]
+    assert _apply(queue) == ["lost"]
+    assert watcher.step(changed=False) == []  # quiet while it is gone: nothing is confirmed
+    second = bus.plug("synth:in")
+    assert watcher.step(changed=True) == [("device", devices, "output", "synth:in")]
+    assert _apply(queue) == ["reconnected"]
+    assert first == [(ON, 60, 90), (OFF, 60, 0), (ON, 62, 90)]
+    assert second == [(OFF, 62, 0), (CC, 123, 0), (CC, 120, 0)]
+
+
+@pytest.mark.parametrize("pattern", ["out", "*", "*out*", "jamd"])
+def test_jamds_own_ports_never_match_a_pattern(pattern):
+    own = {"jamd", "jamd-in", "jamd-clock", "jamd-watch"}
+    bus = Bus()
+    for name in ("jamd:jamd out", "jamd-clock:clock out", "jamd-in:jamd in"):
+        bus.plug(name)
+    inp = FollowedInput(FakeRtMidiPort(bus), pattern, "jamd in")
+    devices = Devices("FAKE", inp=inp, changes=ChangeLog(now=FakeTime()), own=own)
+    assert devices.open("input") is None  # jamd waits rather than listening to itself
+    queue: list[tuple] = []
+    watcher = DeviceWatcher(devices, queue.append)
+    assert watcher.poll() == []
+    bus.plug("jamd-01:out" if pattern != "jamd" else "jamd-keys:jamd out")  # another client
+    assert [item[3] for item in watcher.poll()] == ["jamd-01:out" if pattern != "jamd" else "jamd-keys:jamd out"]
+    assert _apply(queue) == ["connected"]
+    assert inp.connected != "jamd:jamd out"
+    assert first_match(["jamd:jamd out", "keys:out"], "out", own) == "keys:out"
+    assert ports.own_clients("jamd") == own
+
+
+def test_systemds_status_follows_every_connect_and_loss_and_ends_on_the_truth():
+    from test_service import Listener, _abstract_name
+
+    from jamd.sync.notify import Notifier, socket_address
+
+    address = socket_address(_abstract_name())
+    listener = Listener(address)
+    notifier = Notifier(address)
+    t = FakeTime()
+    bus = Bus()
+    out = FollowedOutput(FakeRtMidiPort(bus), "synth*", "jamd out", settle_s=0)
+    inp = FollowedInput(FakeRtMidiPort(bus), "keys", "jamd in")
+    devices = Devices("FAKE", output=out, inp=inp, changes=ChangeLog(burst=3, refill_s=5.0, now=t))
+    devices.notify = lambda where: notifier.status(f"running: {where}")
+    queue: list[tuple] = []
+    watcher = DeviceWatcher(devices, queue.append)
+    try:
+        devices.open("output")
+        devices.open("input")
+        assert devices.describe() == "out (waiting for 'synth*'), in (waiting for 'keys')"
+        bus.plug("synth:in")
+        watcher.poll()
+        _apply(queue)
+        assert listener.wait_for("STATUS=running: out 'synth:in', in (waiting for 'keys')", 2), listener.lines()
+        bus.plug("keys:out")
+        watcher.poll()
+        _apply(queue)
+        assert listener.wait_for("STATUS=running: out 'synth:in', in 'keys:out'", 2), listener.lines()
+        bus.unplug("synth:in")
+        watcher.poll()
+        _apply(queue)
+        assert listener.wait_for("STATUS=running: out (waiting for 'synth*'), in 'keys:out'", 2), listener.lines()
+        bus.plug("synth:in")  # the bucket (3) is empty: held back ...
+        watcher.poll()
+        _apply(queue)
+        time.sleep(0.2)
+        assert listener.lines()[-1] == "STATUS=running: out (waiting for 'synth*'), in 'keys:out'"
+        t.t += 5.0  # ... and sent once a token is back, by the watcher's next round
+        devices.report_owed()
+        end = time.monotonic() + 2
+        while len(listener.lines()) < 4 and time.monotonic() < end:
+            time.sleep(0.01)
+        assert listener.lines()[-1] == "STATUS=running: out 'synth:in', in 'keys:out'"
+        assert sum(line.startswith("STATUS=") for line in listener.lines()) == 4
+    finally:
+        notifier.close()
+        listener.close()
 
 
 def test_a_start_without_the_synth_waits_then_connects_with_all_notes_off_first(caplog):

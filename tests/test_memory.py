@@ -68,3 +68,33 @@ def test_jamd_run_keeps_no_more_of_jacks_segment_than_it_uses(jamd_rig, shipped_
     assert mem["VmLck"] < 1, mem
     assert mem["RssShmem"] < 8, mem
     assert mem["VmRSS"] <= 150, mem
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_following_a_device_keeps_the_resident_memory_of_a_run_without(jack_server):
+    # The hotplug watcher looks at JACK's ports (every 0.5 s before; now when a port comes
+    # or goes), and each listing reads the server's whole port table: 66 MB of the segment
+    # mapped again (RssShmem), RSS almost doubled, unless jamd gives those pages back.
+    import rtmidi
+    from jack_rig import Daemon
+    from test_daemon_jack import common
+
+    d = Daemon(*common("--mode", "continuous", "--set", "midi.connect_input=hp-nothing-here",
+                       "--set", "midi.connect_output=hp-nothing-either"))
+    try:
+        assert d.wait_log("waiting for a port matching 'hp-nothing-either'", 5), d.log()
+        at_ready = proc_memory_mb(d.proc.pid)
+        time.sleep(1.0)
+        other = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="hp-other")  # a port comes: jamd looks
+        other.open_virtual_port("out")
+        time.sleep(2.0)
+        later = proc_memory_mb(d.proc.pid)
+        other.close_port()
+        other.delete()
+        assert d.proc.poll() is None, d.log()
+    finally:
+        d.stop()
+    assert later["RssShmem"] < 8, (at_ready, later)
+    assert later["VmRSS"] - at_ready["VmRSS"] < 8, (at_ready, later)

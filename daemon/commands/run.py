@@ -302,7 +302,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
                            reader_priority=cfg.clock.realtime_priority - 1, follow_devices=True)
         if ports.api == "jack":
             # rtmidi keeps playing into a dead server without a word: listen for its shutdown
-            watch = JackWatch.open(f"{cfg.midi.client_name}-watch", waiter.wake_from_thread)
+            watch = JackWatch.open(f"{cfg.midi.client_name}-watch", waiter.wake_from_thread, ports.on_ports)
             # every JACK client is open: drop libjack's lock on the server's
             # segment (~100 MB that jackd owns and keeps locked) from jamd's RSS
             release_jack_shared_memory()
@@ -319,7 +319,10 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
         # a fader sweep's last value is logged within a second of its end, by a timer
         session.engine.change_log = ChangeLog(controls.log, later=timer)
         session.start()
-        ports.watch(session.engine.inbox.put)  # midi.connect_* devices that come and go
+        if ports.devices is not None:  # systemd's STATUS follows the devices (rate-limited like the log)
+            ports.devices.notify = lambda where, e=session.engine: notifier.status(
+                f"running: mode {e.mode}, model {e.model_name}, {where}")
+        ports.watch(session.engine.inbox.put, events=watch is not None and watch.hears_ports)  # devices (connect_*)
         if osc is not None:
             osc.start(session.engine.inbox.put)
         # The main thread holds the GIL briefly (signals, reloads); at normal

@@ -213,9 +213,39 @@ def _refuse(engine: Engine, name: str, value: Any, why: str) -> None:
         log.warning("OSC /jamd/%s %s ignored: %s", name, clip(repr(value)), why)
 
 
+# What a reload cannot change live: the ports, the OSC server's socket, where the clock comes
+# from and goes to are opened once, at the start of `jamd run`.
+RESTART_SECTIONS = ("midi", "osc")
+RESTART_CLOCK_KEYS = ("source", "send", "port")
+
+
+def needs_restart(cfg: Config, old: Config) -> list[str]:
+    """The keys ("midi.connect_output", "clock.source") that differ between `old` and
+    `cfg` and take effect only at the next start of `jamd run`, in config order."""
+    changed = [f"{section}.{f.name}" for section in RESTART_SECTIONS
+               for f in dataclasses.fields(getattr(old, section))
+               if getattr(getattr(cfg, section), f.name) != getattr(getattr(old, section), f.name)]
+    return changed + [f"clock.{key}" for key in RESTART_CLOCK_KEYS
+                      if getattr(cfg.clock, key) != getattr(old.clock, key)]
+
+
+def keep_restart_keys(cfg: Config, old: Config) -> Config:
+    """`cfg` with `old`'s values for every key that needs a restart (`needs_restart`), and
+    one warning line naming those that changed; `cfg` itself when none did."""
+    changed = needs_restart(cfg, old)
+    if not changed:
+        return cfg
+    log.warning("config reload: %s changed, which only a restart of jamd run applies; the running "
+                "value(s) stay in force until then", ", ".join(changed))
+    clock = dataclasses.replace(cfg.clock, **{key: getattr(old.clock, key) for key in RESTART_CLOCK_KEYS})
+    return dataclasses.replace(cfg, clock=clock, **{section: getattr(old, section) for section in RESTART_SECTIONS})
+
+
 def apply_config(engine: Engine, cfg: Config) -> None:
-    """A reloaded config.yaml: tempo, shaping, modes and controls change live."""
+    """A reloaded config.yaml: tempo, shaping, modes and controls change live; the ports'
+    and the OSC server's keys keep their running values (`keep_restart_keys`)."""
     old = engine.cfg
+    cfg = keep_restart_keys(cfg, old)
     engine.cfg = cfg
     engine.sync.reload(cfg.clock, old.clock)
     engine.scheduler.spin_ns = cfg.clock.spin_us * 1000
@@ -236,6 +266,3 @@ def apply_config(engine: Engine, cfg: Config) -> None:
         engine.harmony.reload(cfg.harmony)
         engine.silence()
     engine.metronome.cfg = cfg.metronome
-    if cfg.midi != old.midi or (cfg.clock.source, cfg.clock.send, cfg.clock.port) != (
-            old.clock.source, old.clock.send, old.clock.port):
-        log.warning("midi.* and clock source/send/port changes take effect at the next start of jamd run")

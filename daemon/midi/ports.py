@@ -24,6 +24,7 @@ from ..config import MidiConfig, clip
 from ..errors import ConfigError, MidiSystemError
 from .hotplug import Devices, FollowedInput, FollowedOutput, first_match
 from .input import ArrivalStamper, InputReader
+from .jack_memory import JackPages
 from .outputs import Output, RtMidiOutput
 
 log = logging.getLogger(__name__)
@@ -152,8 +153,14 @@ def _describe_failure(name: str, exc: Exception) -> str:
     return text.split("::")[-1].strip() or type(exc).__name__
 
 
-def _find(ports: list[str], wanted: str, what: str, api: str) -> int:
-    name = first_match(ports, wanted)
+def own_clients(client_name: str) -> frozenset[str]:
+    """The names of every client jamd opens (`midi.client_name` and its JACK suffixes): no
+    `midi.connect_*` pattern may name their ports, or jamd would play into itself."""
+    return frozenset([client_name, *(client_name + suffix for suffix in JACK_SUFFIXES)])
+
+
+def _find(ports: list[str], wanted: str, what: str, api: str, own: frozenset[str] = frozenset()) -> int:
+    name = first_match(ports, wanted, own)
     if name is not None:
         return ports.index(name)
     listed = ", ".join(repr(p) for p in ports) or "none"
@@ -172,10 +179,18 @@ class MidiPorts:
     reader: InputReader | None = None
     devices: Devices | None = None  # midi.connect_* followed as they come and go (`follow_devices`)
 
-    def watch(self, enqueue: Callable[[tuple], None]) -> None:
-        """Start following the devices: each change goes to `enqueue` (the engine's inbox)."""
+    def watch(self, enqueue: Callable[[tuple], None], events: bool = False) -> None:
+        """Start following the devices: each change goes to `enqueue` (the engine's inbox).
+        `events`: `on_ports` is called when a port comes or goes (JACK: `JackWatch`
+        with `on_ports`), and the ports are listed only then (`hotplug.DeviceWatcher`)."""
         if self.devices is not None:
-            self.devices.start(enqueue)
+            self.devices.start(enqueue, events=events)
+
+    @property
+    def on_ports(self) -> Callable[[], None] | None:
+        """What to call when a port comes or goes (any thread; `JackWatch`'s `on_ports`): the
+        watcher then looks at the ports at its next wake.  None when no device is followed."""
+        return self.devices.ports_changed if self.devices is not None else None
 
     def close(self) -> None:
         """Close the input first (no more callbacks), then the output.
@@ -284,11 +299,13 @@ def _open_clock_port(api: str, cfg: MidiConfig, port: str) -> tuple[RtMidiOutput
     return RtMidiOutput(out, name), name
 
 
-def _open_one(port, connect: str | None, port_name: str, client: str, what: str, api: str) -> str:
-    """Connect `port` to the existing port matching `connect`, or open a virtual one; its name."""
+def _open_one(port, connect: str | None, port_name: str, client: str, what: str, api: str,
+              own: frozenset[str] = frozenset()) -> str:
+    """Connect `port` to the existing port matching `connect` (none of `own` clients'), or open
+    a virtual one; its name."""
     if connect:
         names = port.get_ports()
-        i = _find(names, connect, what, api)
+        i = _find(names, connect, what, api, own)
         port.open_port(i, port_name)
         return names[i]
     port.open_virtual_port(port_name)
@@ -301,7 +318,10 @@ def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool
     if api == "winmm" and not (cfg.connect_output and cfg.connect_input):
         raise MidiSystemError("Windows MM has no virtual ports: set midi.connect_output and "
                               "midi.connect_input to existing ports (e.g. loopMIDI ports)")
-    devices = Devices(DISPLAY[api]) if follow and (cfg.connect_output or cfg.connect_input) else None
+    own = own_clients(cfg.client_name)
+    devices = Devices(DISPLAY[api], own=own) if follow and (cfg.connect_output or cfg.connect_input) else None
+    if devices is not None and api == "jack":
+        devices.after_listing = JackPages().release  # each listing maps JACK's port table again
     output: Output | None = None
     try:
         # SysEx and active sensing are never used: drop them in rtmidi; MIDI
@@ -312,13 +332,13 @@ def _open_on(api: str, out, inp, cfg: MidiConfig, in_client: str, clock_in: bool
             devices.open("output")
             out_name = output.description
         else:
-            out_name = _open_one(out, cfg.connect_output, cfg.output_port, cfg.client_name, "output", api)
+            out_name = _open_one(out, cfg.connect_output, cfg.output_port, cfg.client_name, "output", api, own)
         if devices is not None and cfg.connect_input:
             followed = devices.sides["input"] = FollowedInput(inp, cfg.connect_input, cfg.input_port)
             devices.open("input")
             in_name = followed.description
         else:
-            in_name = _open_one(inp, cfg.connect_input, cfg.input_port, in_client, "input", api)
+            in_name = _open_one(inp, cfg.connect_input, cfg.input_port, in_client, "input", api, own)
     except (rt.RtMidiError, MidiSystemError) as exc:
         with contextlib.suppress(Exception):
             out.close_port()
