@@ -18,7 +18,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 
 from .. import config as config_mod
@@ -40,6 +39,7 @@ from ..midi.realtime import ask_realtime
 from ..sync.notify import Notifier
 from . import options
 from .options import check_models
+from .run_process import Waiter, exit_if_threads_linger
 
 log = logging.getLogger("jamd.run")
 
@@ -98,7 +98,6 @@ or write files instead with `jamd generate`."""
 # in Python (key detection), the sender waking for a deadline gets the GIL
 # within this time, which its 1 ms spin absorbs.
 SWITCH_INTERVAL_S = 0.0005
-_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP", "SIGUSR1")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -173,46 +172,6 @@ def warn_unused(cfg: Config) -> None:
         log.warning("clock.port %s is unused: jamd sends no MIDI clock when %s", clip(repr(cfg.clock.port)), why)
 
 
-class _Waiter:
-    """Waits for the next signal; sigwait on POSIX, handlers + Event elsewhere."""
-
-    def __init__(self) -> None:
-        self.signals = {getattr(signal, n) for n in _SIGNALS if hasattr(signal, n)}
-        self.posix = hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait")
-        self._event = threading.Event()
-        self._pending: list[int] = []
-        if self.posix:
-            signal.pthread_sigmask(signal.SIG_BLOCK, self.signals)
-        else:
-            for s in self.signals:
-                signal.signal(s, self._handler)
-
-    def _handler(self, signum, _frame) -> None:
-        self._pending.append(signum)
-        self._event.set()
-
-    def wake_from_thread(self) -> None:
-        if self.posix:
-            os.kill(os.getpid(), signal.SIGUSR1)
-        else:
-            self._pending.append(-1)
-            self._event.set()
-
-    def wait(self, timeout: float | None) -> int | None:
-        if self.posix:
-            if timeout is None:
-                return signal.sigwait(self.signals)
-            info = signal.sigtimedwait(self.signals, timeout)
-            return info.si_signo if info else None
-        self._event.wait(timeout)
-        self._event.clear()
-        return self._pending.pop(0) if self._pending else None
-
-    def restore(self) -> None:
-        if self.posix:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, self.signals)
-
-
 def _warm_up_key_finder() -> None:
     # Key detection is plain Python now (jamd.music.keys, no music21); one call on the
     # engine thread before it plays compiles nothing but touches its code paths once,
@@ -228,32 +187,8 @@ def _warm_up_key_finder() -> None:
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
     code = _run(args, cfg)
-    _exit_if_threads_linger(code)
+    exit_if_threads_linger(code)
     return code
-
-
-def _exit_if_threads_linger(code: int, wait_s: float = 2.0) -> None:
-    """Exit now, skipping interpreter teardown, if a jamd thread is still alive.
-
-    Teardown ends daemon threads that want the GIL back with pthread_exit, a
-    forced unwind; a thread then inside C++ (ONNX Runtime returning from a
-    bar's inference, RtMidi) unwinds through a noexcept frame and the C++
-    runtime aborts the process: "terminate called without an active
-    exception", exit 134 (seen with `--clock follow` on a loaded machine when
-    the engine thread was still generating).  Every port is closed and every
-    note ended by now, so nothing is lost by leaving at once.
-    """
-    deadline = time.monotonic() + wait_s
-    for t in threading.enumerate():
-        if t.name.startswith("jamd-") and t.is_alive():
-            t.join(max(0.0, deadline - time.monotonic()))
-    alive = [t.name for t in threading.enumerate() if t.name.startswith("jamd-") and t.is_alive()]
-    if alive:
-        log.warning("thread(s) %s still busy at exit; leaving without interpreter teardown", ", ".join(alive))
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
 
 
 def _run(args: argparse.Namespace, cfg: Config) -> int:
@@ -262,7 +197,7 @@ def _run(args: argparse.Namespace, cfg: Config) -> int:
     cfg = options.apply(cfg, _options(args))  # the CLI checked model.models as the config loaded
     cfg, restored = saved_state.restore(cfg, explicit_keys(args))  # the last run's mode, model, ...
     warn_unused(cfg)
-    waiter = _Waiter()
+    waiter = Waiter()
     notifier = Notifier.from_environ()  # systemd's Type=notify (jamd service); a no-op elsewhere
     session: LiveSession | None = None
     ports = None
@@ -367,7 +302,7 @@ def _describe_sync(cfg: Config, session: LiveSession, ports) -> str:
     return text
 
 
-def _serve(args: argparse.Namespace, session: LiveSession, waiter: _Waiter, watch: JackWatch | None = None,
+def _serve(args: argparse.Namespace, session: LiveSession, waiter: Waiter, watch: JackWatch | None = None,
            restored: saved_state.Restored | None = None) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     while True:
