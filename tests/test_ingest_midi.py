@@ -156,3 +156,21 @@ def test_without_symusic_jamds_reader_reads_every_file(tmp_path, monkeypatch):
     assert read_fast(path) is None
     assert same(encode_midi(unit, 0), with_symusic) and with_symusic[1].symbols == ["60", "_", "62", "_", "64", "_",
                                                                                       "_", "_"]
+
+
+_CASES = Path(__file__).resolve().parents[1] / ".." / "shared" / "cases" / "midi"
+CASES = _CASES if _CASES.is_dir() else Path("/work/shared/cases/midi")
+
+
+@pytest.mark.skipif(not CASES.is_dir(), reason="shared/cases/midi is not beside the checkout")
+def test_the_shared_cases_encode_through_symusic_as_through_jamds_reader():
+    """The MIDI files that once broke jamd (shared/cases/midi: SMPTE division, tempo 0, restrikes,
+    drums on channel 10, a huge delta): the corpus's symusic path keeps or drops each as jamd's own
+    reader does, never an unreadable file."""
+    files = sorted(CASES.glob("*.mid"))
+    assert files
+    for f in files:
+        unit = Unit(f.name, str(f))
+        fast, slow = encode_midi(unit, 0, (), "symusic"), encode_midi(unit, 0, (), "jamd")
+        assert same(fast, slow), f.name
+        assert fast[1] is not None or fast[2] is not None, f"{f.name}: unreadable ({fast[3]})"
