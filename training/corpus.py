@@ -89,7 +89,30 @@ def encode_score(score: Any, part: int = 0) -> Tune:
     return encode(score, part)
 
 
-class EncodedCorpus:
+class JoinedStream:
+    """`stream`, shared by the in-memory `EncodedCorpus` and the sharded `ingest.sharded.ShardedCorpus`:
+    anything with `vocab` and `ids(index, vocab)`."""
+
+    vocab: Vocabulary
+
+    def ids(self, index: int, vocab: Vocabulary | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def stream(self, indices: Iterable[int], sequence_length: int,
+               vocab: Vocabulary | None = None) -> np.ndarray:
+        """Tunes joined as in the seed: each followed by `sequence_length` "/" symbols.
+
+        (The seed writes them as one 64-character word, which its vocabulary then
+        holds as a single symbol; here each "/" is one step.)
+        """
+        delimiter = np.full(sequence_length, (vocab or self.vocab).id(DELIMITER), dtype=np.int64)
+        pieces: list[np.ndarray] = []
+        for i in indices:
+            pieces += [self.ids(i, vocab), delimiter]
+        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
+
+
+class EncodedCorpus(JoinedStream):
     """Kept tunes, their vocabulary and the parse report.
 
     The ids of all tunes sit in one uint8 array (`Vocabulary` never exceeds
@@ -159,19 +182,6 @@ class EncodedCorpus:
                 f"tune {self.tunes[index].name}: symbol {symbol!r} is not in the vocabulary {vocab!r}"
             )
         return out
-
-    def stream(self, indices: Iterable[int], sequence_length: int,
-               vocab: Vocabulary | None = None) -> np.ndarray:
-        """Tunes joined as in the seed: each followed by `sequence_length` "/" symbols.
-
-        (The seed writes them as one 64-character word, which its vocabulary then
-        holds as a single symbol; here each "/" is one step.)
-        """
-        delimiter = np.full(sequence_length, (vocab or self.vocab).id(DELIMITER), dtype=np.int64)
-        pieces: list[np.ndarray] = []
-        for i in indices:
-            pieces += [self.ids(i, vocab), delimiter]
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
     def iter_tunes(self, indices: Iterable[int], seed: int | None = None) -> Iterator[TuneRecord]:
         """The tunes `indices` as `TuneRecord`s (ids in this corpus's vocabulary), in the given

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jamd.tokens import DELIMITER, Vocabulary, steps_per_bar
+from jamd.tokens import Vocabulary, steps_per_bar
 
-from ..corpus import MissingSymbolError, Tune, TuneRecord
+from ..corpus import JoinedStream, MissingSymbolError, Tune, TuneRecord
 from . import shards
 from .split import split_with_erk
 
@@ -39,7 +39,7 @@ class TuneView(Sequence):
         return self._corpus.tune(index)
 
 
-class ShardedCorpus:
+class ShardedCorpus(JoinedStream):
     """Kept tunes of a source, in shards under `folder`; see the module docstring.
 
     names[i], shard_of[i], local[i], lengths[i]: tune i's name, shard file, index in that shard
@@ -115,15 +115,6 @@ class ShardedCorpus:
         fraction = self.validation_fraction if validation_fraction is None else validation_fraction
         seed = self.split_seed if seed is None else seed
         return split_with_erk(self.names, fraction, seed, self.erk_names)
-
-    def stream(self, indices: Iterable[int], sequence_length: int,
-               vocab: Vocabulary | None = None) -> np.ndarray:
-        """Tunes joined as in the seed: each followed by `sequence_length` "/" steps (int64 ids)."""
-        delimiter = np.full(sequence_length, (vocab or self.vocab).id(DELIMITER), dtype=np.int64)
-        pieces: list[np.ndarray] = []
-        for i in indices:
-            pieces += [self.ids(i, vocab), delimiter]
-        return np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.int64)
 
     def iter_tunes(self, indices: Iterable[int], seed: int | None = None) -> Iterator[TuneRecord]:
         """The tunes `indices` as `TuneRecord`s (ids in this corpus's vocabulary).
