@@ -29,6 +29,7 @@ SUITES = {
     "harmony": "jamd.bench.harmony",  # harmony step latency; jamd run CPU/RSS harmony off vs on; chord onsets
     "ingest": "jamd.bench.ingest",  # corpus ingestion files/s/core: symusic vs music21, on --folder's MIDI files
     "train": "jamd.bench.train",  # LSTM training tokens/s, 1 vs 2 localhost workers, per model size
+    "providers": "jamd.bench.providers",  # every shipped model on the CPU and on CUDA (where it loads)
 }
 
 
