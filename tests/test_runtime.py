@@ -30,6 +30,48 @@ def test_cuda_without_a_cuda_runtime_is_one_line(shipped_lstm):
     assert "\n" not in str(err.value)
 
 
+class FallingBackRuntime:
+    """onnxruntime-gpu on a machine where CUDA does not load: it offers the CUDA provider, counts
+    `preload_dlls` calls, and its sessions run on the CPU (as the real one falls back, silently)."""
+
+    def __init__(self, preload_error: Exception | None = None):
+        import onnxruntime
+
+        self.real, self.preloads, self.preload_error = onnxruntime, 0, preload_error
+        self.SessionOptions = onnxruntime.SessionOptions
+
+    def get_available_providers(self):
+        return [runtime.CUDA, runtime.CPU]
+
+    def preload_dlls(self):
+        self.preloads += 1
+        if self.preload_error:
+            raise self.preload_error
+
+    def InferenceSession(self, path, sess_options, providers):  # noqa: N802 - ORT's name
+        assert providers[-1] == runtime.CPU
+        return self.real.InferenceSession(path, sess_options=sess_options, providers=[runtime.CPU])
+
+
+@pytest.mark.parametrize("preload_error", [None, OSError("libcudnn.so.9: cannot open shared object file")])
+def test_cuda_libraries_preloaded_once_and_a_fallback_named(shipped_lstm, monkeypatch, caplog, preload_error):
+    fake = FallingBackRuntime(preload_error)
+    monkeypatch.setattr(runtime, "_ort", lambda: fake)
+    monkeypatch.setattr(runtime, "_preloaded", False)
+    runtime.make_session(shipped_lstm, "cpu", 1)
+    assert fake.preloads == 0  # providers: cpu never touches CUDA's libraries
+    with caplog.at_level(logging.INFO, logger="jamd.inference.runtime"):
+        session = runtime.make_session(shipped_lstm, "auto", 1)
+        runtime.make_session(shipped_lstm, "auto", 1)
+    assert fake.preloads == 1
+    assert session.get_providers()[0] == runtime.CPU
+    assert "CUDA provider did not load; running on the CPU" in caplog.text
+    fell_back = r"the CUDA provider did not load \(ONNX Runtime fell back to CPUExecutionProvider\)"
+    with pytest.raises(ModelError, match=fell_back) as err:
+        runtime.make_session(shipped_lstm, "cuda", 1)
+    assert "\n" not in str(err.value)
+
+
 def test_both_runtimes_warn_once(monkeypatch, caplog):
     monkeypatch.setattr(runtime, "installed_runtimes", lambda: ["onnxruntime", "onnxruntime-gpu"])
     with caplog.at_level(logging.WARNING, logger="jamd.inference.runtime"):

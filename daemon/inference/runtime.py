@@ -3,7 +3,9 @@
 `auto` asks for CUDA where onnxruntime-gpu offers it, but onnxruntime-gpu
 falls back to the CPU silently when CUDA or cuDNN cannot be loaded, so the
 provider actually in use is read back from `session.get_providers()` and
-logged.
+logged.  Before the first CUDA session, `onnxruntime.preload_dlls()` loads the
+CUDA and cuDNN libraries of the NVIDIA pip packages that `jamd[gpu]` installs
+(onnxruntime-gpu[cuda,cudnn]), so no system CUDA or LD_LIBRARY_PATH is needed.
 """
 
 from __future__ import annotations
@@ -49,6 +51,21 @@ def _ort():
     return onnxruntime
 
 
+_preloaded = False
+
+
+def _preload_cuda(ort) -> None:
+    """Load CUDA/cuDNN from NVIDIA's pip packages once (ONNX Runtime >= 1.21; a no-op without them)."""
+    global _preloaded
+    if _preloaded or not hasattr(ort, "preload_dlls"):
+        return
+    _preloaded = True
+    try:
+        ort.preload_dlls()
+    except Exception as exc:  # noqa: BLE001 - a missing library only means the CPU; the session says so
+        log.debug("onnxruntime.preload_dlls: %s", exc)
+
+
 def make_session(path: str | Path, providers: str = "auto", intra_op_threads: int = 1):
     """Open an inference session; returns it with the provider really in use."""
     ort = _ort()
@@ -61,6 +78,8 @@ def make_session(path: str | Path, providers: str = "auto", intra_op_threads: in
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     opts.log_severity_level = 3
     available = ort.get_available_providers()
+    if providers != "cpu" and CUDA in available:
+        _preload_cuda(ort)
     if providers == "cpu":
         wanted = [CPU]
     elif providers == "cuda":
