@@ -160,19 +160,43 @@ def test_window_dataset_batches_features_lazily():
     s = spec(8)
     draws = st.epoch_draws(0, 1, 8)
     ds = st.window_dataset(st.epoch_windows(corpus, list(range(1000)), s, draws), s, batch_size=4,
-                           shuffle_buffer=16, shuffle_seed=draws.shuffle_seed)
+                           shuffle_buffer=16, shuffle_seed=draws.shuffle_seed, block=4)
     feats, y = next(iter(ds))
     assert set(feats) == {"tokens", "position"}
     assert feats["tokens"].shape == (4, 8) and feats["position"].shape == (4, 8) and y.shape == (4, 8)
     assert feats["tokens"].dtype.name == "int32"
     np.testing.assert_array_equal(feats["tokens"].numpy()[:, 1:], y.numpy()[:, :-1])  # y is x moved one step
-    # the shuffle buffer (16 windows + prefetch) needs a few tunes, not the corpus
+    # the shuffle buffer (16 windows + a block or two + prefetch) needs a few tunes, not the corpus
     assert corpus.read < 50, corpus.read
     plain = st.window_dataset(st.epoch_windows(corpus, [0, 1], spec(8, metric=False), draws), spec(8, metric=False),
                               batch_size=100, shuffle_buffer=4, shuffle_seed=1)
     batches = list(plain)
     n = st.window_count(2 * (60 + 8), 8, draws.offset)
     assert len(batches) == 1 and batches[0][0].shape == (n, 8)  # the short last batch is kept
+
+
+@pytest.mark.parametrize("block", [1, 3, 7, 1000])
+def test_window_dataset_blocks_keep_the_windows_and_their_order(block):
+    """Windows cross into TensorFlow in blocks (for speed); unbatched, they are the generator's
+    windows in its order, whatever the block size (the last block short), so the seeded shuffle
+    draws the same batches as one window at a time."""
+    pytest.importorskip("tensorflow")
+    corpus = TinyCorpus([rec([3 + (i + k) % 3 for k in range(17 + i)], name=str(i)) for i in range(9)])
+    s = spec(5)
+    gen = st.epoch_windows(corpus, list(range(9)), s, st.epoch_draws(0, 2, 5))
+    want = list(gen())
+    assert len(want) > 7 and len(want) % 7  # several blocks of 7 and a short one
+    ds = st.window_dataset(gen, s, batch_size=1, shuffle_buffer=1, shuffle_seed=0, block=block)
+    got = [(f["tokens"].numpy()[0], f["position"].numpy()[0], y.numpy()[0]) for f, y in ds]
+    assert len(got) == len(want)
+    for (gx, gp, gy), (wx, wp, wy) in zip(got, want, strict=True):
+        np.testing.assert_array_equal(gx, wx)
+        np.testing.assert_array_equal(gp, wp)
+        np.testing.assert_array_equal(gy, wy)
+    shuffled = [st.window_dataset(gen, s, batch_size=4, shuffle_buffer=8, shuffle_seed=3, block=b)
+                for b in (1, block)]
+    a, b = ([y.numpy().tolist() for _, y in d] for d in shuffled)
+    assert a == b  # the same batches one window at a time and in blocks
 
 
 @pytest.mark.train

@@ -197,20 +197,36 @@ def features(x: Any, positions: Any) -> Any:
 
 
 def window_dataset(gen: Callable[[], Iterator], spec: StreamSpec, batch_size: int, shuffle_buffer: int,
-                   shuffle_seed: int, drop_remainder: bool = False):
+                   shuffle_seed: int, drop_remainder: bool = False, block: int = 256):
     """tf.data over `gen`'s windows: shuffled in a buffer of `shuffle_buffer` windows, batched
-    ((batch, L) int32 features and targets), prefetched.  The generator is read lazily."""
+    ((batch, L) int32 features and targets), prefetched.  The generator is read lazily.
+
+    The generator's windows cross into TensorFlow `block` at a time, as (block, L) arrays that
+    `unbatch` splits again: `from_generator` costs about 150 µs per element it converts, which
+    held one window at a time to ~380,000 tokens/s, a tenth of what a GPU trains
+    (docs/BENCHMARKS.md "Training throughput").  The windows and their order are the same, so the
+    shuffle (seeded) draws the same batches."""
     import tensorflow as tf
 
     L = spec.length
-    x_spec = tf.TensorSpec((L,), tf.int32)
+    x_spec = tf.TensorSpec((None, L), tf.int32)
     f_spec = features(x_spec, x_spec if spec.metric_position else None)
 
-    def pairs() -> Iterator:
+    def blocks() -> Iterator:
+        xs: list = []
+        ps: list = []
+        ys: list = []
         for x, p, y in gen():
-            yield features(x, p), y
+            xs.append(x)
+            ps.append(p)
+            ys.append(y)
+            if len(xs) == block:
+                yield features(np.stack(xs), None if p is None else np.stack(ps)), np.stack(ys)
+                xs, ps, ys = [], [], []
+        if xs:
+            yield features(np.stack(xs), None if ps[0] is None else np.stack(ps)), np.stack(ys)
 
-    ds = tf.data.Dataset.from_generator(pairs, output_signature=(f_spec, x_spec))
+    ds = tf.data.Dataset.from_generator(blocks, output_signature=(f_spec, x_spec)).unbatch()
     ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed)
     return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)
 
