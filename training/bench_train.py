@@ -68,6 +68,42 @@ def measure(sets: list[str], workers: int, out: Path, timeout: float = 1800) -> 
             "epoch_seconds": state["epoch_seconds"], "wall_seconds": wall}
 
 
+def pipeline_rate(cfg: Any, batch_size: int, batches: int = 100, block: int = 256) -> dict[str, Any]:
+    """The input pipeline alone (no model): `jamd train`'s streamed tf.data windows of the
+    configured corpus, epoch 0's draws, `batch_size` windows a batch, `block` windows per
+    `from_generator` element (1: as before 2026-12-06).  The batches that fill the
+    shuffle buffer are left out; tokens/s = batches x batch_size x sequence_length / seconds."""
+    from jamd.tokens import DELIMITER
+
+    from . import stream as st
+    from .corpus import load_corpus
+
+    tc = cfg.training
+    corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
+    train_idx, _ = corpus.split()
+    L = tc.sequence_length
+    vocab = st.model_vocabulary(corpus.vocab, tc.transpose)
+    spec = st.StreamSpec(L, vocab.id(DELIMITER), st.transposition_table(corpus.vocab, vocab, tc.transpose),
+                         tc.metric_position)
+    ds = st.window_dataset(st.epoch_windows(corpus, train_idx, spec, st.epoch_draws(0, 0, L)), spec,
+                           batch_size, tc.shuffle_buffer, 0, drop_remainder=True, block=block)
+    fill = tc.shuffle_buffer // batch_size + 2
+    it = iter(ds)
+    for _ in range(fill):
+        next(it)
+    t0 = time.perf_counter()
+    done = 0
+    for _ in range(batches):
+        try:
+            next(it)
+        except StopIteration:
+            break
+        done += 1
+    seconds = time.perf_counter() - t0
+    return {"batch_size": batch_size, "block": block, "batches": done, "seconds": seconds,
+            "tokens_per_second": done * batch_size * L / seconds if done else 0.0}
+
+
 def run_suite(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
     """The suite (see the module text); prints a Markdown table, returns the figures."""
     steps = 3 if args.quick else 12
@@ -91,15 +127,21 @@ def run_suite(args: argparse.Namespace, cfg: Any) -> dict[str, Any]:
             two = measure(sets, 2, Path(tmp) / f"u{units}l{layers}w2")
             rows.append({"units": units, "layers": layers, "one_worker": one, "two_workers": two,
                          "efficiency": two["tokens_per_second"] / (2 * one["tokens_per_second"])})
+    pipeline = pipeline_rate(cfg, 256, 20 if args.quick else 100)
+    one_by_one = pipeline_rate(cfg, 256, 20 if args.quick else 100, block=1)
     figures = {"cpu_count": os.cpu_count(), "load_average": os.getloadavg(), "steps_per_epoch": steps,
                "epochs": epochs, "batch_size_per_worker": tc.batch_size, "sequence_length": tc.sequence_length,
-               "metric_position": tc.metric_position, "corpus": cfg.corpus.source, "sizes": rows}
+               "metric_position": tc.metric_position, "corpus": cfg.corpus.source, "sizes": rows,
+               "input_pipeline": pipeline, "input_pipeline_one_window_per_element": one_by_one}
     print(f"\nLSTM training throughput, CPU ({os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}), "
           f"corpus {cfg.corpus.source}, batch {tc.batch_size} per worker, sequence {tc.sequence_length}\n")
     print("| units x layers | 1 worker tokens/s | 2 workers tokens/s | scaling efficiency |\n|---|---|---|---|")
     for r in rows:
         print(f"| {r['units']} x {r['layers']} | {r['one_worker']['tokens_per_second']:.0f} | "
               f"{r['two_workers']['tokens_per_second']:.0f} | {r['efficiency']:.0%} |")
+    print(f"\nInput pipeline alone (streamed windows, batch 256, no model): "
+          f"{pipeline['tokens_per_second']:,.0f} tokens/s (one window per tf.data element, as before "
+          f"2026-12-06: {one_by_one['tokens_per_second']:,.0f})")
     return figures
 
 
