@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,26 @@ import numpy as np
 from jamd.config import Config
 from jamd.errors import DataError
 from jamd.tokens import Vocabulary, bar_positions, steps_per_bar
+
+log = logging.getLogger(__name__)
+
+# what picks a run's tunes and its validation split; cache_dir and workers are this machine's
+RUN_CORPUS_KEYS = ("source", "part", "validation_fraction", "split_seed")
+
+
+def with_run_corpus(cfg: Config, state: dict[str, Any], run_dir: Path) -> Config:
+    """`cfg` with the corpus the run was trained on (state.json's config.corpus), so an export's
+    parity check and metadata use that corpus's validation tunes whatever the configuration
+    now says (a `jamd train --set corpus.source=folk` run exported by a plain `jamd export`)."""
+    recorded = (state.get("config") or {}).get("corpus")
+    if not isinstance(recorded, dict):
+        return cfg
+    changes = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in RUN_CORPUS_KEYS}
+    corpus = dataclasses.replace(cfg.corpus, **changes)
+    if corpus != cfg.corpus:
+        log.info("%s: exporting with the run's own corpus %s (the configuration has %s)",
+                 run_dir, corpus.source, cfg.corpus.source)
+    return dataclasses.replace(cfg, corpus=corpus)
 
 
 def read_run(run_dir: Path, figures: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -34,6 +56,7 @@ def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | 
     from jamd.training.corpus import load_corpus
 
     state, figures = read_run(run_dir, figures)
+    cfg = with_run_corpus(cfg, state, run_dir)
     corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     _, val_idx = corpus.split()
     vocab = Vocabulary(state["vocabulary"])

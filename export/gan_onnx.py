@@ -161,11 +161,12 @@ def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None
     ``best`` (the monitor's best adversarial step), ``last`` or ``pretrained`` (the
     maximum-likelihood pretraining's generator, before any adversarial step).  `selection`
     (fields of `jamd.inference.gan_selection.Selection`) goes into the metadata: how the daemon chooses its bars."""
-    from jamd.export.export_run import read_run
+    from jamd.export.export_run import read_run, with_run_corpus
     from jamd.training.corpus import load_corpus
     from jamd.training.gan_data import extract_bars
 
     state, figures = read_run(run_dir, figures)
+    cfg = with_run_corpus(cfg, state, run_dir)
     gan_cfg = state.get("config", {}).get("gan", {})
     corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     _, val_idx = corpus.split()
