@@ -51,7 +51,10 @@ def read_run(run_dir: Path, figures: dict[str, Any] | None = None) -> tuple[dict
     return state, figures
 
 
-def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | None = None) -> dict:
+def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | None = None,
+               bar_repeat: dict[str, Any] | None = None) -> dict:
+    """Export an LSTM run's best checkpoint with its corpus, figures and (when given) its bar
+    repetition settings (`jamd.inference.repeat`) in the metadata."""
     from jamd.export.lstm_onnx import export_lstm
     from jamd.training.corpus import load_corpus
 
@@ -75,4 +78,6 @@ def export_run(run_dir: Path, out: Path, cfg: Config, figures: dict[str, Any] | 
                    "validation_fraction": cfg.corpus.validation_fraction, "split_seed": cfg.corpus.split_seed},
         "training": {**state.get("config", {}).get("training", {}), "figures": figures or {}},
     }
+    if bar_repeat is not None:
+        metadata["bar_repeat"] = dict(bar_repeat)
     return export_lstm(run_dir / "best.keras", out, metadata, parity_tokens, parity_positions)

@@ -72,6 +72,22 @@ def test_train_resume_export_generate(tiny_run):
     out = gen.generate(64, 1.0, np.random.default_rng(0))
     assert len(out) == 64 and set(out) <= set(gen.vocab.symbols) - {"/"}
 
+    # exported again with bar repetition, and without --set: the run's own corpus (the erk5
+    # folder it was trained on), not the configuration's erk
+    repeating = tmp / "repeating.onnx"
+    assert main(["export", str(run_dir), "--out", str(repeating),
+                 "--bar-repeat", '{"chance": 0.2, "min_logp": -1.5}']) == 0
+    meta = json.loads(repeating.with_suffix(".json").read_text())
+    assert meta["bar_repeat"] == {"chance": 0.2, "min_logp": -1.5}
+    assert meta["corpus"]["source"] != "erk" and meta["corpus"]["stats"]["kept"] > 10
+    embedded = {p.key: p.value for p in onnx.load(str(repeating)).metadata_props}
+    assert json.loads(embedded["jamd"])["bar_repeat"] == meta["bar_repeat"]
+    assert LstmGenerator.load(str(repeating)).repeat.settings.chance == 0.2
+    for bad in (["--bar-repeat", '{"chance": 2}'], ["--bar-repeat", "0.2"], ["--selection", '{"candidates": 2}']):
+        wrong = tmp / "wrong.onnx"
+        assert main(["export", str(run_dir), "--out", str(wrong), *bad]) == 2, bad
+        assert not wrong.exists()
+
 
 @pytest.mark.train
 def test_export_fails_loudly_when_parity_breaks(tiny_run, monkeypatch):

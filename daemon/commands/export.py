@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..config import Config
+from ..errors import UsageError
 from .paths import check_output_file, writing
 from .train import require_training_extra
 
@@ -25,6 +26,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="GAN runs: how the daemon chooses each bar among the model's samples, stored with "
                         "the model, e.g. '{\"candidates\": 8}' (fields of "
                         "jamd.inference.gan_selection.Selection; the rest keep the kind's defaults; docs/MODELS.md)")
+    p.add_argument("--bar-repeat", metavar="JSON",
+                   help="LSTM runs: let the model replay its own earlier bars at bar lines, stored with the "
+                        "model, e.g. '{\"chance\": 0.15, \"lookback\": 8, \"min_logp\": -1.0}' (docs/MODELS.md "
+                        "\"Bar repetition\"; model.bar_repeat overrides the chance when playing)")
+
+
+def parse_bar_repeat(text: str | None) -> dict | None:
+    """`--bar-repeat`'s JSON, checked as the model's metadata is (None: not given)."""
+    if text is None:
+        return None
+    import json
+
+    from ..errors import ModelError
+    from ..inference.model_store import check_bar_repeat
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--bar-repeat: not valid JSON ({exc.msg}): {text!r}") from None
+    try:
+        check_bar_repeat(value, "--bar-repeat")
+    except ModelError as exc:
+        raise UsageError(str(exc)) from None
+    return dict(value)
 
 
 def parse_selection(text: str | None) -> dict | None:
@@ -53,14 +78,19 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
     out = check_output_file(args.out, "--out")
     run_dir = Path(args.run_dir)
+    bar_repeat = parse_bar_repeat(args.bar_repeat)
     # a GAN run (jamd train --model gan|wgan|cgan) saves its generator at every checkpoint
     if any((run_dir / f"{which}_generator.keras").is_file() for which in ("best", "last")):
         from jamd.export.gan_onnx import export_gan_run
 
         selection = parse_selection(args.selection)
+        if bar_repeat is not None:
+            raise UsageError("--bar-repeat: for LSTM runs; a GAN run chooses its bars with --selection")
         with writing(out, "--out"):
             export_gan_run(run_dir, out, cfg, which=args.generator, selection=selection)
         return 0
+    if args.selection is not None:
+        raise UsageError("--selection: for GAN runs; an LSTM run repeats bars with --bar-repeat")
     with writing(out, "--out"):
-        export_run(run_dir, out, cfg)
+        export_run(run_dir, out, cfg, bar_repeat=bar_repeat)
     return 0

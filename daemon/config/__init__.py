@@ -53,6 +53,8 @@ class ModelConfig:
     temperature: float = _spec(0.9, lo=0.0, hi=5.0)
     random_seed: int | None = _spec(None, lo=0, hi=2**32 - 1)
     gan_candidates: int | None = _spec(None, lo=1, hi=1024)  # bars sampled per bar line; None: the model's
+    # LSTM bar repetition: share of bar lines where an earlier bar may come back; None: the model's
+    bar_repeat: float | None = _spec(None, lo=0.0, hi=1.0)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,17 @@ class LstmBars:
     def next_bar(self, n_steps: int, temperature: float, rng: np.random.Generator,
                  first_note: bool = False) -> list[str]:
         out: list[str] = []
-        for i in range(n_steps):
+        i = 0
+        while i < n_steps:
+            # an earlier bar replayed at a bar line (models with bar repetition) where it fits
+            # whole, except where an answer must open on a pitch
+            repeat = getattr(self.gen, "repeat", None)
+            bar = None if repeat is None or (i == 0 and first_note) or n_steps - i < repeat.bar_steps \
+                else self.gen.repeated_bar(rng)
+            if bar is not None:
+                out.extend(bar)
+                i += len(bar)
+                continue
             if i == 0 and first_note and hasattr(self.gen, "next_logits"):
                 s = self._draw_pitch(temperature, rng)
             else:
@@ -108,6 +118,7 @@ class LstmBars:
                     self.gen.align(here, self.bar_steps)
                 s = REST
             out.append(s)
+            i += 1
         if self.key_offset:
             out = [str(int(s) - self.key_offset) if is_pitch(s) else s for s in out]
         return out
@@ -120,6 +131,8 @@ class LstmBars:
         mask[self.vocab.pitch_ids()] = True
         idx = sample(self.gen.next_logits, temperature, rng, mask)
         self.gen.feed(idx)
+        if getattr(self.gen, "repeat", None) is not None:
+            self.gen.repeat.heard(idx, self.gen.position)
         return self.vocab.symbols[idx]
 
 

@@ -27,6 +27,7 @@ from ..config import ModelConfig
 from ..errors import ModelError
 from ..tokens import DELIMITER, METRIC_POSITIONS, STEPS_PER_BAR_4_4, Vocabulary
 from . import model_store
+from .repeat import BarRepeat, RepeatSettings
 from .runtime import make_session
 from .sampling import SymbolSampler, log_softmax
 
@@ -91,7 +92,11 @@ class LstmGenerator(SymbolSampler):
         if info.kind != KIND:
             raise ModelError(f"{path}: is a {info.kind} model, not an LSTM step model")
         session = make_session(path, cfg.providers, cfg.intra_op_threads)
-        return cls(session, info)
+        gen = cls(session, info)
+        settings = RepeatSettings.from_metadata(info.raw.get("bar_repeat"), getattr(cfg, "bar_repeat", None))
+        if settings.chance > 0:
+            gen.repeat = BarRepeat(settings, gen.bar_steps, excluded=(gen._delimiter,))
+        return gen
 
     # -- state --------------------------------------------------------------
     def _run(self, token_id: int, h: np.ndarray, c: np.ndarray, position: int = 0):
@@ -156,6 +161,8 @@ class LstmGenerator(SymbolSampler):
         bar = int(bar_steps or self.bar_steps)
         logits, h, c = self._start_state(position % bar, bar)
         self.restore((logits, h, c, (position % bar, bar)))
+        if self.repeat is not None:
+            self.repeat.forget(bar)
 
     def snapshot(self) -> LstmState:
         """A copy of the state now: (next logits [vocab], h, c [the model's state shape], (bar position
@@ -202,6 +209,8 @@ class LstmGenerator(SymbolSampler):
         position %= bar
         if (position, bar) == (self.position, self.bar_steps):
             return
+        if self.repeat is not None:  # the bar in progress no longer ends where it was counted to
+            self.repeat.regrid(bar)
         if not self.metric_position:
             self.position, self.bar_steps = position, bar
         elif self._last is not None:
@@ -225,8 +234,12 @@ class LstmGenerator(SymbolSampler):
             and np.array_equal(start[2], self._cbuf[self._cur])
 
     def prime(self, symbols: Sequence[str]) -> None:
+        """Feed a seed; with bar repetition, its whole bars may come back."""
         for s in symbols:
-            self.feed(self.vocab.id(s))
+            idx = self.vocab.id(s)
+            self.feed(idx)
+            if self.repeat is not None:
+                self.repeat.heard(idx, self.position)
 
     def step_probabilities(self, symbol: str) -> np.ndarray:
         """Feed `symbol`; the distribution of the symbol after it."""

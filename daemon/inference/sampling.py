@@ -73,7 +73,11 @@ class SymbolSampler:
 
     A subclass provides `vocab`, `_delimiter` (the song delimiter's id),
     `_logits` (the next symbol's logits) and `feed(id)` (advance the state).
+    One with a `BarRepeat` in `repeat` (and `position`, `snapshot`, `restore`)
+    may replay an earlier bar at a bar line (`jamd.inference.repeat`).
     """
+
+    repeat = None  # a jamd.inference.repeat.BarRepeat, or None: every step sampled
 
     def next_symbol(self, temperature: float, rng: np.random.Generator, allow_end: bool = True) -> str:
         """Sample the next 16th step and feed it back into the state.
@@ -86,15 +90,29 @@ class SymbolSampler:
             values[self._delimiter] = -np.inf
         idx = _draw(values, temperature, rng)
         self.feed(idx)
+        if self.repeat is not None:
+            self.repeat.heard(idx, self.position)
         return self.vocab.symbols[idx]
+
+    def repeated_bar(self, rng: np.random.Generator) -> list[str] | None:
+        """At a bar line, an earlier bar replayed (already fed), or None: see `jamd.inference.repeat`."""
+        if self.repeat is None:
+            return None
+        ids = self.repeat.maybe(self, rng)
+        return None if ids is None else [self.vocab.symbols[i] for i in ids]
 
     def generate(self, n_steps: int, temperature: float, rng: np.random.Generator,
                  stop_at_end: bool = False) -> list[str]:
         """Up to `n_steps` symbols. With `stop_at_end`, stop at the song delimiter
         as the seed does; otherwise the delimiter is never drawn, so exactly
-        `n_steps` come back (what a fixed number of bars needs)."""
+        `n_steps` come back (what a fixed number of bars needs).  A repeated bar
+        (`repeat`) is cut at `n_steps`."""
         out: list[str] = []
-        for _ in range(n_steps):
+        while len(out) < n_steps:
+            bar = self.repeated_bar(rng) if self.repeat is not None else None
+            if bar is not None:
+                out.extend(bar[: n_steps - len(out)])
+                continue
             symbol = self.next_symbol(temperature, rng, allow_end=stop_at_end)
             if symbol == DELIMITER:
                 break
