@@ -280,12 +280,18 @@ def model_bar_figures(gen, val: BarSet, reference: dict, n: int = 1000, temperat
     `BarGenerator.continue_ids` does for the daemon.  `reference` is
     `reference_figures` of the training bars.
     """
+    from jamd.tokens import fit_symbols_to_vocab
+
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(val), size=n, replace=len(val) < n)
     prev = val.prev[pick]
+    if tuple(gen.vocab.symbols) != tuple(val.vocab.symbols):
+        # a model trained on another corpus (folk) has its own vocabulary: the real bars before
+        # are spelt in it (a pitch it never saw folded by octaves, as the daemon folds a player's)
+        prev = np.stack([gen.encode_bar(fit_symbols_to_vocab(val.vocab.decode(row), gen.vocab)) for row in prev])
     ids = gen.continue_ids(prev, temperature, rng)
-    figures = plain(collapse_figures(ids, val.vocab, reference))
-    figures["join"] = join_figures(prev, ids, val.vocab)
+    figures = plain(collapse_figures(ids, gen.vocab, reference))
+    figures["join"] = join_figures(prev, ids, gen.vocab)
     return figures
 
 
