@@ -162,7 +162,7 @@ def bars_of(symbols):
 
 def test_lstm_folk_repeats_by_its_metadata_and_the_setting_overrides_it():
     gen = LstmGenerator.load("lstm-folk")
-    assert gen.repeat is not None and gen.repeat.settings == RepeatSettings(0.15, 8, -1.0)
+    assert gen.repeat is not None and gen.repeat.settings == RepeatSettings(0.18, 8, -1.0)
     assert LstmGenerator.load("lstm-folk", ModelConfig(bar_repeat=0.0)).repeat is None
     assert LstmGenerator.load("lstm-folk", ModelConfig(bar_repeat=0.5)).repeat.settings.chance == 0.5
     assert LstmGenerator.load("lstm").repeat is None  # no metadata, no setting: exactly as before

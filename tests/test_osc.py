@@ -170,13 +170,13 @@ def status_values(s):
 def test_status_answers_the_engines_state_to_the_sender(pythonosc):
     s, clock, out, _ = session()
     run_to(s, clock, 8)  # 8 16ths at 120 BPM: 1.0 s
-    assert status_values(s) == ["call-response", "lstm", 120.0, 1, "", 1.0, 0, pytest.approx(0.9), 0]
+    assert status_values(s) == ["call-response", "lstm-folk", 120.0, 1, "", 1.0, 0, pytest.approx(0.9), 0]
     play(s, clock, [n.__class__(n.start + 16, n.pitch + 7, n.duration) for n in C_PHRASE])  # in G
     run_to(s, clock, 64)
     assert len(s.engine.phrases) == 1
     uptime = clock.now_ns() / 1e9  # the sender's flush leaves the clock at its last deadline
     assert 7.9 <= uptime <= 8.0
-    assert status_values(s) == ["call-response", "lstm", 120.0, 1, "G major", pytest.approx(uptime), 0,
+    assert status_values(s) == ["call-response", "lstm-folk", 120.0, 1, "G major", pytest.approx(uptime), 0,
                                 pytest.approx(0.9), 0]
 
 
@@ -189,7 +189,7 @@ def test_temperature_mode_answer_bars_and_tempo_change_what_status_reports(pytho
     s.engine.run_once()
     assert s.engine.temperature == 1.5 and s.engine.response_bars == 3
     assert s.engine.cfg.clock.bpm == 100.0 and clock.step_ns == 150_000_000  # a 16th at 100 BPM
-    assert status_values(s) == ["continuous", "lstm", 100.0, 1, "", 0.0, 0, 1.5, 3]
+    assert status_values(s) == ["continuous", "lstm-folk", 100.0, 1, "", 0.0, 0, 1.5, 3]
 
 
 def test_a_reload_brings_back_the_files_tempo_and_keeps_the_temperature_set_over_osc():

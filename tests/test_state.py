@@ -40,7 +40,7 @@ def infos_of(caplog) -> list[str]:
 
 
 def two_models(**sets) -> Config:
-    return Config().replace(**{"model.models": ["lstm", "gan"], **sets})
+    return Config().replace(**{"model.name": "lstm", "model.models": ["lstm", "gan"], **sets})
 
 
 def accept(_name: str) -> None:
@@ -213,7 +213,7 @@ def test_a_bad_value_is_ignored_with_one_warning_naming_it_and_the_rest_is_resto
     expected = ("accompany", 0) if "mode" not in state else ("call-response", 2)
     assert (got.live.mode, got.live.response_bars) == expected
     assert got.replace(**{"live.mode": "call-response", "live.response_bars": 0}) == Config().replace(
-        **{"model.models": ["lstm", "gan"], "state.path": str(tmp_path / "state.json")})
+        **{"model.name": "lstm", "model.models": ["lstm", "gan"], "state.path": str(tmp_path / "state.json")})
 
 
 def test_a_saved_model_that_no_longer_resolves_is_ignored(tmp_path, caplog):

@@ -128,8 +128,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     with writing(out, "--out"):
         path = write_midi_tracks(tracks, out, bpm=cfg.clock.bpm,
                                  time_signature=(cfg.clock.beats_per_bar, cfg.clock.beat_unit))
-    log.info("wrote %s: %d notes, %d bars after a %d-step seed, %.0f BPM", path, len(melody),
-             cfg.generate.bars, len(seed_symbols), cfg.clock.bpm)
+    repeat = getattr(gen, "repeat", None)  # bar repetition (jamd.inference.repeat): say how often it played
+    log.info("wrote %s: %d notes, %d bars after a %d-step seed%s, %.0f BPM", path, len(melody),
+             cfg.generate.bars, len(seed_symbols),
+             "" if repeat is None else f" ({repeat.repeats} of them an earlier bar again)", cfg.clock.bpm)
     print(path)
     return 0
 

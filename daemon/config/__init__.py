@@ -46,8 +46,9 @@ GM_PERCUSSION_CHANNEL = 10  # General MIDI 1.0: channel 10 is the drum kit, neve
 
 @dataclass(frozen=True)
 class ModelConfig:
-    name: str = _spec("lstm", filled=True)  # a shipped model name or a path to an .onnx file
-    models: tuple[str, ...] = _spec(factory=lambda: ("lstm",), filled=True)  # selectable by CC
+    # a shipped model name or a path to an .onnx file; lstm-folk since it met issue 16's goals
+    name: str = _spec("lstm-folk", filled=True)
+    models: tuple[str, ...] = _spec(factory=lambda: ("lstm-folk",), filled=True)  # selectable by CC
     providers: str = _spec("auto", choices=PROVIDERS)
     intra_op_threads: int = _spec(1, lo=1, hi=64)
     temperature: float = _spec(0.9, lo=0.0, hi=5.0)
