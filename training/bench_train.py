@@ -73,8 +73,6 @@ def pipeline_rate(cfg: Any, batch_size: int, batches: int = 100, block: int = 25
     configured corpus, epoch 0's draws, `batch_size` windows a batch, `block` windows per
     `from_generator` element (1: as before 2026-12-06).  The batches that fill the
     shuffle buffer are left out; tokens/s = batches x batch_size x sequence_length / seconds."""
-    from jamd.tokens import DELIMITER
-
     from . import stream as st
     from .corpus import load_corpus
 
@@ -82,9 +80,7 @@ def pipeline_rate(cfg: Any, batch_size: int, batches: int = 100, block: int = 25
     corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
     train_idx, _ = corpus.split()
     L = tc.sequence_length
-    vocab = st.model_vocabulary(corpus.vocab, tc.transpose)
-    spec = st.StreamSpec(L, vocab.id(DELIMITER), st.transposition_table(corpus.vocab, vocab, tc.transpose),
-                         tc.metric_position)
+    _, spec = st.model_spec(corpus.vocab, tc)
     ds = st.window_dataset(st.epoch_windows(corpus, train_idx, spec, st.epoch_draws(0, 0, L)), spec,
                            batch_size, tc.shuffle_buffer, 0, drop_remainder=True, block=block)
     fill = tc.shuffle_buffer // batch_size + 2

@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from jamd.errors import DataError
-from jamd.tokens import Vocabulary, bar_positions, fold_to_midi, is_pitch
+from jamd.tokens import DELIMITER, Vocabulary, bar_positions, fold_to_midi, is_pitch
 
 SHIFTS = tuple(range(-6, 6))  # all-keys: semitones a tune may be moved by (12 keys)
 
@@ -76,6 +76,14 @@ class StreamSpec:
     delimiter: int
     table: np.ndarray
     metric_position: bool
+
+
+def model_spec(corpus_vocab: Vocabulary, training: Any) -> tuple[Vocabulary, StreamSpec]:
+    """The model's vocabulary and the stream spec for a corpus's vocabulary and `training` settings
+    (`sequence_length`, `transpose`, `metric_position`), as `jamd train` cuts its windows."""
+    vocab = model_vocabulary(corpus_vocab, training.transpose)
+    return vocab, StreamSpec(training.sequence_length, vocab.id(DELIMITER),
+                             transposition_table(corpus_vocab, vocab, training.transpose), training.metric_position)
 
 
 def segments(tunes: Iterable[Any], spec: StreamSpec, rng: np.random.Generator | None = None

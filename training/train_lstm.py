@@ -190,7 +190,6 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
     the run folder).  cluster / task: `jamd train --cluster/--task` (None: training.cluster, then
     TF_CONFIG).  Raises DataError (corpus, checkpoint, a lost worker), ConfigError, UsageError."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from jamd.tokens import DELIMITER
 
     from . import stream as st
     from .distribute import (
@@ -221,9 +220,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
     corpus = load_corpus(cfg.corpus, progress=progress, input_channels=cfg.live.input_channels)
     train_idx, val_idx = corpus.split()
     L = tc.sequence_length
-    vocab = st.model_vocabulary(corpus.vocab, tc.transpose)
-    spec = st.StreamSpec(L, vocab.id(DELIMITER), st.transposition_table(corpus.vocab, vocab, tc.transpose),
-                      tc.metric_position)
+    vocab, spec = st.model_spec(corpus.vocab, tc)
     n_train = st.stream_tokens(corpus, train_idx, L)
     # no validation tunes: the first 10 training windows, as before
     vx, vp, vy = st.validation_arrays(corpus, val_idx or train_idx, spec, limit=None if val_idx else 10)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..config import Config
 from ..errors import UsageError
@@ -32,44 +34,38 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "\"Bar repetition\"; model.bar_repeat overrides the chance when playing)")
 
 
-def parse_bar_repeat(text: str | None) -> dict | None:
-    """`--bar-repeat`'s JSON, checked as the model's metadata is (None: not given)."""
+def _json_option(text: str | None, flag: str, check: Callable[[Any], Any]) -> dict | None:
+    """An option's JSON object, checked by `check` (which raises ModelError or TypeError naming the
+    field); one `UsageError` line naming `flag` otherwise.  None: the option was not given."""
     if text is None:
         return None
     import json
 
     from ..errors import ModelError
-    from ..inference.model_store import check_bar_repeat
 
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise UsageError(f"--bar-repeat: not valid JSON ({exc.msg}): {text!r}") from None
+        raise UsageError(f"{flag}: not valid JSON ({exc.msg}): {text!r}") from None
     try:
-        check_bar_repeat(value, "--bar-repeat")
-    except ModelError as exc:
-        raise UsageError(str(exc)) from None
+        check(value)
+    except (ModelError, TypeError) as exc:
+        raise UsageError(f"{flag}: {exc}") from None
     return dict(value)
+
+
+def parse_bar_repeat(text: str | None) -> dict | None:
+    """`--bar-repeat`'s JSON, checked as the model's metadata is (None: not given)."""
+    from ..inference.model_store import check_bar_repeat
+
+    return _json_option(text, "--bar-repeat", lambda v: check_bar_repeat(v, None))
 
 
 def parse_selection(text: str | None) -> dict | None:
     """`--selection`'s JSON as a checked mapping of `Selection` fields (None: not given)."""
-    if text is None:
-        return None
-    import json
-
-    from ..errors import ModelError, UsageError
     from ..inference.gan_selection import Selection
 
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"--selection: not valid JSON ({exc.msg}): {text!r}") from None
-    try:
-        Selection.from_dict(value)
-    except (ModelError, TypeError) as exc:
-        raise UsageError(f"--selection: {exc}") from None
-    return dict(value)
+    return _json_option(text, "--selection", Selection.from_dict)
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
@@ -89,7 +85,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         with writing(out, "--out"):
             export_gan_run(run_dir, out, cfg, which=args.generator, selection=selection)
         return 0
-    if args.selection is not None:
+    if args.selection is not None and (run_dir / "state.json").is_file():  # else: not a run, said below
         raise UsageError("--selection: for GAN runs; an LSTM run repeats bars with --bar-repeat")
     with writing(out, "--out"):
         export_run(run_dir, out, cfg, bar_repeat=bar_repeat)

@@ -282,19 +282,20 @@ def _check_lstm(raw: dict[str, Any], where: Path) -> None:
 _BAR_REPEAT = {"chance": (0.0, 1.0, False), "lookback": (1, 64, True), "min_logp": (-1e6, 0.0, False)}
 
 
-def check_bar_repeat(value: Any, where: Path | str) -> None:
+def check_bar_repeat(value: Any, where: Path | str | None) -> None:
     """An LSTM's optional ``bar_repeat``: {"chance": 0-1, "lookback": 1-64, "min_logp": <= 0}, each
-    optional; `ModelError` (one line naming `where` and the field) otherwise."""
+    optional; `ModelError` (one line naming `where`, when given, and the field) otherwise."""
+    at = f"{where}: " if where is not None else ""
     if not isinstance(value, dict):
-        raise ModelError(f"{where}: bar_repeat is {_quote(value)}; it must be an object like "
-                         '{"chance": 0.15, "lookback": 8, "min_logp": -1.0}')
+        raise ModelError(f"{at}bar_repeat is {_quote(value)}; it must be an object like "
+                         '{"chance": 0.18, "lookback": 8, "min_logp": -1.0}')
     for key, v in value.items():
         if key not in _BAR_REPEAT:
-            raise ModelError(f"{where}: bar_repeat.{key} is not a setting (chance, lookback, min_logp)")
+            raise ModelError(f"{at}bar_repeat.{key} is not a setting (chance, lookback, min_logp)")
         lo, hi, integer = _BAR_REPEAT[key]
         if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or not lo <= v <= hi:
             kind = "an integer" if integer else "a number"
-            raise ModelError(f"{where}: bar_repeat.{key} is {_quote(v)}; it must be {kind} {lo:g}-{hi:g}")
+            raise ModelError(f"{at}bar_repeat.{key} is {_quote(v)}; it must be {kind} {lo:g}-{hi:g}")
 
 
 def _check_harmony(raw: dict[str, Any], where: Path) -> None:
