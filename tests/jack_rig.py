@@ -163,9 +163,9 @@ class Recorder:
         return False
 
     def close(self) -> None:
-        self.inp.cancel_callback()
-        self.inp.close_port()
-        self.inp.delete()
+        from jamd.midi.closing import close_midi_in
+
+        close_midi_in(self.inp)
 
 
 def note_pairs(events) -> tuple[list[tuple[int, int, int]], set[tuple[int, int]]]:

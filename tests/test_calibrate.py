@@ -121,10 +121,11 @@ class Echo:
     def close(self) -> None:
         self._q.put(None)
         self._thread.join(2)
-        self.inp.cancel_callback()
-        for port in (self.inp, self.out):
-            port.close_port()
-            port.delete()
+        from jamd.midi.closing import close_midi_in
+
+        close_midi_in(self.inp)
+        self.out.close_port()
+        self.out.delete()
 
 
 def _calibrate(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 
 from ..config import Config
+from ..midi.closing import close_midi_in
 from .jack_server import JackServerError, private_jack_server
 
 
@@ -100,6 +101,4 @@ class Recorder:
             time.sleep(0.05)
 
     def close(self) -> None:
-        self.inp.cancel_callback()
-        self.inp.close_port()
-        self.inp.delete()
+        close_midi_in(self.inp)

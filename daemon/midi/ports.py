@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from ..config import MidiConfig, clip
 from ..errors import ConfigError, MidiSystemError
+from .closing import close_midi_in
 from .hotplug import Devices, FollowedInput, FollowedOutput, first_match
 from .input import ArrivalStamper, InputReader
 from .jack_memory import JackPages
@@ -205,13 +206,7 @@ class MidiPorts:
             self.devices.stop()  # first: no reconnect while the ports close
         if self.reader is not None:
             self.reader.stop()
-        with contextlib.suppress(Exception):
-            self.midiin.cancel_callback()
-            self.midiin.close_port()
-            # Free the RtMidi object (and its JACK client) now, while the
-            # interpreter is whole, not during interpreter teardown, where a
-            # JACK thread still running is a known way to crash at exit.
-            self.midiin.delete()
+        close_midi_in(self.midiin)  # its callbacks drained first (jamd.midi.closing)
         time.sleep(DRAIN_S)
         try:
             self.output.close()
