@@ -240,7 +240,9 @@ def test_a_killed_worker_and_a_restart_resume_from_the_last_epoch(tmp_path, sets
         pytest.fail("the chief did not notice the lost worker in 90 s")
     chief_log = (tmp_path / "chief-first.log").read_text()
     assert code == 4 and "Traceback" not in chief_log, chief_log[-3000:]
-    assert "jamd: training stopped: a worker of the cluster was lost" in chief_log, chief_log[-3000:]
+    assert "jamd: training stopped: another task of the cluster (the chief or a worker) stopped answering (" \
+        in chief_log, chief_log[-3000:]
+    assert ":)" not in chief_log  # no bare label with a dangling colon in the reason
     done = json.loads((tmp_path / "chief" / "state.json").read_text())["epoch"]
     assert done >= 3
     finish(start(tmp_path, sets, done + 2, "again"), tmp_path, "again")
@@ -252,3 +254,16 @@ def test_a_killed_worker_and_a_restart_resume_from_the_last_epoch(tmp_path, sets
     state = json.loads((tmp_path / "chief" / "state.json").read_text())
     assert state["epoch"] == done + 2 and len(state["history"]["loss"]) == done + 2
     assert_same_weights(tmp_path)
+
+
+def test_the_lost_task_reason_skips_tensorflows_bare_labels():
+    from jamd.training.distribute import _reason
+
+    class UnavailableError(Exception):
+        pass
+
+    assert _reason(UnavailableError("Graph execution error:\n\nDetected at node x\nSocket closed")) == \
+        "UnavailableError: Detected at node x"
+    assert _reason(UnavailableError("Graph execution error:")) == "UnavailableError: Graph execution error"
+    assert _reason(UnavailableError("")) == "UnavailableError"
+    assert _reason(UnavailableError("x" * 300)) == "UnavailableError: " + "x" * 120

@@ -163,6 +163,10 @@ def resolve(strategy: str, cluster: str | None = None, task: str | None = None,
     import tensorflow as tf
 
     if strategy == "multi-worker" or (strategy == "auto" and conf is not None):
+        if conf is not None:  # the first collective waits for every task: say so before it does
+            t = conf["task"]
+            log.info("cluster: this is %s:%s of %s; training starts when every task has joined",
+                     t["type"], t["index"], ", ".join(f"{j} {' '.join(a)}" for j, a in conf["cluster"].items()))
         s = tf.distribute.MultiWorkerMirroredStrategy()
         if conf is None:
             return Role(s, "multi-worker")
@@ -325,6 +329,14 @@ def lost_worker(exc: Exception, role: Role) -> None:
     import tensorflow as tf
 
     if role.kind == "multi-worker" and isinstance(exc, tf.errors.OpError):
-        first = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else ""
-        raise DataError(f"training stopped: a worker of the cluster was lost ({type(exc).__name__}: {first}); "
-                        "start every worker again with the same command: they resume from the last epoch") from None
+        raise DataError(f"training stopped: another task of the cluster (the chief or a worker) stopped "
+                        f"answering ({_reason(exc)}); start every task again with the same command: they "
+                        "resume from the last epoch") from None
+
+
+def _reason(exc: Exception) -> str:
+    """The error's type and its first line that says something (TensorFlow's first line is often a
+    bare label such as "Graph execution error:")."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    said = next((ln for ln in lines if not ln.endswith(":")), lines[0].rstrip(":") if lines else "")
+    return f"{type(exc).__name__}: {said[:120]}" if said else type(exc).__name__
