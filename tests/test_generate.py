@@ -153,3 +153,16 @@ def test_drums_are_not_the_seed(tmp_path, shipped_lstm):
     a = generate(tmp_path, "a.mid", "--seed-midi", str(tmp_path / "m.mid")).read_bytes()
     b = generate(tmp_path, "b.mid", "--seed-midi", str(tmp_path / "with_drums.mid")).read_bytes()
     assert a == b
+
+
+def test_seed_notes_beyond_the_models_range_are_folded_and_said(tmp_path, capsys, shipped_lstm):
+    """A phrase at the top of the keyboard (C major: moved +0) plays in the model's range, by octaves,
+    and the log says how many notes moved, so the seed bars differing from the file is no surprise."""
+    seed = tmp_path / "high.mid"
+    write_midi([Note(0, 120, 4), Note(4, 124, 4), Note(8, 127, 4), Note(12, 72, 4)], seed)
+    out = generate(tmp_path, "o.mid", "--seed-midi", str(seed))
+    err = capsys.readouterr().err
+    assert "moved +0 semitones to C major" in err
+    assert f"seed {seed}: 3 of its 4 notes moved by octaves into the model's range (MIDI 48-88)" in err
+    notes, _ = read_midi_notes(out)
+    assert [n.pitch for n in notes[:4]] == [84, 88, 79, 72]

@@ -94,8 +94,13 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
         # a model trained in all 12 keys hears the phrase and answers in the phrase's own key
         all_keys = getattr(gen, "transpose", "c") == "all-keys"
         shift = 0 if all_keys else to_normal
-        moved = [Note(n.start, fit_pitch_to_vocab(n.pitch, vocab), n.duration)
-                 for n in transpose_notes(notes, shift)]
+        shifted = transpose_notes(notes, shift)
+        moved = [Note(n.start, fit_pitch_to_vocab(n.pitch, vocab), n.duration) for n in shifted]
+        folded = sum(a.pitch != b.pitch for a, b in zip(shifted, moved, strict=True))
+        if folded:  # the model cannot play them where they are: say so, the seed bars are not the file's
+            lo, hi = vocab.pitch_range
+            log.info("seed %s: %d of its %d notes moved by octaves into the model's range (MIDI %d-%d)",
+                     args.seed_midi, folded, len(notes), lo, hi)
         # from the bar line before the phrase, so the model hears where it sits in the bar
         seed_symbols = notes_to_symbols(moved, offset=origin)
         if all_keys:
