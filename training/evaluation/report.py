@@ -19,7 +19,7 @@ BAR_TITLES = {
     "nll_below_baseline": "NLL/token below baseline",
     "overlap_area_at_least_0.7": f"every overlap area >= {MIN_OVERLAP_AREA}",
     "pitch_std_within_25pct": "pitch std within 25% of the corpus's",
-    "distinct_bars_at_least_90pct": f"distinct bars >= {MIN_DISTINCT_RATIO:.0%} of the corpus's share",
+    "distinct_bars_at_least_90pct": f"bar models: distinct bars >= {MIN_DISTINCT_RATIO:.0%} of the corpus's share",
 }
 
 
