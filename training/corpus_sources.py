@@ -81,7 +81,11 @@ class Source:
         """Hash of the file list (paths, sizes, mtimes) and `extra` (part, version...)."""
         entries = []
         for f in self.files:
-            st = f.stat()
+            try:
+                st = f.stat()
+            except OSError:  # a dangling link: listed, and unreadable to the parser
+                entries.append([str(f), -1, -1])
+                continue
             entries.append([str(f), st.st_size, st.st_mtime_ns])
         blob = json.dumps([entries, [str(x) for x in extra]]).encode()
         return hashlib.sha256(blob).hexdigest()[:20]
@@ -93,16 +97,48 @@ class Source:
         return out
 
 
+def file_rel(f: Path, root: Path) -> str:
+    """The name of file `f` in a corpus rooted at `root`: its path below `root` (posix), else its name."""
+    return f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+
+
+def rebase_name(name: str, f: Path, root: Path) -> str:
+    """A tune name of file `f` recorded under another root, renamed for `root`.
+
+    The store keys files by absolute path, but a tune name starts with the file's path below the
+    root of the run that parsed it ("sub/a.mid", "sub/b.abc#3" parsed from the parent folder):
+    that prefix, the longest tail of `f`'s path that `name` starts with, is swapped for the path
+    below `root`, so names never depend on which folder first parsed a file.
+    """
+    parts = f.parts
+    for k in range(len(parts)):
+        old = "/".join(parts[k:]).lstrip("/")
+        if name == old or name.startswith(old + "#"):
+            return file_rel(f, root) + name[len(old):]
+    return name
+
+
 def file_units(f: Path, root: Path, origin: str = "") -> list[Unit]:
     """The work units of one file: one per ABC tune, else the whole file."""
-    rel = f.relative_to(root).as_posix() if f.is_relative_to(root) else f.name
+    rel = file_rel(f, root)
     if f.suffix.lower() == ".abc":
         return [Unit(u.name, u.path, u.text, origin) for u in _abc_units(f, rel)]
     return [Unit(rel, str(f), None, origin)]
 
 
-def _scan(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+def _listed(p: Path) -> bool:
+    """A file the corpus holds: a regular file, or a link to none (a dangling link is listed, so the
+    report counts it as unreadable instead of dropping it silently)."""
+    return p.is_file() or (p.is_symlink() and not p.exists())
+
+
+def _scan(folder: Path, suffixes: tuple[str, ...] = SUFFIXES) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in suffixes and _listed(p))
+
+
+def midi_files(folder: Path) -> list[Path]:
+    """The MIDI files below `folder` as a folder source lists them (dangling links included)."""
+    return _scan(folder, MIDI_SUFFIXES)
 
 
 def music21_corpus_root() -> Path:
@@ -136,15 +172,18 @@ def _resolve_one(source: str, label: str | None = None) -> Source:
     label = source if label is None else label
     kinds = ", ".join(SUFFIXES)
     local = Path(source).expanduser()
+    # files are keyed in the store by path: the resolved absolute one, so "." and its full path share it
     if local.is_dir():
-        files = _scan(local)
+        where = local.resolve()
+        files = _scan(where)
         if not files:
             raise DataError(f"{local}: no {kinds} files in this folder")
-        return Source(label, local, tuple(files), f"folder {local} ({len(files)} files)")
+        return Source(label, where, tuple(files), f"folder {local} ({len(files)} files)")
     if local.is_file():
         if local.suffix.lower() not in SUFFIXES:
             raise DataError(f"{local}: not a corpus file (use one of {kinds})")
-        return Source(label, local.parent, (local,), f"file {local}")
+        where = local.parent.resolve() / local.name  # a linked file keeps its own name
+        return Source(label, where.parent, (where,), f"file {local}")
 
     if local.is_absolute() or source.startswith((".", "~")):
         raise DataError(f"{local}: no such folder or file (corpus.source)")

@@ -29,7 +29,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..config import Config
-from ..errors import DataError
+from ..errors import DataError, UsageError
 
 PROJECTED_FILES = 170_000
 
@@ -49,14 +49,19 @@ def _rate(files: list[Path], encode) -> tuple[float, float]:
 
 
 def run(args: argparse.Namespace, cfg: Config) -> dict:
-    from jamd.training.corpus import load_corpus
     from jamd.training.corpus_encode import _encode_scores, encode_midi
-    from jamd.training.corpus_sources import Unit
+    from jamd.training.corpus_sources import Source, Unit, midi_files
+    from jamd.training.ingest.load import load_source
 
-    folder = Path(getattr(args, "folder", None) or "").expanduser()
+    if not getattr(args, "folder", None):  # Path("") is ".": never benchmark the current folder by default
+        raise UsageError("--suite ingest needs --folder DIR, a folder of MIDI files "
+                         "(write one: jamd corpus --source folk --write-midi DIR)")
+    folder = Path(args.folder).expanduser()
     if not folder.is_dir():
         raise DataError(f"--folder {folder}: not a folder (write one: jamd corpus --source folk --write-midi DIR)")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".mid", ".midi"))
+    # the MIDI files as `jamd corpus` lists them (a dangling link too: unreadable in both), and only
+    # those: every reader below is timed on them, whatever else the folder holds
+    files = midi_files(folder.resolve())
     if not files:
         raise DataError(f"--folder {folder}: no .mid files below it")
     workers = cfg.corpus.workers or os.cpu_count() or 1
@@ -64,8 +69,9 @@ def run(args: argparse.Namespace, cfg: Config) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="jamd-bench-ingest-") as cache:
         corpus_cfg = replace(cfg.corpus, source=str(folder), cache_dir=cache, workers=workers)
+        src = Source(str(folder), folder.resolve(), tuple(files), f"the MIDI files of {folder}")
         t0, c0 = time.perf_counter(), _cpu()
-        corpus = load_corpus(corpus_cfg, progress=not args.quick, cache=False)
+        corpus = load_source(corpus_cfg, src, progress=not args.quick, cache=False)
         seconds, cpu = time.perf_counter() - t0, _cpu() - c0
     # the parent's peak memory while parsing (kB on Linux): bounded by a shard, not the corpus
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
     if args.compare is not None and not shutil.which(args.compare):
         raise UsageError(f"--compare {args.compare}: no such interpreter "
                          "(give a venv's python, e.g. /tmp/base/.venv/bin/python)")
+    if args.suite == "ingest" and not args.folder:  # Path("") would be the current folder
+        raise UsageError("--suite ingest needs --folder DIR, a folder of MIDI files "
+                         "(write one: jamd corpus --source folk --write-midi DIR)")
     if args.out is not None:
         check_output_file(args.out, "--out")  # before the measurements
     if args.suite == "lstm":  # the seed's Keras loop: TensorFlow's start-up noise muted

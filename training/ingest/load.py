@@ -26,7 +26,7 @@ from jamd.errors import DataError
 from jamd.tokens import Vocabulary
 
 from ..corpus import ACCEPTABLE_DURATIONS, ENCODING_VERSION, LIMIT_REASONS, cache_dir, parse_lock
-from ..corpus_sources import Source, resolve
+from ..corpus_sources import Source, rebase_name, resolve
 from . import shards
 from .build import FileJob, parse_files
 from .sharded import ShardedCorpus
@@ -46,8 +46,9 @@ def _jobs(src: Source) -> list[FileJob]:
     for f, root, label in src.file_origins():
         try:
             st = f.stat()
-        except OSError as exc:
-            raise DataError(f"{f}: cannot read it ({exc.strerror or exc})") from None
+        except OSError:  # a dangling link: parsed (and reported unreadable) until it points somewhere
+            jobs.append(FileJob(f, root, label, -1, -1))
+            continue
         jobs.append(FileJob(f, root, label, st.st_size, st.st_mtime_ns))
     return jobs
 
@@ -85,11 +86,17 @@ def update_store(folder: Path, jobs: list[FileJob], cfg: CorpusConfig, progress:
 def load_sharded(cfg: CorpusConfig, progress: bool = True, cache: bool = True,
                  input_channels: tuple[int, ...] = ()) -> ShardedCorpus:
     """The corpus of `cfg.source` (see the module docstring); DataError when it keeps no tune."""
+    return load_source(cfg, resolve(cfg.source), progress, cache, input_channels)
+
+
+def load_source(cfg: CorpusConfig, src: Source, progress: bool = True, cache: bool = True,
+                input_channels: tuple[int, ...] = ()) -> ShardedCorpus:
+    """The corpus of the files of `src` (`load_sharded` with the files given, as the ingest bench
+    gives its MIDI files); DataError when it keeps no tune."""
     from ..corpus_encode import worker_count
 
     t0 = time.perf_counter()
     channels = tuple(input_channels)
-    src = resolve(cfg.source)
     folder = store_dir(cfg, channels)
     jobs = _jobs(src)
     known, parsed, seconds = update_store(folder, jobs, cfg, progress, src.label, channels, cache)
@@ -138,8 +145,9 @@ def _stats(src: Source, jobs: list[FileJob], known: dict[str, shards.FileEntry],
         pitches.update(entry.pitches)
         for rec in entry.records:
             seen += 1
+            name = rebase_name(rec[1], job.path, job.root)  # recorded under the root of the run that parsed it
             if rec[0] == "k":
-                _, name, k, key_from, meter, pickup, change, length = rec
+                _, _, k, key_from, meter, pickup, change, length = rec
                 names.append(name)
                 shard_of.append(entry.shard)  # type: ignore[arg-type]
                 local.append(k)
@@ -152,16 +160,16 @@ def _stats(src: Source, jobs: list[FileJob], known: dict[str, shards.FileEntry],
                 if key_from:
                     midi_keys[key_from] += 1
             elif rec[0] == "d":
-                _, name, reason, detail = rec
+                _, _, reason, detail = rec
                 dropped[reason] += 1
                 if reason in LIMIT_REASONS:
                     skipped.append(f"{name}: {reason}" + (f" ({detail})" if detail else ""))
                     if parsed_now:
                         log.warning("skipping %s: %s%s", job.root / name, reason, f" ({detail})" if detail else "")
             else:
-                errors.append(rec[1])
+                errors.append(name)
                 if parsed_now:
-                    log.warning("skipping %s: cannot read it (%s)", job.root / rec[1], rec[2])
+                    log.warning("skipping %s: cannot read it (%s)", job.root / name, rec[2])
     return {
         "files": len(jobs),
         "tunes_seen": seen,  # kept + sum(dropped) + len(parse_errors)
@@ -193,7 +201,8 @@ def _erk_names(cfg: CorpusConfig, src: Source, jobs: list[FileJob], names: list[
     if all(str(j.path) in have for j in erk_jobs):
         return None
     known, _, _ = update_store(store_dir(cfg, channels), erk_jobs, cfg, progress, "erk (its split)", channels)
-    return [rec[1] for j in erk_jobs for rec in known[str(j.path)].records if rec[0] == "k"]
+    return [rebase_name(rec[1], j.path, j.root) for j in erk_jobs for rec in known[str(j.path)].records
+            if rec[0] == "k"]
 
 
 def _write_manifest(folder: Path, src: Source, vocab: Vocabulary, stats: dict) -> None:

@@ -95,7 +95,8 @@ class ShardedCorpus(JoinedStream):
         return table
 
     def tune(self, index: int) -> Tune:
-        codes, (name, key, shift, meter, pickup, changes) = self._codes(index)
+        codes, (_name, key, shift, meter, pickup, changes) = self._codes(index)
+        name = self.names[index]  # the shard's name is the parsing run's; this one is this corpus's root's
         symbols = [shards.CODE_SYMBOLS[c] for c in codes.tolist()]
         return Tune(name, symbols, key, shift, meter, pickup, changes)
 
@@ -105,7 +106,7 @@ class ShardedCorpus(JoinedStream):
         out = self._table(vocab or self.vocab)[codes]
         if out.size and out.min() < 0:
             symbol = shards.CODE_SYMBOLS[int(codes[np.argmin(out)])]
-            raise MissingSymbolError(f"tune {meta[0]}: symbol {symbol!r} is not in the vocabulary {vocab!r}")
+            raise MissingSymbolError(f"tune {self.names[index]}: symbol {symbol!r} is not in the vocabulary {vocab!r}")
         return out
 
     def split(self, validation_fraction: float | None = None,
@@ -134,5 +135,5 @@ class ShardedCorpus(JoinedStream):
                 group = groups[names[k]]
                 order += [group[j] for j in rng.permutation(len(group))]
         for i in order:
-            codes, (name, _key, shift, meter, pickup, _changes) = self._codes(i)
-            yield TuneRecord(name, self._table(self.vocab)[codes], steps_per_bar(meter), pickup, shift)
+            codes, (_name, _key, shift, meter, pickup, _changes) = self._codes(i)
+            yield TuneRecord(self.names[i], self._table(self.vocab)[codes], steps_per_bar(meter), pickup, shift)
