@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -156,20 +157,21 @@ def export_gan(checkpoint: str | Path, out: str | Path, metadata: dict[str, Any]
 
 
 def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None = None,
-                   which: str = "best", selection: dict[str, Any] | None = None) -> dict[str, Any]:
+                   which: str = "best", selection: dict[str, Any] | None = None,
+                   explicit: Collection[str] = ()) -> dict[str, Any]:
     """Export a GAN training run folder's generator, with its corpus and figures: `which` is
     ``best`` (the monitor's best adversarial step), ``last`` or ``pretrained`` (the
     maximum-likelihood pretraining's generator, before any adversarial step).  `selection`
-    (fields of `jamd.inference.gan_selection.Selection`) goes into the metadata: how the daemon chooses its bars."""
-    from jamd.export.export_run import read_run, with_run_corpus
-    from jamd.training.corpus import load_corpus
+    (fields of `jamd.inference.gan_selection.Selection`) goes into the metadata: how the daemon chooses its bars.
+    The corpus: `export_run.run_corpus` (`explicit`: the config keys the command line set); without
+    one, a cgan's parity check conditions on bars drawn from the vocabulary."""
+    from jamd.export.export_run import corpus_metadata, read_run, run_corpus
     from jamd.training.gan_data import extract_bars
 
     state, figures = read_run(run_dir, figures)
-    cfg = with_run_corpus(cfg, state, run_dir)
+    corpus, cfg, own = run_corpus(cfg, state, run_dir, explicit)
     gan_cfg = state.get("config", {}).get("gan", {})
-    corpus = load_corpus(cfg.corpus, progress=False, input_channels=cfg.live.input_channels)
-    _, val_idx = corpus.split()
+    val_idx = corpus.split()[1] if corpus is not None else []
     parity_prev = None
     if state["variant"] == "cgan" and val_idx:
         # real previous bars from validation tunes drive the conditional parity check
@@ -177,8 +179,7 @@ def export_gan_run(run_dir: Path, out: Path, cfg, figures: dict[str, Any] | None
     metadata = {
         "variant": state["variant"],
         "vocabulary": state["vocabulary"],
-        "corpus": {"source": corpus.source, "stats": corpus.stats, "bars": state.get("bars", {}),
-                   "validation_fraction": cfg.corpus.validation_fraction, "split_seed": cfg.corpus.split_seed},
+        "corpus": {**corpus_metadata(state, corpus if own else None, cfg), "bars": state.get("bars", {})},
         "training": {**gan_cfg, "figures": figures or {}},
     }
     step = {"best": (state.get("best") or {}).get("step"), "last": state.get("step"),

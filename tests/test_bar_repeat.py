@@ -127,12 +127,17 @@ def test_generate_cuts_a_repeat_at_the_length_asked_for():
 
 @pytest.mark.parametrize("bad, message", [
     ([1], "bar_repeat is [1]; it must be an object"),
+    ("off", 'bar_repeat is "off"; it must be an object'),
     ({"chance": 1.5}, "bar_repeat.chance is 1.5; it must be a number 0-1"),
-    ({"chance": float("nan")}, "bar_repeat.chance is nan"),
+    # values as JSON spells them, the way the user wrote them (not Python's nan, True, None)
+    ({"chance": float("nan")}, "bar_repeat.chance is NaN; it must be a number 0-1"),
+    ({"chance": None}, "bar_repeat.chance is null; it must be a number 0-1"),
+    ({"chance": "x"}, 'bar_repeat.chance is "x"; it must be a number 0-1'),
     ({"lookback": 0}, "bar_repeat.lookback is 0; it must be an integer 1-64"),
     ({"lookback": 2.5}, "bar_repeat.lookback is 2.5"),
-    ({"min_logp": 1}, "bar_repeat.min_logp is 1; it must be a number -1e+06-0"),
-    ({"chance": True}, "bar_repeat.chance is True"),
+    ({"min_logp": 1}, "bar_repeat.min_logp is 1; it must be a number <= 0"),
+    ({"min_logp": float("-inf")}, "bar_repeat.min_logp is -Infinity; it must be a number <= 0"),
+    ({"chance": True}, "bar_repeat.chance is true; it must be a number 0-1"),
     ({"copies": 3}, "bar_repeat.copies is not a setting"),
 ])
 def test_bad_bar_repeat_metadata_is_one_line_naming_the_field(tmp_path, bad, message):
@@ -209,3 +214,21 @@ def test_live_bars_repeat_whole_bars_only_and_never_open_an_answer_with_one():
     assert any(b in bars[:i] for i, b in enumerate(bars) if i)
     assert not restarts  # with this seed the model never ends its song, so its state is all it played:
     np.testing.assert_allclose(gen.next_logits, replayed_logits(played), rtol=1e-5, atol=1e-5)
+
+
+def test_null_bar_repeat_metadata_means_off_like_an_empty_object(tmp_path):
+    import json
+
+    raw = json.loads((LstmGenerator.load("lstm-folk").info.path.with_suffix(".json")).read_text())
+    raw["bar_repeat"] = None
+    check_metadata(raw, tmp_path / "m.json")  # accepted, as {} is
+    assert RepeatSettings.from_metadata(None) == RepeatSettings.from_metadata({}) == RepeatSettings()
+    assert RepeatSettings.from_metadata(None).chance == 0.0
+
+
+def test_a_large_negative_min_logp_is_accepted(tmp_path):
+    import json
+
+    raw = json.loads((LstmGenerator.load("lstm-folk").info.path.with_suffix(".json")).read_text())
+    raw["bar_repeat"] = {"min_logp": -1e7}  # "a number <= 0" means what it says
+    check_metadata(raw, tmp_path / "m.json")

@@ -32,3 +32,22 @@ def test_a_run_without_a_recorded_corpus_or_the_same_one_changes_nothing(caplog)
         assert with_run_corpus(cfg, {"config": {"corpus": "erk"}}, Path("r")) is cfg
         same = with_run_corpus(cfg, {"config": {"corpus": {"source": "erk"}}}, Path("r"))
     assert same.corpus == cfg.corpus and not caplog.records
+
+
+class LoadedCorpus:
+    source, stats = "tunes-now", {"kept": 772}
+
+
+def test_the_stats_recorded_at_training_win_over_the_folder_at_export_time():
+    from jamd.export.export_run import corpus_metadata
+
+    cfg = Config()
+    state = {"corpus": {"source": "tunes-then", "stats": {"kept": 771}}}
+    assert corpus_metadata(state, LoadedCorpus(), cfg) == {
+        "source": "tunes-then", "stats": {"kept": 771}, "validation_fraction": cfg.corpus.validation_fraction,
+        "split_seed": cfg.corpus.split_seed}
+    # a run from before the stats were recorded: the run's corpus as loaded now, else its name alone
+    assert corpus_metadata({}, LoadedCorpus(), cfg)["stats"] == {"kept": 772}
+    assert corpus_metadata({}, None, cfg) == {"source": "erk", "stats": None,
+                                              "validation_fraction": cfg.corpus.validation_fraction,
+                                              "split_seed": cfg.corpus.split_seed}

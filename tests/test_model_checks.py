@@ -275,3 +275,40 @@ def test_a_config_that_is_not_utf8_is_one_line(capsys, tmp_path, data):
     lines = [line for line in err.splitlines() if line.startswith("jamd: ")]
     assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
     assert str(path) in lines[0] and "UTF-8" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["gan", "cgan"])
+def test_bar_repeat_on_a_per_bar_model_is_refused_in_one_line(capsys, tmp_path, name):
+    """A per-bar GAN has no bar repetition: a bar_repeat in its sidecar, well formed or not, is refused."""
+    for value in ({"chance": "x"}, {"chance": 0.2}):
+        model = copy_model(tmp_path, name, _with(shipped_meta(name), "bar_repeat", value))
+        line = assert_model_error(capsys, tmp_path, model)
+        assert line == (f"jamd: {model.with_suffix('.json')}: bar_repeat is for lstm-step models only; a "
+                        f"{MODELS[name]} model chooses its bars with 'selection' (delete bar_repeat)")
+
+
+@pytest.mark.parametrize("name", ["lstm", "gan"])
+def test_a_bad_selection_is_refused_for_every_kind(capsys, tmp_path, name):
+    model = copy_model(tmp_path, name, _with(shipped_meta(name), "selection", {"candidates": "x"}))
+    line = assert_model_error(capsys, tmp_path, model)
+    assert line == (f"jamd: {model.with_suffix('.json')}: bad selection in model metadata "
+                    "(selection.candidates must be an integer from 1 to 1024 (received x))")
+    model = copy_model(tmp_path, name, _with(shipped_meta(name), "selection", {"candidatez": 2}))
+    assert "selection: unknown key 'candidatez'" in assert_model_error(capsys, tmp_path, model)
+
+
+def test_model_bar_repeat_on_a_gan_is_said_once(capsys, tmp_path, caplog, monkeypatch):
+    import logging
+
+    from jamd.config import ModelConfig
+    from jamd.inference import bar_source
+    from jamd.inference.gan import BarGenerator
+
+    monkeypatch.setattr(bar_source, "_bar_repeat_told", False)
+    with caplog.at_level(logging.INFO, logger="jamd.inference.bar_source"):
+        BarGenerator.load("gan", ModelConfig())  # not set: nothing said
+        for _ in range(2):
+            bar_source.open_bar_source("cgan", ModelConfig(bar_repeat=0.5))
+    said = [r.getMessage() for r in caplog.records if r.name == "jamd.inference.bar_source"]
+    assert said == [
+        "model.bar_repeat 0.5 applies to LSTM models only; cgan chooses its bars by its selection"]

@@ -139,3 +139,44 @@ def test_lean_graph_steps_like_tf2onnx_graph(tiny_run):
         np.testing.assert_allclose(h2[0], h, atol=1e-6)
         np.testing.assert_allclose(c2[0], c, atol=1e-6)
     onnx.checker.check_model(lean)
+
+
+@pytest.mark.train
+def test_export_without_the_runs_corpus_folder_uses_the_recorded_stats(tiny_run, capsys):
+    import shutil
+
+    tmp, sets = tiny_run
+    run_dir = tmp / "run"
+    if not (run_dir / "best.keras").exists():
+        assert main(["train", "--epochs", "1", "--out", str(run_dir), "--no-progress", *sets]) == 0
+    state = json.loads((run_dir / "state.json").read_text())
+    tunes = tmp / "tunes"
+    assert state["corpus"]["source"] == str(tunes) and state["corpus"]["stats"]["files"] == 1
+    moved = tmp / "moved-away"
+    shutil.move(tunes, moved)
+    try:
+        model = tmp / "no-corpus.onnx"
+        capsys.readouterr()
+        assert main(["export", str(run_dir), "--out", str(model)]) == 0
+        meta = json.loads(model.with_suffix(".json").read_text())
+        # what the run trained on, recorded in state.json, not what a folder holds at export time
+        assert meta["corpus"]["source"] == str(tunes) and meta["corpus"]["stats"] == state["corpus"]["stats"]
+        assert meta["export"]["parity_steps"] == 200 and meta["export"]["parity_max_abs_diff"] <= 1e-4
+        said = warnings(capsys)
+        assert len(said) == 1 and said[0].startswith(f"{run_dir}: the run's corpus {tunes} is not available (")
+        assert said[0].endswith("; the parity check runs on symbols drawn from the run's vocabulary (seed 0)")
+        # a corpus named on the command line is the fallback's parity corpus
+        assert main(["export", str(run_dir), "--out", str(model), "--set", f"corpus.source={moved}",
+                     "--set", f"corpus.cache_dir={tmp / 'cache'}"]) == 0
+        said = warnings(capsys)
+        assert len(said) == 1 and said[0].endswith(f"; the parity check runs on corpus.source {moved}")
+        meta = json.loads(model.with_suffix(".json").read_text())
+        assert meta["corpus"]["source"] == str(tunes) and meta["corpus"]["stats"] == state["corpus"]["stats"]
+    finally:
+        shutil.move(moved, tunes)
+
+
+def warnings(capsys) -> list[str]:
+    """The export's warning lines on stderr (jamd's own log handler writes them), without the prefix."""
+    mark = "WARNING jamd.export.export_run: "
+    return [line.split(mark, 1)[1] for line in capsys.readouterr().err.splitlines() if mark in line]

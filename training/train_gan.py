@@ -194,7 +194,7 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     from tqdm import tqdm
 
     from jamd.training.corpus import load_corpus
-    from jamd.training.train_lstm import device_description
+    from jamd.training.train_lstm import device_description, keep_corpus_stats
 
     gc = cfg.gan
     out = Path(out_dir or Path(gc.out_dir) / variant)
@@ -228,6 +228,7 @@ def train(cfg: Config, variant: str, out_dir: str | Path | None = None, fresh: b
     state.update(vocabulary=list(vocab.symbols), bars=bars.stats, device=device,
                  reference={k: v for k, v in plain(reference).items()},
                  config={"gan": asdict(gc), "corpus": asdict(cfg.corpus)})
+    keep_corpus_stats(state, corpus, out)
     _write_csv(csv_path, state["history"])  # drops any steps logged after the checkpoint
 
     mon_z = mon_rng.standard_normal((gc.monitor_bars, gc.latent_dim)).astype(np.float32)

@@ -156,6 +156,18 @@ def epoch_bar(epoch: int, epochs: int, batches: int):
     return EpochBar()
 
 
+def keep_corpus_stats(state: dict[str, Any], corpus, out: Path) -> None:
+    """Record in `state` (state.json) the corpus the run trains on: {"source", "stats"}, what
+    `jamd export` writes into the model's metadata whatever the corpus folder holds by then.  A
+    resumed run keeps what it started with (one info line if the corpus has changed since)."""
+    now = {"source": corpus.source, "stats": corpus.stats}
+    kept = state.setdefault("corpus", now)
+    before = (kept.get("source"), (kept.get("stats") or {}).get("kept"))
+    if before != (corpus.source, corpus.stats.get("kept")):  # load_seconds and the like differ every time
+        log.info("%s: the corpus has changed since this run started (%s, %s tunes kept; now %s, %s); the run "
+                 "keeps the stats it started with", out, *before, corpus.source, corpus.stats.get("kept"))
+
+
 def device_description() -> str:
     import tensorflow as tf
 
@@ -252,6 +264,7 @@ def train(cfg: Config, out_dir: str | Path | None = None, fresh: bool = False, p
                                      layers=tc.layers, metric_position=tc.metric_position)
     state["vocabulary"] = list(vocab.symbols)
     state["config"] = {"training": asdict(tc), "corpus": asdict(cfg.corpus)}
+    keep_corpus_stats(state, corpus, out)
     callbacks: list = []
     epoch_box = [int(state["epoch"])]
     if role.kind == "multi-worker":

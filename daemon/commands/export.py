@@ -51,11 +51,11 @@ def _json_option(text: str | None, flag: str, check: Callable[[Any], Any]) -> di
         check(value)
     except (ModelError, TypeError) as exc:
         raise UsageError(f"{flag}: {exc}") from None
-    return dict(value)
+    return None if value is None else dict(value)
 
 
 def parse_bar_repeat(text: str | None) -> dict | None:
-    """`--bar-repeat`'s JSON, checked as the model's metadata is (None: not given)."""
+    """`--bar-repeat`'s JSON, checked as the model's metadata is (None: not given, or null: none)."""
     from ..inference.model_store import check_bar_repeat
 
     return _json_option(text, "--bar-repeat", lambda v: check_bar_repeat(v, None))
@@ -68,25 +68,36 @@ def parse_selection(text: str | None) -> dict | None:
     return _json_option(text, "--selection", Selection.from_dict)
 
 
-def run(args: argparse.Namespace, cfg: Config) -> int:
-    require_training_extra()
-    from jamd.export.export_run import export_run
+def explicit_keys(args: argparse.Namespace) -> set[str]:
+    """The config keys the command line's --set gave (the run's own corpus yields only to those)."""
+    from ..config import parse_override
 
+    return {parse_override(text)[0] for text in getattr(args, "overrides", None) or []}
+
+
+def run(args: argparse.Namespace, cfg: Config) -> int:
+    # every cheap check first: a typo is answered before TensorFlow's seconds of import
     out = check_output_file(args.out, "--out")
     run_dir = Path(args.run_dir)
     bar_repeat = parse_bar_repeat(args.bar_repeat)
     # a GAN run (jamd train --model gan|wgan|cgan) saves its generator at every checkpoint
-    if any((run_dir / f"{which}_generator.keras").is_file() for which in ("best", "last")):
-        from jamd.export.gan_onnx import export_gan_run
-
+    gan_run = any((run_dir / f"{which}_generator.keras").is_file() for which in ("best", "last"))
+    if gan_run:
         selection = parse_selection(args.selection)
         if bar_repeat is not None:
             raise UsageError("--bar-repeat: for LSTM runs; a GAN run chooses its bars with --selection")
-        with writing(out, "--out"):
-            export_gan_run(run_dir, out, cfg, which=args.generator, selection=selection)
-        return 0
-    if args.selection is not None and (run_dir / "state.json").is_file():  # else: not a run, said below
+    elif args.selection is not None and (run_dir / "state.json").is_file():  # else: not a run, said below
         raise UsageError("--selection: for GAN runs; an LSTM run repeats bars with --bar-repeat")
+    require_training_extra()
+    if gan_run:
+        from jamd.export.gan_onnx import export_gan_run
+
+        with writing(out, "--out"):
+            export_gan_run(run_dir, out, cfg, which=args.generator, selection=selection,
+                           explicit=explicit_keys(args))
+        return 0
+    from jamd.export.export_run import export_run
+
     with writing(out, "--out"):
-        export_run(run_dir, out, cfg, bar_repeat=bar_repeat)
+        export_run(run_dir, out, cfg, bar_repeat=bar_repeat, explicit=explicit_keys(args))
     return 0

@@ -66,30 +66,36 @@ def _paths(args: argparse.Namespace, default_out: Path, model_file: str) -> tupl
     return out, check_output_file(export, "--export" if args.export is not None else "the export file")
 
 
-def _check_cluster(args: argparse.Namespace) -> None:
-    """--cluster and --task, checked before anything starts (one line naming the bad value)."""
-    if args.cluster is None and args.task is None:
-        return
+def _check_cluster(args: argparse.Namespace, cfg: Config) -> None:
+    """--cluster and --task (or training.cluster), checked as `jamd.training.distribute.resolve`
+    will check them, but before TensorFlow loads: one line naming the bad value."""
     if args.model != "lstm":
-        raise UsageError(f"--cluster and --task train the LSTM only, not --model {args.model}")
-    from jamd.training.distribute import parse_cluster, parse_task
+        if args.cluster is not None or args.task is not None:
+            raise UsageError(f"--cluster and --task train the LSTM only, not --model {args.model}")
+        return
+    if args.cluster is None and args.task is None and not cfg.training.cluster:
+        return
+    from jamd.training.distribute import parse_cluster, parse_task  # plain Python: no TensorFlow
 
-    if args.cluster is not None:
-        jobs = parse_cluster(args.cluster)
-        if args.task is None:
-            raise UsageError("--cluster needs --task: which of its tasks this machine is (e.g. --task worker:0)")
-        parse_task(args.task, jobs)
+    cluster, name = (args.cluster, "--cluster") if args.cluster is not None else (cfg.training.cluster,
+                                                                                  "training.cluster")
+    if not cluster:
+        raise UsageError(f"--task {args.task!r} needs a cluster: --cluster or training.cluster")
+    jobs = parse_cluster(cluster, name)
+    if args.task is None:
+        raise UsageError(f"{name} needs --task: which of its tasks this machine is (e.g. --task worker:0)")
+    parse_task(args.task, jobs)
 
 
 def run(args: argparse.Namespace, cfg: Config) -> int:
-    _check_cluster(args)
-    require_training_extra()
+    _check_cluster(args, cfg)
     if args.model in GAN_VARIANTS:
         return _run_gan(args, cfg)
     if args.model == "harmony":
         return _run_harmony(args, cfg)
     cfg = options.apply(cfg, {"--epochs": ("training.epochs", args.epochs)})
     out, export = _paths(args, Path(cfg.training.out_dir), "lstm.onnx")
+    require_training_extra()  # after the cheap checks: TensorFlow takes seconds to load
     from jamd.export.export_run import export_run
     from jamd.training.train_lstm import train
 
@@ -104,6 +110,7 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 def _run_gan(args: argparse.Namespace, cfg: Config) -> int:
     cfg = options.apply(cfg, {"--steps": ("gan.steps", args.steps), "--epochs": ("training.epochs", args.epochs)})
     out, export = _paths(args, Path(cfg.gan.out_dir) / args.model, f"{args.model}.onnx")
+    require_training_extra()  # after the cheap checks: TensorFlow takes seconds to load
     from jamd.export.gan_onnx import export_gan_run
     from jamd.training.train_gan import train
 
@@ -116,6 +123,7 @@ def _run_gan(args: argparse.Namespace, cfg: Config) -> int:
 def _run_harmony(args: argparse.Namespace, cfg: Config) -> int:
     cfg = options.apply(cfg, {"--epochs": ("harmony_training.epochs", args.epochs)})
     out, export = _paths(args, Path(cfg.harmony_training.out_dir), "harmony.onnx")
+    require_training_extra()  # after the cheap checks: TensorFlow takes seconds to load
     from jamd.export.harmony_onnx import export_harmony_run
     from jamd.training.train_harmony import train
 

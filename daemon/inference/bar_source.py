@@ -136,6 +136,19 @@ class LstmBars:
         return self.vocab.symbols[idx]
 
 
+_bar_repeat_told = False
+
+
+def tell_bar_repeat_unused(cfg: ModelConfig, name: str) -> None:
+    """model.bar_repeat is set while per-bar model `name` loads (it has no bar repetition): one info
+    line per process, so the setting is not a silent no-op (`jamd run`, `jamd generate`)."""
+    global _bar_repeat_told
+    if getattr(cfg, "bar_repeat", None) is not None and not _bar_repeat_told:
+        _bar_repeat_told = True
+        log.info("model.bar_repeat %g applies to LSTM models only; %s chooses its bars by its selection",
+                 cfg.bar_repeat, name)
+
+
 def open_bar_source(name: str, model_cfg: ModelConfig) -> BarSource:
     """Load model `name` (a shipped name or a path) as a bar source."""
     from . import model_store

@@ -45,7 +45,7 @@ import numpy as np
 from ..config import ModelConfig
 from ..errors import ModelError
 from ..tokens import DELIMITER, HOLD, REST, Vocabulary, is_pitch
-from . import model_store
+from . import bar_source, model_store
 from .gan_selection import Selection, continuation_cost, first_last_mean, register_of
 from .runtime import make_session
 from .sampling import ARGMAX_BELOW, softmax
@@ -195,6 +195,7 @@ class BarGenerator:
         if info.kind not in KINDS:
             raise ModelError(f"{path}: is a {info.kind} model, not a per-bar GAN model")
         gen = cls(make_session(path, cfg.providers, cfg.intra_op_threads), info)
+        bar_source.tell_bar_repeat_unused(cfg, gen.name)
         candidates = getattr(cfg, "gan_candidates", None)
         if candidates is not None:
             gen.selection = replace(gen.selection, candidates=int(candidates))

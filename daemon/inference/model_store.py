@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -254,6 +255,12 @@ def check_metadata(raw: Any, where: Path) -> Vocabulary | None:
             raise ModelError(f"{where}: {key} is {_quote(value)}; it must be an integer {lo}-{hi}")
     if kind == LSTM_KIND:
         _check_lstm(raw, where)
+    elif "bar_repeat" in raw:
+        # a per-bar model has no step-by-step bar memory to replay from: a setting it would ignore is refused
+        raise ModelError(f"{where}: bar_repeat is for lstm-step models only; a {kind} model chooses its bars "
+                         "with 'selection' (delete bar_repeat)")
+    if "selection" in raw:
+        _check_selection(raw["selection"], where)
     if "step_quarter_length" in raw:
         value = raw["step_quarter_length"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 4:
@@ -278,24 +285,49 @@ def _check_lstm(raw: dict[str, Any], where: Path) -> None:
         check_bar_repeat(raw["bar_repeat"], where)
 
 
-# bar_repeat (jamd.inference.repeat.RepeatSettings): field -> (lowest, highest, integer)
-_BAR_REPEAT = {"chance": (0.0, 1.0, False), "lookback": (1, 64, True), "min_logp": (-1e6, 0.0, False)}
+def _check_selection(value: Any, where: Path) -> None:
+    """A model's ``selection`` (fields of `gan_selection.Selection`), checked as a GAN's is when it
+    loads, for every kind (an LSTM ignores it, but a typo there is still a fault to name)."""
+    from .gan_selection import Selection
+
+    try:
+        Selection.from_dict(value)
+    except (ModelError, TypeError) as exc:
+        raise ModelError(f"{where}: bad selection in model metadata ({exc})") from None
+
+
+# bar_repeat (jamd.inference.repeat.RepeatSettings): field -> (lowest, highest, integer, the range in words)
+_BAR_REPEAT = {"chance": (0.0, 1.0, False, "0-1"), "lookback": (1, 64, True, "1-64"),
+               "min_logp": (-math.inf, 0.0, False, "<= 0")}
+
+
+def _json_quote(value: Any) -> str:
+    """`value` as JSON spells it (null, true, NaN, "x"), clipped: bar_repeat is written in JSON."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def check_bar_repeat(value: Any, where: Path | str | None) -> None:
     """An LSTM's optional ``bar_repeat``: {"chance": 0-1, "lookback": 1-64, "min_logp": <= 0}, each
-    optional; `ModelError` (one line naming `where`, when given, and the field) otherwise."""
+    optional, or null (like {}: off); `ModelError` (one line naming `where`, when given, and the
+    field, values spelled as JSON) otherwise."""
     at = f"{where}: " if where is not None else ""
+    if value is None:
+        return
     if not isinstance(value, dict):
-        raise ModelError(f"{at}bar_repeat is {_quote(value)}; it must be an object like "
-                         '{"chance": 0.18, "lookback": 8, "min_logp": -1.0}')
+        raise ModelError(f"{at}bar_repeat is {_json_quote(value)}; it must be an object like "
+                         '{"chance": 0.18, "lookback": 8, "min_logp": -1.0} (or null: off)')
     for key, v in value.items():
         if key not in _BAR_REPEAT:
             raise ModelError(f"{at}bar_repeat.{key} is not a setting (chance, lookback, min_logp)")
-        lo, hi, integer = _BAR_REPEAT[key]
-        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) or not lo <= v <= hi:
+        lo, hi, integer, bounds = _BAR_REPEAT[key]
+        if isinstance(v, bool) or not isinstance(v, int if integer else (int, float)) \
+                or not math.isfinite(v) or not lo <= v <= hi:
             kind = "an integer" if integer else "a number"
-            raise ModelError(f"{at}bar_repeat.{key} is {_quote(v)}; it must be {kind} {lo:g}-{hi:g}")
+            raise ModelError(f"{at}bar_repeat.{key} is {_json_quote(v)}; it must be {kind} {bounds}")
 
 
 def _check_harmony(raw: dict[str, Any], where: Path) -> None:
