@@ -21,6 +21,11 @@ log = logging.getLogger(__name__)
 RUN_CORPUS_KEYS = ("source", "part", "validation_fraction", "split_seed")
 
 
+def _sources(source: str | tuple[str, ...]) -> str:
+    """A corpus source as a user writes it: "erk" or "erk, /data/midi" (not a Python tuple)."""
+    return source if isinstance(source, str) else ", ".join(source)
+
+
 def with_run_corpus(cfg: Config, state: dict[str, Any], run_dir: Path) -> Config:
     """`cfg` with the corpus the run was trained on (state.json's config.corpus), so an export's
     parity check and metadata use that corpus's validation tunes whatever the configuration
@@ -32,7 +37,7 @@ def with_run_corpus(cfg: Config, state: dict[str, Any], run_dir: Path) -> Config
     corpus = dataclasses.replace(cfg.corpus, **changes)
     if corpus != cfg.corpus:
         log.info("%s: exporting with the run's own corpus %s (the configuration has %s)",
-                 run_dir, corpus.source, cfg.corpus.source)
+                 run_dir, _sources(corpus.source), _sources(cfg.corpus.source))
     return dataclasses.replace(cfg, corpus=corpus)
 
 

@@ -349,6 +349,7 @@ def _figures(state: dict, corpus, train_idx: list, val_idx: list, n_train: int, 
     }
     if role.is_chief:
         atomic_json(out / "figures.json", figures)
+        loss, acc = figures["val_loss"], figures["val_accuracy"]
         log.info("best epoch %s: val_loss %s, val_accuracy %s; run folder %s", figures["best_epoch"],
-                 figures["val_loss"], figures["val_accuracy"], out)
+                 "–" if loss is None else f"{loss:.4f}", "–" if acc is None else f"{acc:.4f}", out)
     return figures
