@@ -31,6 +31,15 @@ def tiny_run(tmp_path_factory):
     return tmp, sets
 
 
+def trained_run(tiny_run):
+    """(tmp, sets, run folder): the module's run, trained for one epoch here if the first test did not run."""
+    tmp, sets = tiny_run
+    run_dir = tmp / "run"
+    if not (run_dir / "best.keras").exists():
+        assert main(["train", "--epochs", "1", "--out", str(run_dir), "--no-progress", *sets]) == 0
+    return tmp, sets, run_dir
+
+
 @pytest.mark.train
 def test_train_resume_export_generate(tiny_run):
     tmp, sets = tiny_run
@@ -93,10 +102,7 @@ def test_train_resume_export_generate(tiny_run):
 def test_export_fails_loudly_when_parity_breaks(tiny_run, monkeypatch):
     import jamd.export.lstm_onnx as lo
 
-    tmp, sets = tiny_run
-    run_dir = tmp / "run"
-    if not (run_dir / "best.keras").exists():
-        assert main(["train", "--epochs", "1", "--out", str(run_dir), "--no-progress", *sets]) == 0
+    tmp, sets, run_dir = trained_run(tiny_run)
     monkeypatch.setattr(lo, "parity", lambda *a, **k: 0.5)
     from jamd import config
     from jamd.export.export_run import export_run
@@ -145,10 +151,7 @@ def test_lean_graph_steps_like_tf2onnx_graph(tiny_run):
 def test_export_without_the_runs_corpus_folder_uses_the_recorded_stats(tiny_run, capsys):
     import shutil
 
-    tmp, sets = tiny_run
-    run_dir = tmp / "run"
-    if not (run_dir / "best.keras").exists():
-        assert main(["train", "--epochs", "1", "--out", str(run_dir), "--no-progress", *sets]) == 0
+    tmp, sets, run_dir = trained_run(tiny_run)
     state = json.loads((run_dir / "state.json").read_text())
     tunes = tmp / "tunes"
     assert state["corpus"]["source"] == str(tunes) and state["corpus"]["stats"]["files"] == 1
