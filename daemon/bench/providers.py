@@ -48,22 +48,29 @@ def _stats(us: np.ndarray) -> dict[str, float]:
     return {"median_us": float(np.median(us)), "p99_us": float(np.percentile(us, 99)), "n": int(len(us))}
 
 
+def _loaded(cls, name: str, model_cfg) -> tuple[Any, float]:
+    """`cls.load(name, model_cfg)` and how long it took (ms): the session the figures are taken on."""
+    t0 = time.perf_counter()
+    model = cls.load(name, model_cfg)
+    return model, (time.perf_counter() - t0) * 1e3
+
+
 def _lstm(name: str, model_cfg, calls: int) -> tuple[Any, dict[str, Any]]:
     from ..inference.lstm import LstmGenerator
 
-    gen = LstmGenerator.load(name, model_cfg)
+    gen, load_ms = _loaded(LstmGenerator, name, model_cfg)
     gen.reset()
     ids = np.random.default_rng(0).integers(0, len(gen.vocab), calls + 20)
     it = iter(ids.tolist())
     us = timeit_us(lambda: gen.feed(next(it)), calls, warmup=20)
-    return gen.session, {"per_call": _stats(us), "unit": "16th"}
+    return gen.session, {"per_call": _stats(us), "unit": "16th", "load_ms": load_ms}
 
 
 def _gan(name: str, model_cfg, calls: int) -> tuple[Any, dict[str, Any]]:
     """next_bar at batch 1, then bars/s in batches (only 16 for fewer than 200 calls: --quick)."""
     from ..inference.gan import BarGenerator
 
-    gen = BarGenerator.load(name, model_cfg)
+    gen, load_ms = _loaded(BarGenerator, name, model_cfg)
     rng = np.random.default_rng(0)
     prev = ["60", "_", "_", "_", "64", "_", "_", "_", "67", "_", "_", "_", "72", "_", "_", "_"][: gen.steps_per_bar]
     us = timeit_us(lambda: gen.next_bar(prev, 0.9, rng), calls, warmup=10)
@@ -72,16 +79,16 @@ def _gan(name: str, model_cfg, calls: int) -> tuple[Any, dict[str, Any]]:
         reps = max(5, min(50, 4 * calls // b))
         t = timeit_us(lambda b=b: gen.bars(b, 0.9, rng, prev), reps, warmup=2)
         batches[b] = float(b / (np.median(t) / 1e6))
-    return gen.session, {"per_call": _stats(us), "unit": "bar", "bars_per_second": batches}
+    return gen.session, {"per_call": _stats(us), "unit": "bar", "bars_per_second": batches, "load_ms": load_ms}
 
 
 def _harmony(name: str, model_cfg, calls: int) -> tuple[Any, dict[str, Any]]:
     from ..inference.harmony import HarmonyModel
 
-    model = HarmonyModel.load(name, model_cfg)
+    model, load_ms = _loaded(HarmonyModel, name, model_cfg)
     x = np.zeros(model._x.shape[1], np.float32)
     us = timeit_us(lambda: model.step(x), calls, warmup=20)
-    return model.session, {"per_call": _stats(us), "unit": "beat"}
+    return model.session, {"per_call": _stats(us), "unit": "beat", "load_ms": load_ms}
 
 
 MEASURE = {"lstm": _lstm, "gan": _gan, "harmony": _harmony}
@@ -96,7 +103,8 @@ def _family(kind: str) -> str | None:
 
 
 def measure(name: str, cfg: Config, provider: str, calls: int) -> dict[str, Any]:
-    """One model on one provider: load time, the provider in use and the per-call figures."""
+    """One model on one provider: load time (ms, of the session measured), the provider in use and
+    the per-call figures."""
     family = _family(load_info(resolve(name)).kind)
     model_cfg = dataclasses.replace(cfg.model, providers=provider)
     t0 = time.perf_counter()
@@ -104,16 +112,15 @@ def measure(name: str, cfg: Config, provider: str, calls: int) -> dict[str, Any]
         session, figures = MEASURE[family](name, model_cfg, calls)
     except ModelError as exc:
         return {"model": name, "provider": provider, "error": str(exc)}
-    # the load time is the first call's; the measurement after it is not included
     figures.update(model=name, family=family, provider=provider, used=session.get_providers()[0],
                    total_s=time.perf_counter() - t0)
     return figures
 
 
-def _load_ms(name: str, cfg: Config, provider: str) -> float:
-    model_cfg = dataclasses.replace(cfg.model, providers=provider)
+def _first_session_ms(name: str, cfg: Config, provider: str) -> float:
+    """Opening a first session on `provider` (ms): CUDA's loads cuBLAS/cuDNN, which no later one pays."""
     t0 = time.perf_counter()
-    runtime.make_session(resolve(name), model_cfg.providers, model_cfg.intra_op_threads)
+    runtime.make_session(resolve(name), provider, cfg.model.intra_op_threads)
     return (time.perf_counter() - t0) * 1e3
 
 
@@ -121,20 +128,15 @@ def run(args: argparse.Namespace, cfg: Config) -> dict[str, Any]:
     import onnxruntime as ort
 
     calls = 50 if args.quick else max(args.steps, 200)
-    names = sorted((n for n in shipped_model_names() if _family(load_info(resolve(n)).kind)),
-                   key=lambda n: (list(MEASURE).index(_family(load_info(resolve(n)).kind)), n))
+    families = {n: _family(load_info(resolve(n)).kind) for n in shipped_model_names()}
+    names = sorted((n for n, f in families.items() if f), key=lambda n: (list(MEASURE).index(families[n]), n))
     providers = _providers()
     figures: dict[str, Any] = {"onnxruntime": ort.__version__, "device": ort.get_device(),
                                "available": ort.get_available_providers(), "providers": providers,
                                "intra_op_threads": cfg.model.intra_op_threads, "models": []}
     for provider in providers:
-        first = _load_ms(names[0], cfg, provider)  # the first session on a provider loads its libraries
-        figures.setdefault("first_session_ms", {})[provider] = first
-        for name in names:
-            m = measure(name, cfg, provider, calls)
-            if "error" not in m:
-                m["load_ms"] = _load_ms(name, cfg, provider)
-            figures["models"].append(m)
+        figures.setdefault("first_session_ms", {})[provider] = _first_session_ms(names[0], cfg, provider)
+        figures["models"] += [measure(name, cfg, provider, calls) for name in names]
     _print(figures)
     return figures
 
