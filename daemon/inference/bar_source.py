@@ -89,11 +89,11 @@ class LstmBars:
     def next_bar(self, n_steps: int, temperature: float, rng: np.random.Generator,
                  first_note: bool = False) -> list[str]:
         out: list[str] = []
+        repeat = getattr(self.gen, "repeat", None)
         i = 0
         while i < n_steps:
             # an earlier bar replayed at a bar line (models with bar repetition) where it fits
             # whole, except where an answer must open on a pitch
-            repeat = getattr(self.gen, "repeat", None)
             bar = None if repeat is None or (i == 0 and first_note) or n_steps - i < repeat.bar_steps \
                 else self.gen.repeated_bar(rng)
             if bar is not None:
@@ -130,9 +130,7 @@ class LstmBars:
         mask = np.zeros(len(self.vocab), bool)
         mask[self.vocab.pitch_ids()] = True
         idx = sample(self.gen.next_logits, temperature, rng, mask)
-        self.gen.feed(idx)
-        if getattr(self.gen, "repeat", None) is not None:
-            self.gen.repeat.heard(idx, self.gen.position)
+        getattr(self.gen, "play", self.gen.feed)(idx)  # a SymbolSampler remembers it for bar repetition
         return self.vocab.symbols[idx]
 
 

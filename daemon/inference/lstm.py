@@ -236,10 +236,7 @@ class LstmGenerator(SymbolSampler):
     def prime(self, symbols: Sequence[str]) -> None:
         """Feed a seed; with bar repetition, its whole bars may come back."""
         for s in symbols:
-            idx = self.vocab.id(s)
-            self.feed(idx)
-            if self.repeat is not None:
-                self.repeat.heard(idx, self.position)
+            self.play(self.vocab.id(s))
 
     def step_probabilities(self, symbol: str) -> np.ndarray:
         """Feed `symbol`; the distribution of the symbol after it."""

@@ -89,10 +89,14 @@ class SymbolSampler:
         if not allow_end:
             values[self._delimiter] = -np.inf
         idx = _draw(values, temperature, rng)
+        self.play(idx)
+        return self.vocab.symbols[idx]
+
+    def play(self, idx: int) -> None:
+        """Feed symbol `idx` as played (sampled, or a seed's): with bar repetition, remembered too."""
         self.feed(idx)
         if self.repeat is not None:
             self.repeat.heard(idx, self.position)
-        return self.vocab.symbols[idx]
 
     def repeated_bar(self, rng: np.random.Generator) -> list[str] | None:
         """At a bar line, an earlier bar replayed (already fed), or None: see `jamd.inference.repeat`."""
@@ -109,7 +113,7 @@ class SymbolSampler:
         (`repeat`) is cut at `n_steps`."""
         out: list[str] = []
         while len(out) < n_steps:
-            bar = self.repeated_bar(rng) if self.repeat is not None else None
+            bar = self.repeated_bar(rng)
             if bar is not None:
                 out.extend(bar[: n_steps - len(out)])
                 continue
