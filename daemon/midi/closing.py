@@ -20,13 +20,19 @@ from typing import Any
 DRAIN_CALLBACKS_S = 0.02
 
 
+def close_input_port(midiin: Any, drain_s: float = DRAIN_CALLBACKS_S) -> None:
+    """Close `midiin`'s port (python-rtmidi cancels its callback first) after `drain_s` seconds (s)
+    without the GIL; the RtMidi object stays, to open a port again (a device reconnected)."""
+    time.sleep(drain_s)
+    midiin.cancel_callback()
+    midiin.close_port()
+
+
 def close_midi_in(midiin: Any, drain_s: float = DRAIN_CALLBACKS_S) -> None:
     """Cancel `midiin`'s callback, close its port and free its RtMidi object (and client),
     after `drain_s` seconds (s) without the GIL; never raises (the port may already be gone)."""
-    time.sleep(drain_s)
     with contextlib.suppress(Exception):
-        midiin.cancel_callback()
-        midiin.close_port()
+        close_input_port(midiin, drain_s)
         # Free the RtMidi object (and its JACK client) now, while the interpreter is
         # whole, not during interpreter teardown, where a JACK thread still running is a
         # known way to crash at exit.

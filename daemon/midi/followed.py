@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from .closing import close_input_port
 from .outputs import ALL_NOTES_OFF, CC, NOTE_OFF, NOTE_ON, Output, RtMidiOutput
 
 # After connecting, the output sends nothing for this long: a JACK server takes a new
@@ -182,7 +183,7 @@ class FollowedInput:
                 return False
             self.connected = None
             if self._in.is_port_open():
-                self._in.close_port()
+                close_input_port(self._in)  # its callbacks drained first (jamd.midi.closing)
             self._in.open_port(names.index(name), self.port_name)
             self.connected, self.ever_connected = name, True
             if self.on_open is not None:
