@@ -21,11 +21,6 @@ log = logging.getLogger(__name__)
 RUN_CORPUS_KEYS = ("source", "part", "validation_fraction", "split_seed")
 
 
-def _sources(source: str | tuple[str, ...]) -> str:
-    """A corpus source as a user writes it: "erk" or "erk, /data/midi" (not a Python tuple)."""
-    return source if isinstance(source, str) else ", ".join(source)
-
-
 def with_run_corpus(cfg: Config, state: dict[str, Any], run_dir: Path) -> Config:
     """`cfg` with the corpus the run was trained on (state.json's config.corpus), so an export's
     parity check and metadata use that corpus's validation tunes whatever the configuration
@@ -37,7 +32,7 @@ def with_run_corpus(cfg: Config, state: dict[str, Any], run_dir: Path) -> Config
     corpus = dataclasses.replace(cfg.corpus, **changes)
     if corpus != cfg.corpus:
         log.info("%s: exporting with the run's own corpus %s (the configuration has %s)",
-                 run_dir, _sources(corpus.source), _sources(cfg.corpus.source))
+                 run_dir, _name(corpus.source), _name(cfg.corpus.source))
     return dataclasses.replace(cfg, corpus=corpus)
 
 
@@ -82,6 +77,7 @@ def run_corpus(cfg: Config, state: dict[str, Any], run_dir: Path,
 
 
 def _name(source: Any) -> str:
+    """A corpus source as the corpus names itself ("erk", "erk+/data/midi"), not a Python tuple."""
     return "+".join(map(str, source)) if isinstance(source, (list, tuple)) else str(source)
 
 

@@ -20,7 +20,7 @@ def test_the_runs_own_corpus_and_split_replace_the_configurations(caplog):
     # where the cache lives and how many workers parse are this machine's, not the run's
     assert (got.corpus.cache_dir, got.corpus.workers) == (cfg.corpus.cache_dir, cfg.corpus.workers)
     assert got.model == cfg.model and got.training == cfg.training
-    assert "runs/x: exporting with the run's own corpus essen, oneill (the configuration has erk)" \
+    assert "runs/x: exporting with the run's own corpus essen+oneill (the configuration has erk)" \
         in caplog.text
 
 
