@@ -11,7 +11,7 @@ from jamd import config
 @pytest.mark.train
 def test_a_corpus_smaller_than_the_shuffle_buffer_is_measured_over_several_epochs(tmp_path):
     """27 tunes give a few dozen windows an epoch, far fewer than the 10,000-window buffer
-    (the fresh user's crash: StopIteration while filling it); epochs follow one another."""
+    (the fresh user's crash: StopIteration while filling it); the epoch's pipeline repeats."""
     pytest.importorskip("tensorflow")
     from jamd.training.bench_train import pipeline_rate
 

@@ -73,11 +73,9 @@ def pipeline_rate(cfg: Any, batch_size: int, batches: int = 100, block: int = 25
     configured corpus, epoch 0's draws, `batch_size` windows a batch, `block` windows per
     `from_generator` element (1: as before 2026-12-06).  The batches that fill the
     shuffle buffer are left out; tokens/s = batches x batch_size x sequence_length / seconds.
-    Epochs follow one another (0, 1, ...: each its own draws) as in training, so a corpus
-    smaller than the shuffle buffer (Erk: one epoch is ~16 batches of 256) is measured too.
-    DataError when the training tunes give no window."""
-    import itertools
-
+    The epoch's pipeline starts again when it ends (`repeat`), as training builds one per epoch,
+    so a corpus smaller than the shuffle buffer (Erk: one epoch is ~16 batches of 256) is measured
+    too.  DataError when the training tunes give no window."""
     from jamd.errors import DataError
 
     from . import stream as st
@@ -91,17 +89,15 @@ def pipeline_rate(cfg: Any, batch_size: int, batches: int = 100, block: int = 25
     if st.window_count(st.stream_tokens(corpus, train_idx, L), L, L - 1) < 1:
         raise DataError(f"corpus {corpus.source}: its training tunes give no window of {L} 16ths")
 
-    def epochs():
-        for epoch in itertools.count():
-            yield from st.epoch_windows(corpus, train_idx, spec, st.epoch_draws(0, epoch, L))()
-
-    ds = st.window_dataset(epochs, spec, batch_size, tc.shuffle_buffer, 0, drop_remainder=True, block=block)
+    # a Python generator chaining the epochs instead cost a third of the rate (3.0 M vs 4.4 M tokens/s)
+    ds = st.window_dataset(st.epoch_windows(corpus, train_idx, spec, st.epoch_draws(0, 0, L)), spec,
+                           batch_size, tc.shuffle_buffer, 0, drop_remainder=True, block=block).repeat()
     fill = tc.shuffle_buffer // batch_size + 2
     it = iter(ds)
     for _ in range(fill):
         next(it)
     t0 = time.perf_counter()
-    for _ in range(batches):  # epochs follow one another: the stream never ends
+    for _ in range(batches):  # repeated: the stream never ends
         next(it)
     seconds = time.perf_counter() - t0
     return {"batch_size": batch_size, "block": block, "batches": batches, "seconds": seconds,

@@ -32,6 +32,7 @@ count (a cluster's steps must agree), dropping at most n-1 windows.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -221,18 +222,10 @@ def window_dataset(gen: Callable[[], Iterator], spec: StreamSpec, batch_size: in
     f_spec = features(x_spec, x_spec if spec.metric_position else None)
 
     def blocks() -> Iterator:
-        xs: list = []
-        ps: list = []
-        ys: list = []
-        for x, p, y in gen():
-            xs.append(x)
-            ps.append(p)
-            ys.append(y)
-            if len(xs) == block:
-                yield features(np.stack(xs), None if p is None else np.stack(ps)), np.stack(ys)
-                xs, ps, ys = [], [], []
-        if xs:
-            yield features(np.stack(xs), None if ps[0] is None else np.stack(ps)), np.stack(ys)
+        windows = gen()
+        while group := list(itertools.islice(windows, block)):  # the last one may be short
+            x, p, y = zip(*group, strict=True)
+            yield features(np.stack(x), None if p[0] is None else np.stack(p)), np.stack(y)
 
     ds = tf.data.Dataset.from_generator(blocks, output_signature=(f_spec, x_spec)).unbatch()
     ds = ds.shuffle(shuffle_buffer, seed=shuffle_seed)
