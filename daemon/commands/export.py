@@ -9,6 +9,7 @@ from typing import Any
 
 from ..config import Config
 from ..errors import UsageError
+from . import options
 from .paths import check_output_file, writing
 from .train import require_training_extra
 
@@ -68,13 +69,6 @@ def parse_selection(text: str | None) -> dict | None:
     return _json_option(text, "--selection", Selection.from_dict)
 
 
-def explicit_keys(args: argparse.Namespace) -> set[str]:
-    """The config keys the command line's --set gave (the run's own corpus yields only to those)."""
-    from ..config import parse_override
-
-    return {parse_override(text)[0] for text in getattr(args, "overrides", None) or []}
-
-
 def run(args: argparse.Namespace, cfg: Config) -> int:
     # every cheap check first: a typo is answered before TensorFlow's seconds of import
     out = check_output_file(args.out, "--out")
@@ -94,10 +88,10 @@ def run(args: argparse.Namespace, cfg: Config) -> int:
 
         with writing(out, "--out"):
             export_gan_run(run_dir, out, cfg, which=args.generator, selection=selection,
-                           explicit=explicit_keys(args))
+                           explicit=options.set_keys(args))
         return 0
     from jamd.export.export_run import export_run
 
     with writing(out, "--out"):
-        export_run(run_dir, out, cfg, bar_repeat=bar_repeat, explicit=explicit_keys(args))
+        export_run(run_dir, out, cfg, bar_repeat=bar_repeat, explicit=options.set_keys(args))
     return 0

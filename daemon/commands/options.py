@@ -16,6 +16,13 @@ from ..config import Config, clip
 from ..errors import ConfigError, ModelError, UsageError
 
 
+def set_keys(args: Any) -> set[str]:
+    """The config keys the command line's --set gave (args.overrides, "key=value" each)."""
+    from ..config import parse_override
+
+    return {parse_override(text)[0] for text in getattr(args, "overrides", None) or []}
+
+
 def apply(cfg: Config, options: Mapping[str, tuple[str | Mapping[str, Any], Any]]) -> Config:
     """`cfg` with each given option's value set: `options` maps an option ("--bpm") to its config key
     ("clock.bpm") and value (None: not given), or to {key: value} of several keys the option sets

@@ -157,7 +157,7 @@ def check_harmony_models(cfg: Config, running: Config) -> None:
 def explicit_keys(args: argparse.Namespace) -> set[str]:
     """The config keys the command line set (options and --set): they win over the saved state."""
     keys = {key for key, value in _options(args).values() if value is not None and isinstance(key, str)}
-    return keys | {config_mod.parse_override(text)[0] for text in getattr(args, "overrides", None) or []}
+    return keys | options.set_keys(args)
 
 
 def check_duration(duration: float | None) -> None:
